@@ -1,0 +1,141 @@
+"""The simulated patient-side manipulator: the PSM URDF in a ``Sim``, servoed in Cartesian space.
+
+Public quantities are in the robot base frame (metres, radians, newtons). The base is placed so
+that the remote centre of motion (RCM) lands on the trocar; its orientation is the world's, so
+base-frame axes are parallel to the patient frame (x right, y toward the arm's mount, z up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.geometry import Frame
+from envs.kinematics import ARM_JOINTS, JAW_JOINTS, PSM_URDF, psm_kinematics
+from envs.sim import ContactReading, Sim
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """Servo settings of the simulated arm.
+
+    ``home_depth_m`` is how far below the RCM (along the vertical shaft) the tool tip starts.
+    ``position_gain`` is Bullet's position-servo gain (fraction of the joint error removed per
+    physics step); ``effort_scale`` scales the URDF effort limits used as the motors' maximum force.
+    """
+
+    home_depth_m: float = 0.07
+    position_gain: float = 0.3
+    jaw_position_gain: float = 0.2
+    effort_scale: float = 1.0
+
+
+@dataclass
+class ArmState:
+    """One reading of the arm, in the base frame.
+
+    ``joint_positions`` (6,) in the order of ``ARM_JOINTS`` (rad, insertion in m); ``tip_position_m``
+    (3,); ``tip_rotation`` (3×3); ``jaw_opening`` in [0, 1] (0 closed, 1 fully open).
+    """
+
+    joint_positions: np.ndarray
+    tip_position_m: np.ndarray
+    tip_rotation: np.ndarray
+    jaw_opening: float
+
+
+class SurgicalArm:
+    """The PSM in a ``Sim``: reset, Cartesian tool-tip targets through RCM-preserving IK, readings."""
+
+    def __init__(self, sim: Sim, trocar_m: np.ndarray, config: ArmConfig | None = None, name: str = "psm") -> None:
+        self.sim = sim
+        self.config = config or ArmConfig()
+        self.name = name
+        self.kin = psm_kinematics()
+        trocar = np.asarray(trocar_m, dtype=float)
+        # The base frame is the world frame translated so that the RCM lands on the trocar.
+        self.base = Frame(trocar - self.kin.rcm_in_base_m, np.eye(3))
+        sim.load_urdf(name, str(PSM_URDF), self.base.position_m, fixed_base=True)
+        self._arm_idx = [sim.joint(name, j) for j in ARM_JOINTS]
+        self._jaw_idx = [sim.joint(name, j) for j in JAW_JOINTS]
+        self._all_idx = self._arm_idx + self._jaw_idx
+        self.tip_link = sim.link(name, "tool_tip_link")
+        jaw_effort = [j.max_effort for j in self.kin.jaws]
+        self._forces = list(self.kin.max_effort * self.config.effort_scale) + [e * self.config.effort_scale for e in jaw_effort]
+        self._gains = [self.config.position_gain] * len(self._arm_idx) + [self.config.jaw_position_gain] * 2
+        for link in range(-1, sim.num_links(name)):
+            sim.set_link_damping(name, link, 0.0, 0.0)
+        self._down = np.eye(3)
+        self.home_q, _ = self.kin.inverse_pose(
+            self.kin.rcm_in_base_m + np.array([0.0, 0.0, -self.config.home_depth_m]), self._down
+        )
+        self.target_q = self.home_q.copy()
+        self.target_jaw = 0.0
+
+    # ------------------------------------------------------------------ frames
+    @property
+    def trocar_m(self) -> np.ndarray:
+        """The RCM (trocar point) in the base frame."""
+        return self.kin.rcm_in_base_m.copy()
+
+    def world_to_base(self, p_world: np.ndarray) -> np.ndarray:
+        return self.base.from_parent(p_world)
+
+    def base_to_world(self, p_base: np.ndarray) -> np.ndarray:
+        return self.base.to_parent(p_base)
+
+    # ------------------------------------------------------------------ control
+    def reset(self, q: np.ndarray | None = None, jaw_opening: float = 0.0) -> None:
+        """Teleport to joints ``q`` (default: home) at rest with the jaw at ``jaw_opening``."""
+        q = self.home_q if q is None else self.kin.clamp(np.asarray(q, dtype=float))
+        jaw_q = jaw_opening * self.kin.jaw_max_rad
+        self.sim.reset_joints(self.name, self._all_idx, [*q, jaw_q, jaw_q])
+        self.target_q = q.copy()
+        self.target_jaw = float(jaw_opening)
+        self._drive()
+
+    def command_tip(self, tip_m: np.ndarray, jaw_opening: float, rotation: np.ndarray | None = None) -> bool:
+        """Servo the tool tip toward ``tip_m`` (base frame) with orientation ``rotation`` (3×3,
+        base frame; default: jaws pointing straight down) and the jaw toward ``jaw_opening``.
+
+        The wrist holds the orientation as the shaft pivots about the RCM, as a surgical robot
+        does when the surgeon translates. Returns whether the target is reachable; if not, the
+        arm goes to the solution clamped to its joint limits.
+        """
+        rot = self._down if rotation is None else rotation
+        q, reachable = self.kin.inverse_pose(tip_m, rot, tuple(self.target_q[3:]), iterations=2)
+        self.target_q = q
+        self.target_jaw = float(min(max(jaw_opening, 0.0), 1.0))
+        self._drive()
+        return reachable
+
+    def hold(self) -> None:
+        """Servo to the current joint positions (stop where the arm is)."""
+        q, _ = self.sim.joint_states(self.name, self._arm_idx)
+        self.target_q = q
+        self._drive()
+
+    def _drive(self) -> None:
+        jaw_q = self.target_jaw * self.kin.jaw_max_rad
+        self.sim.drive_joints(self.name, self._all_idx, [*self.target_q, jaw_q, jaw_q], self._forces, self._gains)
+
+    # ------------------------------------------------------------------ readings
+    def read(self) -> ArmState:
+        """Joint positions and the tool-tip pose from forward kinematics of the measured joints."""
+        q_all, _ = self.sim.joint_states(self.name, self._all_idx)
+        q = q_all[:6]
+        p, r = self.kin.forward(q)
+        jaw = float(np.clip((q_all[6] + q_all[7]) / (2 * self.kin.jaw_max_rad), 0.0, 1.0))
+        return ArmState(q, p, r, jaw)
+
+    def contact(self) -> ContactReading:
+        """Contact force (N) on the tool from everything it touches, in the base frame."""
+        c = self.sim.contact(self.name)
+        if c.num_points:
+            c.force_N = self.base.vector_from_parent(c.force_N)
+            c.normal = self.base.vector_from_parent(c.normal)
+        return c
+
+    def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.kin.lower.copy(), self.kin.upper.copy()

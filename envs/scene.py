@@ -1,0 +1,134 @@
+"""The patient scene: tissue bed, props, task objects and the endoscope camera.
+
+World (patient) frame: origin at the centre of the tissue surface, z up, metres. Every body is
+rigid or articulated, so the scene's state is a set of poses and joint values that a renderer or
+a console twin can mirror.
+
+Tissue compliance is Bullet's compliant contact: the normal force on the tool is
+``stiffness × indentation + damping × indentation rate``. The default stiffness, 300 N/m, is of the
+order measured when indenting soft abdominal organs such as liver with a probe of a few millimetres
+(a few hundred N/m over indentations of several mm); it puts Palpate's 1.5–2.5 N band at 5–8 mm of
+indentation, well resolved by the tool, and keeps the 6 N hard limit at 20 mm. Force is linear in
+indentation over that whole range (checked by the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from envs.sim import CameraSpec, Sim
+
+TISSUE_RGBA = (0.86, 0.52, 0.50, 1.0)
+
+
+@dataclass(frozen=True)
+class TissueConfig:
+    """The tissue bed: a slab whose top face is the world z=0 plane."""
+
+    stiffness_N_m: float = 300.0
+    damping_N_s_m: float = 5.0
+    friction: float = 0.3
+    half_size_m: tuple[float, float] = (0.12, 0.12)
+    thickness_m: float = 0.04
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Scene parameters. ``trocar_m`` is the trocar (the arm's RCM) in the world frame; the arm's
+    base is placed so its RCM lands there. ``workspace_low_m``/``workspace_high_m`` bound tool-tip
+    targets in the world frame (the lower z bound lets the tool indent the tissue)."""
+
+    trocar_m: tuple[float, float, float] = (0.0, 0.0, 0.12)
+    tissue: TissueConfig = field(default_factory=TissueConfig)
+    camera: CameraSpec = field(
+        default_factory=lambda: CameraSpec(eye_m=(0.0, -0.11, 0.085), target_m=(0.0, 0.0, 0.0), fov_deg=60.0)
+    )
+    workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
+    workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
+    with_needle: bool = True
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.trocar_m, dtype=float)
+        if t.shape != (3,) or not np.all(np.isfinite(t)):
+            raise ValueError(f"trocar_m must be three finite numbers (m), got {self.trocar_m}")
+        if t[2] <= 0.04:
+            raise ValueError(f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m")
+        if np.any(np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)):
+            raise ValueError("workspace_low_m must be below workspace_high_m on every axis")
+
+
+def camera_intrinsics(camera: CameraSpec, width: int, height: int) -> tuple[float, float, float, float]:
+    """Pinhole intrinsics (fx, fy, cx, cy) in pixels for an image of ``width`` × ``height``."""
+    fy = (height / 2) / math.tan(math.radians(camera.fov_deg) / 2)
+    return fy, fy, width / 2, height / 2
+
+
+class PatientScene:
+    """Builds the tissue bed and static props in a ``Sim`` and helps tasks add their objects."""
+
+    TISSUE = "tissue"
+
+    def __init__(self, sim: Sim, config: SceneConfig | None = None) -> None:
+        self.sim = sim
+        self.config = config or SceneConfig()
+        t = self.config.tissue
+        hx, hy = t.half_size_m
+        sim.create_body(
+            self.TISSUE,
+            [{"kind": "box", "half_extents_m": (hx, hy, t.thickness_m / 2)}],
+            position_m=(0.0, 0.0, -t.thickness_m / 2),
+            rgba=TISSUE_RGBA,
+        )
+        sim.set_contact_dynamics(self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction)
+        #: Bodies that count as patient tissue (compliant, force-limited).
+        self.tissue_bodies: list[str] = [self.TISSUE]
+        if self.config.with_needle:
+            self._add_needle()
+
+    @property
+    def surface_z_m(self) -> float:
+        """Height of the tissue surface in the world frame (m)."""
+        return 0.0
+
+    def _add_needle(self) -> None:
+        """A curved suture needle (half circle, 8 mm radius) lying on the tissue: a static,
+        visual-only prop for the camera and for later needle tasks."""
+        radius, n = 0.008, 8
+        shapes = []
+        for i in range(n):
+            a = math.pi * (i + 0.5) / n
+            seg = math.pi * radius / n
+            shapes.append(
+                {
+                    "kind": "cylinder",
+                    "radius_m": 0.0005,
+                    "length_m": seg * 1.05,
+                    "offset_m": (radius * math.cos(a), radius * math.sin(a), 0.0),
+                    # Cylinder along z rotated to lie tangent to the arc in the x-y plane.
+                    "quat_xyzw": _quat_from_axes_tangent(a),
+                    "rgba": (0.75, 0.77, 0.80, 1.0),
+                }
+            )
+        self.sim.create_body("needle", shapes, position_m=(0.045, -0.045, 0.0006), collision=False)
+
+    def add_marker(self, name: str, radius_m: float, rgba: tuple[float, float, float, float], flat: bool = False) -> None:
+        """A visual-only marker (a sphere, or a flat disc lying on the tissue) for goals."""
+        if flat:
+            shape = {"kind": "cylinder", "radius_m": radius_m, "length_m": 0.0004}
+        else:
+            shape = {"kind": "sphere", "radius_m": radius_m}
+        self.sim.create_body(name, [shape], collision=False, rgba=rgba)
+
+    def render(self, width: int, height: int) -> np.ndarray:
+        return self.sim.render(self.config.camera, width, height)
+
+
+def _quat_from_axes_tangent(angle: float) -> tuple[float, float, float, float]:
+    # Tangent of the arc at ``angle`` is (-sin a, cos a, 0): rotate +z onto it (90° about the
+    # horizontal axis perpendicular to the tangent).
+    axis = np.array([math.cos(angle), math.sin(angle), 0.0])
+    s = math.sin(math.pi / 4)
+    return (axis[0] * s, axis[1] * s, 0.0, math.cos(math.pi / 4))

@@ -1,0 +1,395 @@
+"""The simulator layer: the only module in telesurg that talks to pybullet.
+
+One ``Sim`` owns one pybullet physics client (DIRECT, headless). Robots, scenes and tasks create
+and query bodies through it by name, so the rest of ``envs`` never handles pybullet ids, and a
+renderer or console twin could replace it with a mirror. Everything here is in the world (patient)
+frame, SI units: metres, kilograms, seconds, newtons; quaternions as (x, y, z, w).
+
+Geometry is simulated at true scale (no internal scaling): the tool touches tissue through a single
+2.5 mm sphere, for which Bullet's compliant contact is stable at the 2 ms physics step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Physics settings. ``physics_step_s`` is Bullet's fixed step (500 Hz, panda-gym's 2 ms)."""
+
+    physics_step_s: float = 0.002
+    gravity_m_s2: float = 9.81
+    solver_iterations: int = 50
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A pinhole camera in the world frame: eye and look-at points (m), up vector, vertical field
+    of view (deg) and clip planes (m)."""
+
+    eye_m: tuple[float, float, float]
+    target_m: tuple[float, float, float]
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    fov_deg: float = 60.0
+    near_m: float = 0.01
+    far_m: float = 1.0
+
+
+@dataclass
+class ContactReading:
+    """Contact force on a body summed over its contact points, in the world frame.
+
+    ``force_N`` is the total force the surroundings apply to the body (normal plus friction);
+    ``normal`` is the force-weighted mean contact normal pointing from the surroundings into the
+    body (zero vector when there is no contact).
+    """
+
+    force_N: np.ndarray
+    normal: np.ndarray
+    num_points: int
+
+
+class Sim:
+    """One headless pybullet world with a name → body-id map."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = config or SimConfig()
+        self._client: int | None = pb.connect(pb.DIRECT)
+        self.bodies: dict[str, int] = {}
+        self._joint_index: dict[tuple[str, str], int] = {}
+        self._link_index: dict[tuple[str, str], int] = {}
+        pb.setTimeStep(self.config.physics_step_s, physicsClientId=self._client)
+        pb.setGravity(0.0, 0.0, -self.config.gravity_m_s2, physicsClientId=self._client)
+        pb.setPhysicsEngineParameter(
+            numSolverIterations=self.config.solver_iterations,
+            deterministicOverlappingPairs=1,
+            physicsClientId=self._client,
+        )
+        self.time_s = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def client(self) -> int:
+        if self._client is None:
+            raise RuntimeError("the simulator has been closed")
+        return self._client
+
+    @property
+    def closed(self) -> bool:
+        return self._client is None
+
+    def close(self) -> None:
+        """Disconnect from pybullet. Safe to call more than once."""
+        if self._client is not None:
+            try:
+                pb.disconnect(physicsClientId=self._client)
+            except pb.error:
+                pass
+            self._client = None
+
+    def __enter__(self) -> Sim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def step(self) -> None:
+        """Advance the world by one physics step."""
+        pb.stepSimulation(physicsClientId=self._client)
+        self.time_s += self.config.physics_step_s
+
+    def save_state(self) -> int:
+        return pb.saveState(physicsClientId=self.client)
+
+    def restore_state(self, state_id: int) -> None:
+        pb.restoreState(stateId=state_id, physicsClientId=self.client)
+
+    # ------------------------------------------------------------------ bodies
+    def _register(self, name: str, body: int) -> int:
+        if name in self.bodies:
+            raise ValueError(f"a body named {name!r} already exists")
+        self.bodies[name] = body
+        for j in range(pb.getNumJoints(body, physicsClientId=self.client)):
+            info = pb.getJointInfo(body, j, physicsClientId=self.client)
+            self._joint_index[(name, info[1].decode())] = j
+            self._link_index[(name, info[12].decode())] = j
+        return body
+
+    def load_urdf(
+        self,
+        name: str,
+        path: str,
+        position_m: Sequence[float],
+        quat_xyzw: Sequence[float] = (0, 0, 0, 1),
+        fixed_base: bool = True,
+    ) -> int:
+        body = pb.loadURDF(
+            str(path),
+            list(position_m),
+            list(quat_xyzw),
+            useFixedBase=fixed_base,
+            flags=pb.URDF_USE_INERTIA_FROM_FILE,
+            physicsClientId=self.client,
+        )
+        return self._register(name, body)
+
+    def create_body(
+        self,
+        name: str,
+        shapes: Sequence[dict],
+        mass_kg: float = 0.0,
+        position_m: Sequence[float] = (0, 0, 0),
+        quat_xyzw: Sequence[float] = (0, 0, 0, 1),
+        collision: bool = True,
+        rgba: Sequence[float] = (0.8, 0.8, 0.8, 1.0),
+    ) -> int:
+        """Create a rigid body from primitive shapes.
+
+        Each shape is a dict with ``kind`` in {"box", "cylinder", "sphere"}, its size
+        (``half_extents_m``, or ``radius_m`` and ``length_m``), and optional ``offset_m`` and
+        ``quat_xyzw`` relative to the body origin, ``rgba``, and ``collision``/``visual`` flags.
+        ``mass_kg=0`` makes the body static; ``collision=False`` makes it visual only.
+        """
+        c = self.client
+        col_shapes = [s for s in shapes if collision and s.get("collision", True)]
+        vis_shapes = [s for s in shapes if s.get("visual", True)]
+        col = -1
+        if col_shapes:
+            kw = _shape_arrays(col_shapes, rgba)
+            col = pb.createCollisionShapeArray(
+                shapeTypes=kw["types"],
+                halfExtents=kw["half_extents"],
+                radii=kw["radii"],
+                lengths=kw["lengths"],
+                collisionFramePositions=kw["positions"],
+                collisionFrameOrientations=kw["orientations"],
+                physicsClientId=c,
+            )
+        vis = -1
+        if vis_shapes:
+            kw = _shape_arrays(vis_shapes, rgba)
+            vis = pb.createVisualShapeArray(
+                shapeTypes=kw["types"],
+                halfExtents=kw["half_extents"],
+                radii=kw["radii"],
+                lengths=kw["lengths"],
+                rgbaColors=kw["colors"],
+                visualFramePositions=kw["positions"],
+                visualFrameOrientations=kw["orientations"],
+                physicsClientId=c,
+            )
+        body = pb.createMultiBody(
+            baseMass=mass_kg,
+            baseCollisionShapeIndex=col,
+            baseVisualShapeIndex=vis,
+            basePosition=list(position_m),
+            baseOrientation=list(quat_xyzw),
+            physicsClientId=c,
+        )
+        return self._register(name, body)
+
+    def body(self, name: str) -> int:
+        try:
+            return self.bodies[name]
+        except KeyError:
+            raise KeyError(f"no body named {name!r}; have {sorted(self.bodies)}") from None
+
+    def joint(self, body: str, joint: str) -> int:
+        return self._joint_index[(body, joint)]
+
+    def link(self, body: str, link: str) -> int:
+        return self._link_index[(body, link)]
+
+    # ------------------------------------------------------------------ dynamics settings
+    def set_contact_dynamics(
+        self,
+        body: str,
+        link: int = -1,
+        stiffness_N_m: float | None = None,
+        damping_N_s_m: float | None = None,
+        lateral_friction: float | None = None,
+    ) -> None:
+        """Make a body's contacts compliant (force = stiffness × depth + damping × depth rate)."""
+        kw: dict[str, float] = {}
+        if stiffness_N_m is not None:
+            kw["contactStiffness"] = stiffness_N_m
+            kw["contactDamping"] = damping_N_s_m if damping_N_s_m is not None else 0.0
+        if lateral_friction is not None:
+            kw["lateralFriction"] = lateral_friction
+        pb.changeDynamics(self.body(body), link, **kw, physicsClientId=self.client)
+
+    def set_link_damping(self, body: str, link: int, linear: float, angular: float) -> None:
+        pb.changeDynamics(self.body(body), link, linearDamping=linear, angularDamping=angular, physicsClientId=self.client)
+
+    def set_collision(self, body_a: str, body_b: str, enabled: bool, link_a: int = -1, link_b: int = -1) -> None:
+        pb.setCollisionFilterPair(
+            self.body(body_a), self.body(body_b), link_a, link_b, int(enabled), physicsClientId=self.client
+        )
+
+    def num_links(self, body: str) -> int:
+        return pb.getNumJoints(self.body(body), physicsClientId=self.client)
+
+    # ------------------------------------------------------------------ joints
+    def joint_states(self, body: str, joints: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (rad or m) and velocities (rad/s or m/s) of ``joints``."""
+        states = pb.getJointStates(self.bodies[body], joints, physicsClientId=self._client)
+        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+
+    def reset_joints(self, body: str, joints: Sequence[int], positions: Sequence[float]) -> None:
+        """Teleport joints to ``positions`` at rest (used at reset, never during an episode)."""
+        b, c = self.body(body), self.client
+        for j, q in zip(joints, positions, strict=True):
+            pb.resetJointState(b, j, float(q), 0.0, physicsClientId=c)
+
+    def drive_joints(
+        self,
+        body: str,
+        joints: Sequence[int],
+        positions: Sequence[float],
+        max_forces: Sequence[float],
+        position_gains: Sequence[float],
+    ) -> None:
+        """Position-servo ``joints`` toward ``positions`` with bounded effort (N or N·m)."""
+        pb.setJointMotorControlArray(
+            self.bodies[body],
+            joints,
+            pb.POSITION_CONTROL,
+            targetPositions=list(positions),
+            targetVelocities=[0.0] * len(joints),
+            forces=list(max_forces),
+            positionGains=list(position_gains),
+            velocityGains=[1.0] * len(joints),
+            physicsClientId=self._client,
+        )
+
+    def free_joints(self, body: str, joints: Iterable[int], friction_N_m: float = 0.0) -> None:
+        """Switch off the default velocity motors so ``joints`` move freely (passive hinges)."""
+        for j in joints:
+            pb.setJointMotorControl2(
+                self.body(body), j, pb.VELOCITY_CONTROL, targetVelocity=0.0, force=friction_N_m, physicsClientId=self.client
+            )
+
+    # ------------------------------------------------------------------ poses
+    def link_pose(self, body: str, link: int) -> tuple[np.ndarray, np.ndarray]:
+        """World position (m) and quaternion of a link's URDF frame (``link=-1``: the base)."""
+        if link < 0:
+            return self.base_pose(body)
+        s = pb.getLinkState(self.bodies[body], link, computeForwardKinematics=1, physicsClientId=self._client)
+        return np.array(s[4]), np.array(s[5])
+
+    def base_pose(self, body: str) -> tuple[np.ndarray, np.ndarray]:
+        pos, quat = pb.getBasePositionAndOrientation(self.bodies[body], physicsClientId=self._client)
+        return np.array(pos), np.array(quat)
+
+    def reset_base_pose(self, body: str, position_m: Sequence[float], quat_xyzw: Sequence[float] = (0, 0, 0, 1)) -> None:
+        b, c = self.body(body), self.client
+        pb.resetBasePositionAndOrientation(b, list(position_m), list(quat_xyzw), physicsClientId=c)
+        pb.resetBaseVelocity(b, [0, 0, 0], [0, 0, 0], physicsClientId=c)
+
+    # ------------------------------------------------------------------ contacts and constraints
+    def contact(self, body: str, links: frozenset[int] | None = None, ignore: frozenset[int] = frozenset()) -> ContactReading:
+        """Total contact force (N) on ``body`` (optionally only on ``links``), from the last step.
+
+        Contacts with bodies whose ids are in ``ignore`` are skipped.
+        """
+        points = pb.getContactPoints(bodyA=self.bodies[body], physicsClientId=self._client)
+        force = np.zeros(3)
+        normal = np.zeros(3)
+        n = 0
+        for c in points:
+            if links is not None and c[3] not in links:
+                continue
+            if c[2] in ignore:
+                continue
+            fn = c[9]
+            nb = c[7]
+            f1, d1, f2, d2 = c[10], c[11], c[12], c[13]
+            force[0] += fn * nb[0] + f1 * d1[0] + f2 * d2[0]
+            force[1] += fn * nb[1] + f1 * d1[1] + f2 * d2[1]
+            force[2] += fn * nb[2] + f1 * d1[2] + f2 * d2[2]
+            normal[0] += fn * nb[0]
+            normal[1] += fn * nb[1]
+            normal[2] += fn * nb[2]
+            n += 1
+        norm = float(np.sqrt(normal @ normal))
+        if norm > 0:
+            normal /= norm
+        return ContactReading(force, normal, n)
+
+    def add_fixed_constraint(
+        self, parent: str, parent_link: int, child: str, child_link: int, max_force_N: float
+    ) -> int:
+        """Weld ``child`` to ``parent`` in their current relative pose; returns the constraint id."""
+        c = self.client
+        p_pos, p_quat = self.link_pose(parent, parent_link)
+        c_pos, c_quat = self.link_pose(child, child_link)
+        # Express the child frame in the parent link frame.
+        inv_pos, inv_quat = pb.invertTransform(p_pos.tolist(), p_quat.tolist())
+        rel_pos, rel_quat = pb.multiplyTransforms(inv_pos, inv_quat, c_pos.tolist(), c_quat.tolist())
+        cid = pb.createConstraint(
+            self.body(parent),
+            parent_link,
+            self.body(child),
+            child_link,
+            pb.JOINT_FIXED,
+            [0, 0, 0],
+            rel_pos,
+            [0, 0, 0],
+            rel_quat,
+            [0, 0, 0, 1],
+            physicsClientId=c,
+        )
+        pb.changeConstraint(cid, maxForce=max_force_N, physicsClientId=c)
+        return cid
+
+    def remove_constraint(self, constraint_id: int) -> None:
+        pb.removeConstraint(constraint_id, physicsClientId=self.client)
+
+    def constraint_force(self, constraint_id: int) -> np.ndarray:
+        """Linear force (N, world frame) the constraint applied in the last step."""
+        f = pb.getConstraintState(constraint_id, physicsClientId=self._client)
+        return np.array(f[:3])
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, camera: CameraSpec, width: int, height: int) -> np.ndarray:
+        """An RGB image (height, width, 3) uint8 from ``camera`` (pybullet's TinyRenderer, no shadows)."""
+        c = self.client
+        view = pb.computeViewMatrix(list(camera.eye_m), list(camera.target_m), list(camera.up), physicsClientId=c)
+        proj = pb.computeProjectionMatrixFOV(camera.fov_deg, width / height, camera.near_m, camera.far_m, physicsClientId=c)
+        _, _, rgba, _, _ = pb.getCameraImage(
+            width,
+            height,
+            viewMatrix=view,
+            projectionMatrix=proj,
+            renderer=pb.ER_TINY_RENDERER,
+            shadow=0,
+            flags=pb.ER_NO_SEGMENTATION_MASK,
+            physicsClientId=c,
+        )
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
+
+
+_GEOM = {"box": pb.GEOM_BOX, "cylinder": pb.GEOM_CYLINDER, "sphere": pb.GEOM_SPHERE}
+
+
+def _shape_arrays(shapes: Sequence[dict], rgba: Sequence[float]) -> dict[str, list]:
+    out: dict[str, list] = {k: [] for k in ("types", "half_extents", "radii", "lengths", "positions", "orientations", "colors")}
+    for s in shapes:
+        if s["kind"] not in _GEOM:
+            raise ValueError(f"unknown shape kind {s['kind']!r}; use one of {sorted(_GEOM)}")
+        out["types"].append(_GEOM[s["kind"]])
+        out["half_extents"].append(list(s.get("half_extents_m", (0.0, 0.0, 0.0))))
+        out["radii"].append(float(s.get("radius_m", 0.0)))
+        out["lengths"].append(float(s.get("length_m", 0.0)))
+        out["positions"].append(list(s.get("offset_m", (0.0, 0.0, 0.0))))
+        out["orientations"].append(list(s.get("quat_xyzw", (0.0, 0.0, 0.0, 1.0))))
+        out["colors"].append(list(s.get("rgba", rgba)))
+    return out

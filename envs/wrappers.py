@@ -1,0 +1,98 @@
+"""Wrappers: discrete actions for DQN, and the force shield for training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.safety import ForceShield
+
+
+class DiscreteActions(gym.ActionWrapper):
+    """``Discrete`` actions from a lookup table of tool-tip steps.
+
+    Action 0 is a no-op; then, for each base-frame axis x, y, z, a coarse and a fine step in each
+    direction (``coarse`` and ``fine`` are fractions of the env's ``max_step_m``: by default 2 mm
+    and 0.5 mm, so a 3 mm tolerance is reachable); for tasks that use the jaw, two more actions
+    open and close it. The jaw keeps its last command (closed at reset). ``labels[i]`` names
+    action ``i``.
+    """
+
+    def __init__(self, env: gym.Env, coarse: float = 1.0, fine: float = 0.25) -> None:
+        super().__init__(env)
+        if not (0 < fine < coarse <= 1.0):
+            raise ValueError(f"need 0 < fine < coarse <= 1, got fine={fine}, coarse={coarse}")
+        table: list[tuple[np.ndarray, float | None]] = [(np.zeros(3), None)]
+        labels = ["no-op"]
+        for axis, name in enumerate("xyz"):
+            for size, size_name in ((coarse, "coarse"), (fine, "fine")):
+                for sign, sign_name in ((1.0, "+"), (-1.0, "-")):
+                    step = np.zeros(3)
+                    step[axis] = sign * size
+                    table.append((step, None))
+                    labels.append(f"{sign_name}{name} {size_name}")
+        if env.unwrapped.task.uses_jaw:
+            table += [(np.zeros(3), 1.0), (np.zeros(3), -1.0)]
+            labels += ["jaw open", "jaw close"]
+        self.table = table
+        self.labels = labels
+        self.action_space = spaces.Discrete(len(table))
+        self._jaw = -1.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        self._jaw = -1.0
+        return self.env.reset(**kwargs)
+
+    def action(self, action: Any) -> np.ndarray:
+        try:
+            index = int(action)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}") from exc
+        if not 0 <= index < len(self.table) or index != action:
+            raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}")
+        step, jaw = self.table[index]
+        if jaw is not None:
+            self._jaw = jaw
+        return np.array([*step, self._jaw], dtype=np.float32)
+
+
+class ForceShieldWrapper(gym.Wrapper):
+    """Passes every continuous action through a ``ForceShield`` using the contact force in the
+    latest observation, so motion into tissue is scaled or removed before the hard limit.
+    ``info["shield_active"]`` says whether the shield changed the action."""
+
+    def __init__(self, env: gym.Env, shield: ForceShield | None = None) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        self.shield = shield or ForceShield(base.limits)
+        self._layout = base.obs_layout
+        self._max_step = base.max_step_m
+        self._force = np.zeros(3)
+
+    def _read_force(self, obs: dict) -> None:
+        self._force = self._layout.get(obs["observation"], "contact_force_N").astype(np.float64)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self.shield.reset()
+        self._read_force(obs)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        a = np.asarray(action, dtype=np.float64)
+        active = False
+        if a.shape == (4,) and np.all(np.isfinite(a)):
+            # Invalid actions pass through untouched so the env rejects them with its own error.
+            a = np.clip(a, -1.0, 1.0)
+            wanted = a[:3] * self._max_step
+            allowed = self.shield.filter(wanted, self._force)
+            active = not np.allclose(wanted, allowed, atol=1e-9)
+            a = a.copy()
+            a[:3] = np.clip(allowed / self._max_step, -1.0, 1.0)
+        obs, reward, terminated, truncated, info = self.env.step(a.astype(np.float32) if a.dtype != object else action)
+        self._read_force(obs)
+        info["shield_active"] = active
+        return obs, reward, terminated, truncated, info
