@@ -176,11 +176,13 @@ class SurgicalEnv(gym.Env):
         self.arm.command_tip(target, (a[3] + 1.0) / 2.0)
         force_max = 0.0
         force_w = np.zeros(3)
+        grasper = self.grasper
         for _ in range(cfg.substeps):
+            pull = grasper.apply_tissue_force() if grasper.holding_tissue else None
             self.sim.step()
             force_w = self.sim.contact(self.arm.name).force_N
-            if self.grasper.held is not None:
-                force_w = force_w + self.grasper.pull_force_world_N()
+            if pull is not None:
+                force_w = force_w + pull
             force_max = max(force_max, float(np.sqrt(force_w @ force_w)))
         state = self.arm.read()
         self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))

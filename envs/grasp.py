@@ -1,11 +1,17 @@
-"""Grasping by the jaws, modelled as a weld between the tool tip and the grasped object.
+"""Grasping by the jaws.
 
-Closing the jaws on a registered grasp point welds the object to the tool-tip frame (the approach
+Closing the jaws on a registered grasp point attaches the object to the tool tip (the approach
 SurRoL and most surgical simulators take: millimetre-scale friction grasps are not stable in a rigid
 solver). A grasp needs the jaws to have been open (above ``open_threshold``) and then closed
-(below ``close_threshold``) with the tool tip within ``radius_m`` of the grasp point. Opening the jaws
-releases the object; so does the object slipping more than ``slip_m`` from the jaws, which happens
-when the weld's force cap (``max_force_N``) is exceeded, as tissue slips from real graspers.
+(below ``close_threshold``) with the tool tip within ``radius_m`` of the grasp point; opening the
+jaws releases it.
+
+* Rigid objects (blocks) are welded to the tool tip, at most ``weld_max_force_N`` strong; they slip
+  out when pulled more than ``slip_m`` from the jaws.
+* Tissue is elastic: the jaws hold it through a spring-damper between the tool tip and the grasp
+  point (``tissue_stiffness_N_m``, ``tissue_damping_N_s_m``), applied at every physics step. Its
+  reaction is the pull the tool feels, and it counts toward the tool's contact force. Tissue slips
+  from the jaws when the pull exceeds ``tissue_slip_force_N``.
 """
 
 from __future__ import annotations
@@ -24,14 +30,17 @@ class GraspConfig:
     radius_m: float = 0.004
     open_threshold: float = 0.5
     close_threshold: float = 0.2
-    max_force_N: float = 10.0
+    weld_max_force_N: float = 10.0
     slip_m: float = 0.006
+    tissue_stiffness_N_m: float = 400.0
+    tissue_damping_N_s_m: float = 1.5
+    tissue_slip_force_N: float = 10.0
 
 
 @dataclass
 class Graspable:
     """An object the jaws can hold: body name, link (-1 for the base), grasp point in that link's
-    frame (m), and whether it is patient tissue (its pull counts toward the tool force)."""
+    frame (m), and whether it is patient tissue (held elastically; its pull loads the tool)."""
 
     body: str
     link: int
@@ -40,7 +49,7 @@ class Graspable:
 
 
 class Grasper:
-    """Tracks the jaws and welds or releases registered objects."""
+    """Tracks the jaws and attaches or releases registered objects."""
 
     def __init__(self, sim: Sim, arm: SurgicalArm, config: GraspConfig | None = None) -> None:
         self.sim = sim
@@ -50,6 +59,7 @@ class Grasper:
         self.held: Graspable | None = None
         self._constraint: int | None = None
         self._armed = False
+        self._pull_world = np.zeros(3)
 
     def register(self, obj: Graspable) -> None:
         self.objects.append(obj)
@@ -67,12 +77,35 @@ class Grasper:
             self.sim.remove_constraint(self._constraint)
         self._constraint = None
         self.held = None
+        self._pull_world = np.zeros(3)
+
+    @property
+    def holding_tissue(self) -> bool:
+        return self.held is not None and self.held.is_tissue
+
+    def apply_tissue_force(self) -> np.ndarray:
+        """Before a physics step: apply the elastic grasp force to held tissue. Returns the force
+        (N, world frame) the tissue exerts on the tool (zero unless holding tissue)."""
+        if not self.holding_tissue:
+            return np.zeros(3)
+        obj = self.held
+        assert obj is not None
+        tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, np.zeros(3))
+        point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, obj.point_local_m)
+        cfg = self.config
+        force_on_tissue = cfg.tissue_stiffness_N_m * (tip - point) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
+        self.sim.apply_force(obj.body, obj.link, force_on_tissue, point)
+        self._pull_world = -force_on_tissue
+        return self._pull_world
 
     def update(self, jaw_opening: float, tip_world_m: np.ndarray) -> None:
         """Call once per control period with the measured jaw opening and tool-tip position."""
         cfg = self.config
         if self.held is not None:
-            slipped = np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m) > cfg.slip_m
+            if self.held.is_tissue:
+                slipped = float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
+            else:
+                slipped = np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m) > cfg.slip_m
             if jaw_opening > cfg.close_threshold or slipped:
                 self.release()
         if jaw_opening >= cfg.open_threshold:
@@ -85,12 +118,8 @@ class Grasper:
                 if d <= best_d:
                     best, best_d = obj, d
             if best is not None:
-                self._constraint = self.sim.add_fixed_constraint(self.arm.name, self.arm.tip_link, best.body, best.link, cfg.max_force_N)
                 self.held = best
-
-    def pull_force_world_N(self) -> np.ndarray:
-        """Force (N, world) the held tissue exerts on the tool; zero unless holding tissue."""
-        if self.held is None or not self.held.is_tissue or self._constraint is None:
-            return np.zeros(3)
-        # The constraint's reaction on the tool equals minus the force it applies to the object.
-        return -self.sim.constraint_force(self._constraint)
+                if not best.is_tissue:
+                    self._constraint = self.sim.add_weld(
+                        self.arm.name, self.arm.tip_link, best.body, best.link, cfg.weld_max_force_N
+                    )

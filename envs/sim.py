@@ -324,10 +324,9 @@ class Sim:
             normal /= norm
         return ContactReading(force, normal, n)
 
-    def add_fixed_constraint(
-        self, parent: str, parent_link: int, child: str, child_link: int, max_force_N: float
-    ) -> int:
-        """Weld ``child`` to ``parent`` in their current relative pose; returns the constraint id."""
+    def add_weld(self, parent: str, parent_link: int, child: str, child_link: int, max_force_N: float) -> int:
+        """Weld ``child`` to ``parent`` in their current relative pose, never pulling harder than
+        ``max_force_N``; returns the constraint id."""
         c = self.client
         p_pos, p_quat = self.link_pose(parent, parent_link)
         c_pos, c_quat = self.link_pose(child, child_link)
@@ -350,13 +349,30 @@ class Sim:
         pb.changeConstraint(cid, maxForce=max_force_N, physicsClientId=c)
         return cid
 
+    def link_point_velocity(self, body: str, link: int, point_local_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World position (m) and velocity (m/s) of a point fixed in a link's URDF frame."""
+        b, c = self.bodies[body], self._client
+        if link < 0:
+            pos, quat = pb.getBasePositionAndOrientation(b, physicsClientId=c)
+            lin, ang = pb.getBaseVelocity(b, physicsClientId=c)
+            com = np.array(pos)
+            frame_pos, frame_quat = com, quat
+        else:
+            s = pb.getLinkState(b, link, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
+            com, frame_pos, frame_quat, lin, ang = np.array(s[0]), np.array(s[4]), s[5], s[6], s[7]
+        rot = np.array(pb.getMatrixFromQuaternion(frame_quat)).reshape(3, 3)
+        point = np.asarray(frame_pos) + rot @ np.asarray(point_local_m, dtype=float)
+        vel = np.asarray(lin) + np.cross(np.asarray(ang), point - com)
+        return point, vel
+
+    def apply_force(self, body: str, link: int, force_N: np.ndarray, point_m: np.ndarray) -> None:
+        """Apply ``force_N`` (world frame) at world point ``point_m`` for the next physics step."""
+        pb.applyExternalForce(
+            self.bodies[body], link, force_N.tolist(), point_m.tolist(), pb.WORLD_FRAME, physicsClientId=self._client
+        )
+
     def remove_constraint(self, constraint_id: int) -> None:
         pb.removeConstraint(constraint_id, physicsClientId=self.client)
-
-    def constraint_force(self, constraint_id: int) -> np.ndarray:
-        """Linear force (N, world frame) the constraint applied in the last step."""
-        f = pb.getConstraintState(constraint_id, physicsClientId=self._client)
-        return np.array(f[:3])
 
     # ------------------------------------------------------------------ rendering
     def render(self, camera: CameraSpec, width: int, height: int) -> np.ndarray:

@@ -59,8 +59,7 @@ class Retract(Task):
         self.sim.reset_joints("flap", [self.hinge], [0.0])
         # A saturated servo toward 0 rad: a constant restoring torque, like tissue tension.
         self.sim.drive_joints("flap", [self.hinge], [0.0], [self.resistance_N_m], [0.1])
-        r = quat_to_matrix(yaw_quat(yaw))
-        self._hinge_world = pos + r @ np.array([0.0, 0.0, self.tab_local_m[2]])
+        self._hinge_world = pos.copy()
         height = rng.uniform(*self.target_height_m)
         self.target_z_m = float(self.to_base(np.array([0.0, 0.0, self.scene.surface_z_m + height]))[2])
 
