@@ -28,7 +28,13 @@ NAMESPACE = "telesurg"
 ENV_IDS: list[str] = []
 
 
-def make_env(task: str, reward_type: str = "sparse", discrete: bool = False, shield: bool = False, **kwargs: Any) -> gym.Env:
+def make_env(
+    task: str,
+    reward_type: str = "sparse",
+    discrete: bool = False,
+    shield: bool = False,
+    **kwargs: Any,
+) -> gym.Env:
     """Entry point behind every registered id (``gym.make`` adds the time limit)."""
     env: gym.Env = SurgicalEnv(TASKS_BY_NAME[task], reward_type=reward_type, **kwargs)
     if shield:
@@ -50,9 +56,20 @@ for _task in TASKS:
                 gym.register(
                     id=_id,
                     entry_point=make_env,
-                    kwargs={"task": _task.name, "reward_type": "dense" if _dense else "sparse", "discrete": _discrete},
+                    kwargs={
+                        "task": _task.name,
+                        "reward_type": "dense" if _dense else "sparse",
+                        "discrete": _discrete,
+                    },
                     max_episode_steps=_task.max_episode_steps,
                 )
             ENV_IDS.append(_id)
 
-__all__ = ["ENV_IDS", "OBS_LAYOUT_VERSION", "EnvConfig", "SurgicalEnv", "env_id", "make_env"]
+__all__ = [
+    "ENV_IDS",
+    "OBS_LAYOUT_VERSION",
+    "EnvConfig",
+    "SurgicalEnv",
+    "env_id",
+    "make_env",
+]

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.geometry import Frame
-from envs.kinematics import ARM_JOINTS, JAW_JOINTS, PSM_URDF, psm_kinematics
+from envs.kinematics import (
+    ARM_JOINTS,
+    JAW_JOINTS,
+    PSM_URDF,
+    PsmKinematics,
+    psm_kinematics,
+)
 from envs.sim import ContactReading, Sim
 
 
@@ -29,26 +35,58 @@ class ArmConfig:
     position_gain: float = 0.3
     jaw_position_gain: float = 0.2
     effort_scale: float = 1.0
+    #: Wrist-orientation refinements per command. Each command warm-starts from the last, so during
+    #: smooth motion one is enough; the tip position is exact regardless.
+    ik_iterations: int = 1
 
 
-@dataclass
 class ArmState:
     """One reading of the arm, in the base frame.
 
     ``joint_positions`` (6,) in the order of ``ARM_JOINTS`` (rad, insertion in m); ``tip_position_m``
-    (3,); ``tip_rotation`` (3×3); ``jaw_opening`` in [0, 1] (0 closed, 1 fully open).
+    (3,); ``tip_rotation`` (3×3, computed on first use); ``jaw_opening`` in [0, 1] (0 closed).
     """
 
-    joint_positions: np.ndarray
-    tip_position_m: np.ndarray
-    tip_rotation: np.ndarray
-    jaw_opening: float
+    __slots__ = (
+        "_kin",
+        "_rotation",
+        "jaw_opening",
+        "joint_positions",
+        "tip_position_m",
+    )
+
+    def __init__(
+        self,
+        kin: PsmKinematics,
+        joint_positions: np.ndarray,
+        tip_position_m: np.ndarray,
+        jaw_opening: float,
+    ) -> None:
+        self._kin = kin
+        self.joint_positions = joint_positions
+        self.tip_position_m = tip_position_m
+        self.jaw_opening = jaw_opening
+        self._rotation: np.ndarray | None = None
+
+    @property
+    def tip_rotation(self) -> np.ndarray:
+        if self._rotation is None:
+            self._rotation = self._kin.shaft_rotation(
+                self.joint_positions
+            ) @ self._kin.wrist_rotation(self.joint_positions)
+        return self._rotation
 
 
 class SurgicalArm:
     """The PSM in a ``Sim``: reset, Cartesian tool-tip targets through RCM-preserving IK, readings."""
 
-    def __init__(self, sim: Sim, trocar_m: np.ndarray, config: ArmConfig | None = None, name: str = "psm") -> None:
+    def __init__(
+        self,
+        sim: Sim,
+        trocar_m: np.ndarray,
+        config: ArmConfig | None = None,
+        name: str = "psm",
+    ) -> None:
         self.sim = sim
         self.config = config or ArmConfig()
         self.name = name
@@ -62,13 +100,18 @@ class SurgicalArm:
         self._all_idx = self._arm_idx + self._jaw_idx
         self.tip_link = sim.link(name, "tool_tip_link")
         jaw_effort = [j.max_effort for j in self.kin.jaws]
-        self._forces = list(self.kin.max_effort * self.config.effort_scale) + [e * self.config.effort_scale for e in jaw_effort]
-        self._gains = [self.config.position_gain] * len(self._arm_idx) + [self.config.jaw_position_gain] * 2
+        self._forces = list(self.kin.max_effort * self.config.effort_scale) + [
+            e * self.config.effort_scale for e in jaw_effort
+        ]
+        self._gains = [self.config.position_gain] * len(self._arm_idx) + [
+            self.config.jaw_position_gain
+        ] * 2
         for link in range(-1, sim.num_links(name)):
             sim.set_link_damping(name, link, 0.0, 0.0)
         self._down = np.eye(3)
         self.home_q, _ = self.kin.inverse_pose(
-            self.kin.rcm_in_base_m + np.array([0.0, 0.0, -self.config.home_depth_m]), self._down
+            self.kin.rcm_in_base_m + np.array([0.0, 0.0, -self.config.home_depth_m]),
+            self._down,
         )
         self.target_q = self.home_q.copy()
         self.target_jaw = 0.0
@@ -95,7 +138,9 @@ class SurgicalArm:
         self.target_jaw = float(jaw_opening)
         self._drive()
 
-    def command_tip(self, tip_m: np.ndarray, jaw_opening: float, rotation: np.ndarray | None = None) -> bool:
+    def command_tip(
+        self, tip_m: np.ndarray, jaw_opening: float, rotation: np.ndarray | None = None
+    ) -> bool:
         """Servo the tool tip toward ``tip_m`` (base frame) with orientation ``rotation`` (3×3,
         base frame; default: jaws pointing straight down) and the jaw toward ``jaw_opening``.
 
@@ -104,7 +149,9 @@ class SurgicalArm:
         arm goes to the solution clamped to its joint limits.
         """
         rot = self._down if rotation is None else rotation
-        q, reachable = self.kin.inverse_pose(tip_m, rot, tuple(self.target_q[3:]), iterations=2)
+        q, reachable = self.kin.inverse_pose(
+            tip_m, rot, self.target_q, iterations=self.config.ik_iterations
+        )
         self.target_q = q
         self.target_jaw = float(min(max(jaw_opening, 0.0), 1.0))
         self._drive()
@@ -118,16 +165,21 @@ class SurgicalArm:
 
     def _drive(self) -> None:
         jaw_q = self.target_jaw * self.kin.jaw_max_rad
-        self.sim.drive_joints(self.name, self._all_idx, [*self.target_q, jaw_q, jaw_q], self._forces, self._gains)
+        self.sim.drive_joints(
+            self.name,
+            self._all_idx,
+            [*self.target_q, jaw_q, jaw_q],
+            self._forces,
+            self._gains,
+        )
 
     # ------------------------------------------------------------------ readings
     def read(self) -> ArmState:
         """Joint positions and the tool-tip pose from forward kinematics of the measured joints."""
         q_all, _ = self.sim.joint_states(self.name, self._all_idx)
         q = q_all[:6]
-        p, r = self.kin.forward(q)
-        jaw = float(np.clip((q_all[6] + q_all[7]) / (2 * self.kin.jaw_max_rad), 0.0, 1.0))
-        return ArmState(q, p, r, jaw)
+        jaw = min(max((q_all[6] + q_all[7]) / (2 * self.kin.jaw_max_rad), 0.0), 1.0)
+        return ArmState(self.kin, q, self.kin.tip_position(q), float(jaw))
 
     def contact(self) -> ContactReading:
         """Contact force (N) on the tool from everything it touches, in the base frame."""

@@ -1,11 +1,11 @@
 """``SurgicalEnv``: the arm, the patient scene and one task joined into a Gymnasium environment.
 
-Time: one ``step`` is one control period (``control_period_s``, default 20 ms = 50 Hz) made of
-physics steps of ``SimConfig.physics_step_s`` (2 ms = 500 Hz). Contact force on the tool is
-measured after every physics step.
+Time: one ``step`` is one control period (``control_period_s``, default 40 ms = 25 Hz, as in
+panda-gym) made of physics steps of ``SimConfig.physics_step_s`` (2 ms = 500 Hz). Contact force on
+the tool is measured after every physics step.
 
 Action (Box [-1, 1]^4, float32): ``a[0:3]`` is the tool-tip displacement in the robot base frame
-as a fraction of ``max_step_m`` (default 2 mm per step, i.e. at most 0.1 m/s); ``a[3]`` is the jaw
+as a fraction of ``max_step_m`` (default 4 mm per step, i.e. at most 0.1 m/s); ``a[3]`` is the jaw
 command, -1 closed to +1 fully open (absolute, not a rate). Values outside [-1, 1] are clipped
 (``info["action_clipped"]`` says so); NaN or infinite values, or a wrong shape, raise
 ``ValueError`` before anything is simulated, so a rejected action leaves the world untouched.
@@ -28,6 +28,7 @@ Reward: sparse (0 on success, -1 otherwise) or dense (a task-specific shaped val
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,14 +43,15 @@ from envs.safety import ForceLimits
 from envs.scene import PatientScene, SceneConfig
 from envs.sim import Sim, SimConfig
 from envs.tasks.base import StepResult, Task
+from envs.tissue import TissueContact
 
 
 @dataclass(frozen=True)
 class EnvConfig:
     """Settings of a surgical environment (see the module docstring for the units)."""
 
-    control_period_s: float = 0.02
-    max_step_m: float = 0.002
+    control_period_s: float = 0.04
+    max_step_m: float = 0.004
     reward_type: Literal["sparse", "dense"] = "sparse"
     limits: ForceLimits = field(default_factory=ForceLimits)
     violation_penalty: float = 10.0
@@ -64,7 +66,9 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if self.reward_type not in ("sparse", "dense"):
-            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {self.reward_type!r}")
+            raise ValueError(
+                f"reward_type must be 'sparse' or 'dense', got {self.reward_type!r}"
+            )
         ratio = self.control_period_s / self.sim.physics_step_s
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
             raise ValueError(
@@ -72,7 +76,9 @@ class EnvConfig:
                 f"({self.sim.physics_step_s} s)"
             )
         if not 0 < self.max_step_m <= 0.01:
-            raise ValueError(f"max_step_m must be in (0, 0.01] m, got {self.max_step_m}")
+            raise ValueError(
+                f"max_step_m must be in (0, 0.01] m, got {self.max_step_m}"
+            )
         if self.render_width < 8 or self.render_height < 8:
             raise ValueError("render size must be at least 8×8 pixels")
 
@@ -85,21 +91,30 @@ class EnvConfig:
         ``warn_N``/``hard_N`` (force limits)."""
         cfg = self
         if "trocar_m" in overrides:
-            cfg = dataclasses.replace(cfg, scene=dataclasses.replace(cfg.scene, trocar_m=tuple(overrides.pop("trocar_m"))))
+            cfg = dataclasses.replace(
+                cfg,
+                scene=dataclasses.replace(
+                    cfg.scene, trocar_m=tuple(overrides.pop("trocar_m"))
+                ),
+            )
         limit_kw = {k: overrides.pop(k) for k in ("warn_N", "hard_N") if k in overrides}
         if limit_kw:
-            cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **limit_kw))
+            cfg = dataclasses.replace(
+                cfg, limits=dataclasses.replace(cfg.limits, **limit_kw)
+            )
         known = {f.name for f in dataclasses.fields(cfg)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise TypeError(f"unknown environment option(s) {unknown}; known: {sorted(known | {'trocar_m', 'warn_N', 'hard_N'})}")
+            raise TypeError(
+                f"unknown environment option(s) {unknown}; known: {sorted(known | {'trocar_m', 'warn_N', 'hard_N'})}"
+            )
         return dataclasses.replace(cfg, **overrides)
 
 
 class SurgicalEnv(gym.Env):
     """A goal-conditioned surgical task on the simulated PSM (see the module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
     ACTION_SIZE = 4
 
     def __init__(
@@ -110,10 +125,15 @@ class SurgicalEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.config = (config or EnvConfig()).with_overrides(**overrides)
         self.render_mode = render_mode
-        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.config.control_period_s)}
+        self.metadata = {
+            **self.metadata,
+            "render_fps": round(1.0 / self.config.control_period_s),
+        }
         cfg = self.config
         self.sim = Sim(cfg.sim)
         try:
@@ -121,6 +141,9 @@ class SurgicalEnv(gym.Env):
             self.arm = SurgicalArm(self.sim, np.array(cfg.scene.trocar_m), cfg.arm)
             self.grasper = Grasper(self.sim, self.arm, cfg.grasp)
             self.task = task(self.sim, self.scene, self.arm, self.grasper)
+            self.tissue = TissueContact(self.sim, self.arm, cfg.scene.tissue)
+            for body, link in self.scene.tissue_bodies:
+                self.tissue.add_body(body, link)
         except Exception:
             self.sim.close()
             raise
@@ -130,9 +153,15 @@ class SurgicalEnv(gym.Env):
         inf = np.float32(np.inf)
         self.observation_space = spaces.Dict(
             {
-                "observation": spaces.Box(-inf, inf, (self.obs_layout.size,), np.float32),
-                "achieved_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
-                "desired_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
+                "observation": spaces.Box(
+                    -inf, inf, (self.obs_layout.size,), np.float32
+                ),
+                "achieved_goal": spaces.Box(
+                    -inf, inf, (self.goal_layout.size,), np.float32
+                ),
+                "desired_goal": spaces.Box(
+                    -inf, inf, (self.goal_layout.size,), np.float32
+                ),
             }
         )
         self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_SIZE,), np.float32)
@@ -154,14 +183,19 @@ class SurgicalEnv(gym.Env):
         return self.config.limits
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self.grasper.reset()
+        self.tissue.reset()
         self.arm.reset()
         self.task.reset(self.np_random)
         state = self.arm.read()
         self._prev_tip = state.tip_position_m.copy()
-        self._step_result = StepResult(state, np.zeros(3), 0.0, self.config.control_period_s)
+        self._step_result = StepResult(
+            state, np.zeros(3), 0.0, self.config.control_period_s
+        )
         obs = self._observe(self._step_result, np.zeros(3))
         info = self._info(self._step_result, obs, clipped=False)
         return obs, info
@@ -174,26 +208,37 @@ class SurgicalEnv(gym.Env):
         tip = self._step_result.arm.tip_position_m
         target = np.clip(tip + a[:3] * cfg.max_step_m, self._ws_low, self._ws_high)
         self.arm.command_tip(target, (a[3] + 1.0) / 2.0)
-        force_max = 0.0
-        force_w = np.zeros(3)
-        grasper = self.grasper
-        for _ in range(cfg.substeps):
-            pull = grasper.apply_tissue_force() if grasper.holding_tissue else None
-            self.sim.step()
-            force_w = self.sim.contact(self.arm.name).force_N
-            if pull is not None:
-                force_w = force_w + pull
-            force_max = max(force_max, float(np.sqrt(force_w @ force_w)))
+        force_w, force_max = self.sim.advance(
+            cfg.substeps, self.arm.name, self._before_physics_step
+        )
         state = self.arm.read()
-        self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))
+        self.grasper.update(
+            state.jaw_opening, self.arm.base_to_world(state.tip_position_m)
+        )
         velocity = (state.tip_position_m - tip) / cfg.control_period_s
-        result = StepResult(state, self.arm.base.vector_from_parent(force_w), force_max, cfg.control_period_s)
+        force_base = (
+            self.arm.base.vector_from_parent(np.array(force_w))
+            if force_w is not None
+            else np.zeros(3)
+        )
+        result = StepResult(state, force_base, force_max, cfg.control_period_s)
         self._step_result = result
         self.task.update(result)
         obs = self._observe(result, velocity)
         info = self._info(result, obs, clipped)
-        reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info))
-        terminated = bool(info["force_limit_exceeded"] or (cfg.terminate_on_success and info["is_success"]))
+        reward = float(
+            self._reward(
+                obs["achieved_goal"],
+                obs["desired_goal"],
+                info["is_success"],
+                info["force_limit_exceeded"],
+                result.force_max_N,
+            )
+        )
+        terminated = bool(
+            info["force_limit_exceeded"]
+            or (cfg.terminate_on_success and info["is_success"])
+        )
         return obs, reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
@@ -206,38 +251,79 @@ class SurgicalEnv(gym.Env):
         self.sim.close()
 
     # ------------------------------------------------------------------ reward (pure)
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray | float:
+    def compute_reward(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any
+    ) -> np.ndarray | float:
         """Reward as a pure function of the goals and ``info`` (vectorised for HER: ``info`` may
         be one dict or a sequence of dicts matching the leading axis of the goals)."""
-        cfg = self.config
         achieved = np.asarray(achieved_goal, dtype=np.float64)
         desired = np.asarray(desired_goal, dtype=np.float64)
-        if cfg.reward_type == "dense":
-            reward = self.task.dense_reward(achieved, desired)
-        else:
-            reward = -(~self.task.is_success(achieved, desired)).astype(np.float64)
+        success = self.task.is_success(achieved, desired)
         exceeded = _info_field(info, "force_limit_exceeded", np.float64)
-        reward = reward - cfg.violation_penalty * exceeded
+        fmax = _info_field(info, "contact_force_max_N", np.float64)
+        return self._reward(achieved, desired, success, exceeded, fmax)
+
+    def _reward(
+        self,
+        achieved: np.ndarray,
+        desired: np.ndarray,
+        success: Any,
+        exceeded: Any,
+        force_max_N: Any,
+    ) -> Any:
+        cfg = self.config
         if cfg.reward_type == "dense":
-            fmax = _info_field(info, "contact_force_max_N", np.float64)
             band = cfg.limits.hard_N - cfg.limits.warn_N
-            reward = reward - cfg.warn_cost_weight * np.clip((fmax - cfg.limits.warn_N) / band, 0.0, None)
-        return reward
+            warn_used = np.clip(
+                (np.asarray(force_max_N, dtype=np.float64) - cfg.limits.warn_N) / band,
+                0.0,
+                None,
+            )
+            reward = (
+                self.task.dense_reward(achieved, desired)
+                - cfg.warn_cost_weight * warn_used
+            )
+        else:
+            reward = np.asarray(success, dtype=np.float64) - 1.0
+        return reward - cfg.violation_penalty * np.asarray(exceeded, dtype=np.float64)
 
     # ------------------------------------------------------------------ helpers
+    def _before_physics_step(self) -> tuple[float, float, float] | None:
+        """Apply the explicit tissue forces for one physics step; returns their sum on the tool."""
+        force = self.tissue.before_step()
+        if self.grasper.holding_tissue:
+            pull = self.grasper.apply_tissue_force()
+            if pull is not None:
+                force = (
+                    pull
+                    if force is None
+                    else (force[0] + pull[0], force[1] + pull[1], force[2] + pull[2])
+                )
+        return force
+
     def _validate(self, action: Any) -> tuple[np.ndarray, bool]:
         try:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"action must be {self.ACTION_SIZE} numbers, got {action!r}") from exc
+            raise ValueError(
+                f"action must be {self.ACTION_SIZE} numbers, got {action!r}"
+            ) from exc
         if a.shape != (self.ACTION_SIZE,):
-            raise ValueError(f"action must have shape ({self.ACTION_SIZE},), got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action contains NaN or infinite values: {a.tolist()}; nothing was simulated")
-        clipped = np.clip(a, -1.0, 1.0)
-        return clipped, bool(np.any(clipped != a))
+            raise ValueError(
+                f"action must have shape ({self.ACTION_SIZE},), got {a.shape}"
+            )
+        values = a.tolist()
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"action contains NaN or infinite values: {values}; nothing was simulated"
+            )
+        if all(-1.0 <= v <= 1.0 for v in values):
+            return a, False
+        return np.clip(a, -1.0, 1.0), True
 
-    def _observe(self, result: StepResult, velocity: np.ndarray) -> dict[str, np.ndarray]:
+    def _observe(
+        self, result: StepResult, velocity: np.ndarray
+    ) -> dict[str, np.ndarray]:
         values: dict[str, Any] = {
             "tip_pos_m": result.arm.tip_position_m,
             "tip_vel_m_s": velocity,
@@ -251,19 +337,33 @@ class SurgicalEnv(gym.Env):
             "desired_goal": self.task.desired_goal().astype(np.float32),
         }
 
-    def _info(self, result: StepResult, obs: dict[str, np.ndarray], clipped: bool) -> dict[str, Any]:
+    def _info(
+        self, result: StepResult, obs: dict[str, np.ndarray], clipped: bool
+    ) -> dict[str, Any]:
         limits = self.config.limits
         fmax = result.force_max_N
         exceeded = fmax > limits.hard_N
-        cost = 1.0 if exceeded else float(np.clip((fmax - limits.warn_N) / (limits.hard_N - limits.warn_N), 0.0, 1.0))
-        success = bool(self.task.is_success(obs["achieved_goal"].astype(np.float64), obs["desired_goal"].astype(np.float64)))
+        cost = (
+            1.0
+            if exceeded
+            else min(
+                max((fmax - limits.warn_N) / (limits.hard_N - limits.warn_N), 0.0), 1.0
+            )
+        )
+        success = bool(
+            self.task.is_success(
+                obs["achieved_goal"].astype(np.float64),
+                obs["desired_goal"].astype(np.float64),
+            )
+        )
+        f = result.force_N
         info: dict[str, Any] = {
             "is_success": success,
-            "contact_force_N": float(np.linalg.norm(result.force_N)),
-            "contact_force_vec_N": result.force_N.copy(),
+            "contact_force_N": math.sqrt(f[0] * f[0] + f[1] * f[1] + f[2] * f[2]),
+            "contact_force_vec_N": f,
             "contact_force_max_N": fmax,
             "force_warning": fmax > limits.warn_N,
-            "force_limit_exceeded": bool(exceeded),
+            "force_limit_exceeded": exceeded,
             "cost": cost,
             "action_clipped": clipped,
         }

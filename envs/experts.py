@@ -29,7 +29,12 @@ class Command:
     jaw_opening: float
 
 
-def target_to_action(tip_m: np.ndarray, command: Command, max_step_m: float, max_speed_fraction: float = 1.0) -> np.ndarray:
+def target_to_action(
+    tip_m: np.ndarray,
+    command: Command,
+    max_step_m: float,
+    max_speed_fraction: float = 1.0,
+) -> np.ndarray:
     """The env action that moves the tip toward ``command.target_m`` along a straight line, at most
     ``max_speed_fraction × max_step_m`` per step."""
     d = np.asarray(command.target_m, dtype=float) - np.asarray(tip_m, dtype=float)
@@ -48,7 +53,9 @@ class Expert:
 
     stiffness_prior_N_m = 300.0
 
-    def __init__(self, obs_layout: ObsLayout, goal_layout: ObsLayout, max_step_m: float) -> None:
+    def __init__(
+        self, obs_layout: ObsLayout, goal_layout: ObsLayout, max_step_m: float
+    ) -> None:
         self.obs_layout = obs_layout
         self.goal_layout = goal_layout
         self.max_step_m = max_step_m
@@ -70,9 +77,18 @@ class Expert:
 
     def action(self, obs: dict) -> np.ndarray:
         command = self.act(obs)
-        return target_to_action(self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction)
+        return target_to_action(
+            self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction
+        )
 
-    def _force_z(self, tip: np.ndarray, force: float, target_force: float, surface_z: float, max_dz: float) -> float:
+    def _force_z(
+        self,
+        tip: np.ndarray,
+        force: float,
+        target_force: float,
+        surface_z: float,
+        max_dz: float,
+    ) -> float:
         """Height for the tip that moves the contact force toward ``target_force``."""
         if force < 0.05:
             # Not touching yet: descend toward the surface, bounded per step.
@@ -146,7 +162,9 @@ class RetractExpert(Expert):
         wanted = math.asin(float(np.clip((target_z - hinge[2]) / r, -1.0, 1.0)))
         step = 0.6 * self.max_step_m / r
         angle += float(np.clip(wanted - angle, -step, step))
-        new_tab = hinge + r * (math.cos(angle) * u + np.array([0.0, 0.0, math.sin(angle)]))
+        new_tab = hinge + r * (
+            math.cos(angle) * u + np.array([0.0, 0.0, math.sin(angle)])
+        )
         return Command(tip + (new_tab - tab), 0.0)
 
 
@@ -191,13 +209,17 @@ class TransferExpert(Expert):
                 self.phase = 4
             return Command(target, 0.0)
         if self.phase == 4:  # carry over the target peg
-            delta = np.array([goal[0] - block[0], goal[1] - block[1], carry_z - block[2]])
+            delta = np.array(
+                [goal[0] - block[0], goal[1] - block[1], carry_z - block[2]]
+            )
             if np.linalg.norm(delta[:2]) < 0.0004:
                 self.phase = 5
             return Command(tip + delta, 0.0)
         if self.phase == 5:  # lower onto the peg
             self.speed_fraction = 0.5
-            delta = np.array([goal[0] - block[0], goal[1] - block[1], goal[2] + 0.002 - block[2]])
+            delta = np.array(
+                [goal[0] - block[0], goal[1] - block[1], goal[2] + 0.002 - block[2]]
+            )
             if abs(delta[2]) < 0.0005:
                 self.phase, self.timer = 6, 0
             return Command(tip + delta, 0.0)
@@ -244,7 +266,9 @@ def make_expert(env: gym.Env) -> Expert:
     return EXPERTS[base.task.name](base.obs_layout, base.goal_layout, base.max_step_m)
 
 
-def run_episode(env: gym.Env, expert: Expert, seed: int | None = None, stop_on_success: bool = True) -> dict[str, float]:
+def run_episode(
+    env: gym.Env, expert: Expert, seed: int | None = None, stop_on_success: bool = True
+) -> dict[str, float]:
     """Run the expert for one episode; returns success, steps and the largest contact force (N)."""
     obs, info = env.reset(seed=seed)
     expert.reset()

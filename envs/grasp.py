@@ -51,7 +51,9 @@ class Graspable:
 class Grasper:
     """Tracks the jaws and attaches or releases registered objects."""
 
-    def __init__(self, sim: Sim, arm: SurgicalArm, config: GraspConfig | None = None) -> None:
+    def __init__(
+        self, sim: Sim, arm: SurgicalArm, config: GraspConfig | None = None
+    ) -> None:
         self.sim = sim
         self.arm = arm
         self.config = config or GraspConfig()
@@ -83,29 +85,46 @@ class Grasper:
     def holding_tissue(self) -> bool:
         return self.held is not None and self.held.is_tissue
 
-    def apply_tissue_force(self) -> np.ndarray:
+    def apply_tissue_force(self) -> tuple[float, float, float] | None:
         """Before a physics step: apply the elastic grasp force to held tissue. Returns the force
-        (N, world frame) the tissue exerts on the tool (zero unless holding tissue)."""
+        (N, world frame) the tissue exerts on the tool, or None unless holding tissue."""
         if not self.holding_tissue:
-            return np.zeros(3)
+            return None
         obj = self.held
         assert obj is not None
-        tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, np.zeros(3))
-        point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, obj.point_local_m)
+        tip, tip_vel = self.sim.link_point_velocity(
+            self.arm.name, self.arm.tip_link, np.zeros(3)
+        )
+        point, point_vel = self.sim.link_point_velocity(
+            obj.body, obj.link, obj.point_local_m
+        )
         cfg = self.config
-        force_on_tissue = cfg.tissue_stiffness_N_m * (tip - point) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
-        self.sim.apply_force(obj.body, obj.link, force_on_tissue, point)
+        force_on_tissue = cfg.tissue_stiffness_N_m * (
+            tip - point
+        ) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
+        self.sim.apply_force_at(
+            obj.body, obj.link, force_on_tissue.tolist(), point.tolist()
+        )
         self._pull_world = -force_on_tissue
-        return self._pull_world
+        return (
+            float(self._pull_world[0]),
+            float(self._pull_world[1]),
+            float(self._pull_world[2]),
+        )
 
     def update(self, jaw_opening: float, tip_world_m: np.ndarray) -> None:
         """Call once per control period with the measured jaw opening and tool-tip position."""
         cfg = self.config
         if self.held is not None:
             if self.held.is_tissue:
-                slipped = float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
+                slipped = (
+                    float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
+                )
             else:
-                slipped = np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m) > cfg.slip_m
+                slipped = (
+                    np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m)
+                    > cfg.slip_m
+                )
             if jaw_opening > cfg.close_threshold or slipped:
                 self.release()
         if jaw_opening >= cfg.open_threshold:
@@ -120,6 +139,11 @@ class Grasper:
             if best is not None:
                 self.held = best
                 if not best.is_tissue:
+                    self.sim.wake(best.body)
                     self._constraint = self.sim.add_weld(
-                        self.arm.name, self.arm.tip_link, best.body, best.link, cfg.weld_max_force_N
+                        self.arm.name,
+                        self.arm.tip_link,
+                        best.body,
+                        best.link,
+                        cfg.weld_max_force_N,
                     )

@@ -22,7 +22,14 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 PSM_URDF = ASSETS_DIR / "psm" / "psm.urdf"
 
 #: Joints that position and orient the tool, in chain order.
-ARM_JOINTS = ("outer_yaw", "outer_pitch", "insertion", "tool_roll", "wrist_pitch", "wrist_yaw")
+ARM_JOINTS = (
+    "outer_yaw",
+    "outer_pitch",
+    "insertion",
+    "tool_roll",
+    "wrist_pitch",
+    "wrist_yaw",
+)
 #: The two jaw joints, each opening by up to its upper limit (rad) from closed (0).
 JAW_JOINTS = ("jaw_left", "jaw_right")
 TIP_FRAME = "tool_tip"
@@ -52,15 +59,23 @@ def _parse_joints(urdf: Path) -> dict[str, JointSpec]:
             xyz = np.array([float(v) for v in origin.get("xyz", "0 0 0").split()])
             rpy = [float(v) for v in origin.get("rpy", "0 0 0").split()]
             if any(abs(v) > 1e-12 for v in rpy):
-                raise ValueError(f"{urdf}: joint {j.get('name')} has a rotated origin; the PSM model expects rpy=0")
+                raise ValueError(
+                    f"{urdf}: joint {j.get('name')} has a rotated origin; the PSM model expects rpy=0"
+                )
         axis_el = j.find("axis")
-        axis = np.array([float(v) for v in axis_el.get("xyz").split()]) if axis_el is not None else np.zeros(3)
+        axis = (
+            np.array([float(v) for v in axis_el.get("xyz").split()])
+            if axis_el is not None
+            else np.zeros(3)
+        )
         limit = j.find("limit")
         lo = float(limit.get("lower", 0)) if limit is not None else 0.0
         hi = float(limit.get("upper", 0)) if limit is not None else 0.0
         effort = float(limit.get("effort", 0)) if limit is not None else 0.0
         vel = float(limit.get("velocity", 0)) if limit is not None else 0.0
-        joints[j.get("name")] = JointSpec(j.get("name"), j.get("type"), xyz, axis, lo, hi, effort, vel)
+        joints[j.get("name")] = JointSpec(
+            j.get("name"), j.get("type"), xyz, axis, lo, hi, effort, vel
+        )
     return joints
 
 
@@ -85,9 +100,15 @@ class PsmKinematics:
         yaw, pitch, ins, roll, wp, wy = self.joints
         for j in (pitch, ins, roll, wp):
             if np.linalg.norm(j.origin_m) > 1e-12:
-                raise ValueError(f"{urdf}: {j.name} must sit at its parent's origin for the RCM model")
-        if not (np.allclose(yaw.axis, [0, 1, 0]) and np.allclose(pitch.axis, [1, 0, 0])):
-            raise ValueError(f"{urdf}: outer yaw must turn about +y and outer pitch about +x")
+                raise ValueError(
+                    f"{urdf}: {j.name} must sit at its parent's origin for the RCM model"
+                )
+        if not (
+            np.allclose(yaw.axis, [0, 1, 0]) and np.allclose(pitch.axis, [1, 0, 0])
+        ):
+            raise ValueError(
+                f"{urdf}: outer yaw must turn about +y and outer pitch about +x"
+            )
         if not (
             np.allclose(ins.axis, [0, 0, -1])
             and np.allclose(roll.axis, [0, 0, 1])
@@ -96,7 +117,9 @@ class PsmKinematics:
             and np.allclose(wy.origin_m[:2], 0)
             and np.allclose(spec[TIP_FRAME].origin_m[:2], 0)
         ):
-            raise ValueError(f"{urdf}: the tool chain does not have the PSM layout this model solves")
+            raise ValueError(
+                f"{urdf}: the tool chain does not have the PSM layout this model solves"
+            )
         self.rcm_in_base_m = yaw.origin_m.copy()
         self.insertion_axis = ins.axis / np.linalg.norm(ins.axis)
         self.lower = np.array([j.lower for j in self.joints])
@@ -115,7 +138,9 @@ class PsmKinematics:
     # the hot paths below are written out in scalar math: numpy's per-call overhead on 3-vectors
     # would otherwise dominate a control step.
 
-    def _wrist_vector(self, roll: float, pitch: float, yaw: float) -> tuple[float, float, float]:
+    def _wrist_vector(
+        self, roll: float, pitch: float, yaw: float
+    ) -> tuple[float, float, float]:
         """Tip position relative to the shaft's distal end, in the shaft frame (m)."""
         x1 = -self._tip_len * math.sin(yaw)
         z1 = -self._wrist_len - self._tip_len * math.cos(yaw)
@@ -169,7 +194,11 @@ class PsmKinematics:
         yaw = min(max(float(wrist_rad[2]), lo[5]), hi[5])
         wx, wy, wz = self._wrist_vector(roll, pitch, yaw)
         r = self.rcm_in_base_m
-        px, py, pz = float(tip_m[0]) - r[0], float(tip_m[1]) - r[1], float(tip_m[2]) - r[2]
+        px, py, pz = (
+            float(tip_m[0]) - r[0],
+            float(tip_m[1]) - r[1],
+            float(tip_m[2]) - r[2],
+        )
         disc = px * px + py * py + pz * pz - wx * wx - wy * wy
         q3 = wz + math.sqrt(max(disc, 0.0))
         vz = wz - q3
@@ -197,7 +226,7 @@ class PsmKinematics:
         self,
         tip_m: np.ndarray,
         rotation: np.ndarray,
-        wrist_guess: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        q_guess: np.ndarray | None = None,
         iterations: int = 3,
     ) -> tuple[np.ndarray, bool]:
         """Joints (6,) that put the tool tip at ``tip_m`` with orientation ``rotation`` (3×3, base
@@ -207,17 +236,27 @@ class PsmKinematics:
         ``inverse_position``); the wrist then takes whatever orientation the shaft leaves
         (``rotation = shaft · Rz(roll) · Rx(pitch) · Ry(yaw)``). Alternating the two converges
         geometrically (about 6× per iteration) because the wrist is short next to the insertion
-        depth; the tip position is exact whatever the iteration count, and a warm start from the
-        previous solution makes one or two iterations enough during smooth motion.
+        depth. The tip position is exact whatever the iteration count; warm-started from the
+        previous solution (``q_guess``), one iteration per command suffices during smooth motion.
         """
+        if iterations < 1:
+            raise ValueError("inverse_pose needs at least one iteration")
         r = [[float(v) for v in row] for row in np.asarray(rotation)]
         r0 = (r[0][0], r[1][0], r[2][0])
         r1 = (r[0][1], r[1][1], r[2][1])
         r2 = (r[0][2], r[1][2], r[2][2])
-        q, reachable = self.inverse_position(tip_m, wrist_guess)
+        if q_guess is None:
+            q, reachable = self.inverse_position(tip_m)
+        else:
+            q, reachable = q_guess, False
         for _ in range(iterations):
             # Columns of the shaft rotation Ry(q1)·Rx(q2); the wrist must supply shaftᵀ·rotation.
-            ca, sa, cb, sb = math.cos(q[0]), math.sin(q[0]), math.cos(q[1]), math.sin(q[1])
+            ca, sa, cb, sb = (
+                math.cos(q[0]),
+                math.sin(q[0]),
+                math.cos(q[1]),
+                math.sin(q[1]),
+            )
             s0 = (ca, 0.0, -sa)
             s1 = (sa * sb, cb, ca * sb)
             s2 = (sa * cb, -sb, ca * cb)

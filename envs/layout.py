@@ -28,7 +28,9 @@ class Field:
 class ObsLayout:
     """An ordered set of fields making up a flat vector."""
 
-    def __init__(self, fields: tuple[Field, ...], version: int = OBS_LAYOUT_VERSION) -> None:
+    def __init__(
+        self, fields: tuple[Field, ...], version: int = OBS_LAYOUT_VERSION
+    ) -> None:
         names = [f.name for f in fields]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate field names in layout: {names}")
@@ -49,7 +51,9 @@ class ObsLayout:
         try:
             return self._slices[name]
         except KeyError:
-            raise KeyError(f"no field {name!r} in layout; fields are {list(self._slices)}") from None
+            raise KeyError(
+                f"no field {name!r} in layout; fields are {list(self._slices)}"
+            ) from None
 
     def get(self, vector: np.ndarray, name: str) -> np.ndarray:
         """The values of field ``name`` (works on a batch: last axis is the vector)."""
@@ -65,19 +69,37 @@ class ObsLayout:
     def describe(self) -> list[dict[str, object]]:
         """Rows (name, start, size, unit, doc) documenting the layout."""
         return [
-            {"name": f.name, "start": self._slices[f.name].start, "size": f.size, "unit": f.unit, "doc": f.doc}
+            {
+                "name": f.name,
+                "start": self._slices[f.name].start,
+                "size": f.size,
+                "unit": f.unit,
+                "doc": f.doc,
+            }
             for f in self.fields
         ]
 
     def signature(self) -> str:
         """A compact string that changes whenever the layout does (for model cards)."""
-        return f"v{self.version}:" + ",".join(f"{f.name}[{f.size}]" for f in self.fields)
+        return f"v{self.version}:" + ",".join(
+            f"{f.name}[{f.size}]" for f in self.fields
+        )
 
 
 #: Fields every task's observation starts with (all in the robot base frame).
 ROBOT_FIELDS: tuple[Field, ...] = (
     Field("tip_pos_m", 3, "m", "tool-tip position"),
-    Field("tip_vel_m_s", 3, "m/s", "tool-tip velocity averaged over the last control period"),
+    Field(
+        "tip_vel_m_s",
+        3,
+        "m/s",
+        "tool-tip velocity averaged over the last control period",
+    ),
     Field("jaw_opening", 1, "1", "jaw opening, 0 closed to 1 fully open"),
-    Field("contact_force_N", 3, "N", "contact force on the tool at the end of the control period"),
+    Field(
+        "contact_force_N",
+        3,
+        "N",
+        "contact force on the tool at the end of the control period",
+    ),
 )

@@ -26,12 +26,14 @@ TISSUE_RGBA = (0.86, 0.52, 0.50, 1.0)
 
 @dataclass(frozen=True)
 class TissueConfig:
-    """The tissue bed: a slab whose top face is the world z=0 plane."""
+    """Tissue contact law (``envs.tissue``) and the tissue bed, a slab whose top face is the world
+    z=0 plane. ``slip_speed_m_s`` regularises friction near rest."""
 
     stiffness_N_m: float = 300.0
     damping_N_s_m: float = 5.0
     friction: float = 0.3
-    half_size_m: tuple[float, float] = (0.12, 0.12)
+    slip_speed_m_s: float = 0.002
+    half_size_m: tuple[float, float] = (0.2, 0.2)
     thickness_m: float = 0.04
 
 
@@ -44,7 +46,9 @@ class SceneConfig:
     trocar_m: tuple[float, float, float] = (0.0, 0.0, 0.12)
     tissue: TissueConfig = field(default_factory=TissueConfig)
     camera: CameraSpec = field(
-        default_factory=lambda: CameraSpec(eye_m=(0.0, -0.11, 0.085), target_m=(0.0, 0.0, 0.0), fov_deg=60.0)
+        default_factory=lambda: CameraSpec(
+            eye_m=(0.0, -0.06, 0.08), target_m=(0.0, 0.0, 0.0), fov_deg=60.0
+        )
     )
     workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
     workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
@@ -53,14 +57,24 @@ class SceneConfig:
     def __post_init__(self) -> None:
         t = np.asarray(self.trocar_m, dtype=float)
         if t.shape != (3,) or not np.all(np.isfinite(t)):
-            raise ValueError(f"trocar_m must be three finite numbers (m), got {self.trocar_m}")
+            raise ValueError(
+                f"trocar_m must be three finite numbers (m), got {self.trocar_m}"
+            )
         if t[2] <= 0.04:
-            raise ValueError(f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m")
-        if np.any(np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)):
-            raise ValueError("workspace_low_m must be below workspace_high_m on every axis")
+            raise ValueError(
+                f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m"
+            )
+        if np.any(
+            np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)
+        ):
+            raise ValueError(
+                "workspace_low_m must be below workspace_high_m on every axis"
+            )
 
 
-def camera_intrinsics(camera: CameraSpec, width: int, height: int) -> tuple[float, float, float, float]:
+def camera_intrinsics(
+    camera: CameraSpec, width: int, height: int
+) -> tuple[float, float, float, float]:
     """Pinhole intrinsics (fx, fy, cx, cy) in pixels for an image of ``width`` × ``height``."""
     fy = (height / 2) / math.tan(math.radians(camera.fov_deg) / 2)
     return fy, fy, width / 2, height / 2
@@ -82,9 +96,11 @@ class PatientScene:
             position_m=(0.0, 0.0, -t.thickness_m / 2),
             rgba=TISSUE_RGBA,
         )
-        sim.set_contact_dynamics(self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction)
-        #: Bodies that count as patient tissue (compliant, force-limited).
-        self.tissue_bodies: list[str] = [self.TISSUE]
+        sim.set_contact_dynamics(
+            self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction
+        )
+        #: (body, link) pairs that are patient tissue: compliant under the tool tip (``envs.tissue``).
+        self.tissue_bodies: list[tuple[str, int]] = [(self.TISSUE, -1)]
         if self.config.with_needle:
             self._add_needle()
 
@@ -112,9 +128,17 @@ class PatientScene:
                     "rgba": (0.75, 0.77, 0.80, 1.0),
                 }
             )
-        self.sim.create_body("needle", shapes, position_m=(0.045, -0.045, 0.0006), collision=False)
+        self.sim.create_body(
+            "needle", shapes, position_m=(0.04, 0.03, 0.0006), collision=False
+        )
 
-    def add_marker(self, name: str, radius_m: float, rgba: tuple[float, float, float, float], flat: bool = False) -> None:
+    def add_marker(
+        self,
+        name: str,
+        radius_m: float,
+        rgba: tuple[float, float, float, float],
+        flat: bool = False,
+    ) -> None:
         """A visual-only marker (a sphere, or a flat disc lying on the tissue) for goals."""
         if flat:
             shape = {"kind": "cylinder", "radius_m": radius_m, "length_m": 0.0004}

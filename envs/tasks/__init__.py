@@ -10,4 +10,14 @@ from envs.tasks.transfer import Transfer
 TASKS: tuple[type[Task], ...] = (Reach, Palpate, Retract, Transfer, Trace)
 TASKS_BY_NAME: dict[str, type[Task]] = {t.name: t for t in TASKS}
 
-__all__ = ["TASKS", "TASKS_BY_NAME", "Palpate", "Reach", "Retract", "StepResult", "Task", "Trace", "Transfer"]
+__all__ = [
+    "TASKS",
+    "TASKS_BY_NAME",
+    "Palpate",
+    "Reach",
+    "Retract",
+    "StepResult",
+    "Task",
+    "Trace",
+    "Transfer",
+]

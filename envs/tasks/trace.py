@@ -20,12 +20,16 @@ class Trace(Task):
     """
 
     name = "Trace"
-    max_episode_steps = 400
+    max_episode_steps = 200
     obs_fields = (
         Field("progress", 1, "1", "fraction of the path traced so far"),
-        Field("lookahead_m", 3, "m", "point on the path lookahead_m ahead of the progress"),
+        Field(
+            "lookahead_m", 3, "m", "point on the path lookahead_m ahead of the progress"
+        ),
     )
-    goal_fields = (Field("progress", 1, "1", "fraction traced (achieved) / 1.0 (desired)"),)
+    goal_fields = (
+        Field("progress", 1, "1", "fraction traced (achieved) / 1.0 (desired)"),
+    )
 
     path_length_m = 0.05
     samples = 101
@@ -42,7 +46,12 @@ class Trace(Task):
         for i in range(self.segments):
             self.sim.create_body(
                 f"trace_seg{i}",
-                [{"kind": "box", "half_extents_m": (seg_len / 2 + 0.0002, 0.00075, 0.00015)}],
+                [
+                    {
+                        "kind": "box",
+                        "half_extents_m": (seg_len / 2 + 0.0002, 0.00075, 0.00015),
+                    }
+                ],
                 collision=False,
                 rgba=(0.15, 0.2, 0.75, 1.0),
             )
@@ -59,16 +68,31 @@ class Trace(Task):
         # Integrate the heading along the arc (midpoint rule on the fine samples).
         ds = np.diff(self.arc_m)
         mid = heading[:-1] + 0.5 * curvature * ds
-        xy = np.vstack([start, start + np.cumsum(np.stack([np.cos(mid) * ds, np.sin(mid) * ds], axis=1), axis=0)])
+        xy = np.vstack(
+            [
+                start,
+                start
+                + np.cumsum(
+                    np.stack([np.cos(mid) * ds, np.sin(mid) * ds], axis=1), axis=0
+                ),
+            ]
+        )
         z = self.scene.surface_z_m
         self.points_world = np.column_stack([xy, np.full(self.samples, z)])
         self.points_m = np.array([self.to_base(p) for p in self.points_world])
         seg_len = self.path_length_m / self.segments
         for i in range(self.segments):
             s_mid = (i + 0.5) * seg_len
-            p = np.array([np.interp(s_mid, self.arc_m, self.points_world[:, k]) for k in range(3)])
+            p = np.array(
+                [
+                    np.interp(s_mid, self.arc_m, self.points_world[:, k])
+                    for k in range(3)
+                ]
+            )
             p[2] = z + 0.00015
-            self.sim.reset_base_pose(f"trace_seg{i}", p, yaw_quat(heading0 + curvature * s_mid))
+            self.sim.reset_base_pose(
+                f"trace_seg{i}", p, yaw_quat(heading0 + curvature * s_mid)
+            )
         self.progress_m = 0.0
         self.out_of_band_s = 0.0
 
@@ -81,15 +105,24 @@ class Trace(Task):
         if force > 0.0 and not in_band:
             self.out_of_band_s += step.period_s
         s = float(self.arc_m[i])
-        if d[i] <= self.lateral_tolerance_m and in_band and s <= self.progress_m + self.max_skip_m:
+        if (
+            d[i] <= self.lateral_tolerance_m
+            and in_band
+            and s <= self.progress_m + self.max_skip_m
+        ):
             self.progress_m = max(self.progress_m, s)
 
     def lookahead_m(self) -> np.ndarray:
         s = min(self.progress_m + self.lookahead_distance_m, self.path_length_m)
-        return np.array([np.interp(s, self.arc_m, self.points_m[:, k]) for k in range(3)])
+        return np.array(
+            [np.interp(s, self.arc_m, self.points_m[:, k]) for k in range(3)]
+        )
 
     def observation(self) -> dict[str, np.ndarray | float]:
-        return {"progress": self.progress_m / self.path_length_m, "lookahead_m": self.lookahead_m()}
+        return {
+            "progress": self.progress_m / self.path_length_m,
+            "lookahead_m": self.lookahead_m(),
+        }
 
     def achieved_goal(self, step: StepResult) -> np.ndarray:
         return np.array([self.progress_m / self.path_length_m])
@@ -98,11 +131,19 @@ class Trace(Task):
         return np.array([1.0])
 
     def info(self) -> dict[str, object]:
-        return {"progress": self.progress_m / self.path_length_m, "out_of_band_s": self.out_of_band_s}
+        return {
+            "progress": self.progress_m / self.path_length_m,
+            "out_of_band_s": self.out_of_band_s,
+        }
 
     def is_success(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
-        return np.asarray(achieved)[..., 0] >= np.asarray(desired)[..., 0] - self.end_tolerance
+        return (
+            np.asarray(achieved)[..., 0]
+            >= np.asarray(desired)[..., 0] - self.end_tolerance
+        )
 
     def dense_reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
         """Minus the fraction of the path still to trace."""
-        return np.minimum(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0], 0.0)
+        return np.minimum(
+            np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0], 0.0
+        )

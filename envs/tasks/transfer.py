@@ -28,15 +28,27 @@ class Transfer(Task):
     """
 
     name = "Transfer"
-    max_episode_steps = 400
+    max_episode_steps = 200
     uses_jaw = True
     obs_fields = (
         Field("block_pos_m", 3, "m", "block centre"),
-        Field("block_quat_xyzw", 4, "1", "block orientation (x, y, z, w) in the base frame"),
+        Field(
+            "block_quat_xyzw",
+            4,
+            "1",
+            "block orientation (x, y, z, w) in the base frame",
+        ),
         Field("grasp_point_m", 3, "m", "grasp point on the block's outer wall"),
         Field("grasped", 1, "1", "1 while the jaws hold the block"),
     )
-    goal_fields = (Field("block_pos_m", 3, "m", "block centre (achieved) / resting pose on the target peg (desired)"),)
+    goal_fields = (
+        Field(
+            "block_pos_m",
+            3,
+            "m",
+            "block centre (achieved) / resting pose on the target peg (desired)",
+        ),
+    )
 
     success_distance_m = 0.004
     grasp_local_m = np.array([BLOCK_HALF_M, 0.0, BLOCK_HEIGHT_M / 2])
@@ -44,7 +56,14 @@ class Transfer(Task):
     def build(self) -> None:
         sim = self.sim
         bx, by, bz = BOARD_HALF_M
-        board = [{"kind": "box", "half_extents_m": (bx, by, bz), "offset_m": (0, 0, bz), "rgba": (0.92, 0.92, 0.88, 1)}]
+        board = [
+            {
+                "kind": "box",
+                "half_extents_m": (bx, by, bz),
+                "offset_m": (0, 0, bz),
+                "rgba": (0.92, 0.92, 0.88, 1),
+            }
+        ]
         for x in (-PEG_X_M, PEG_X_M):
             board.append(
                 {
@@ -63,26 +82,44 @@ class Transfer(Task):
         walls = [
             {"kind": "box", "half_extents_m": (t, h, hz), "offset_m": (c, 0, 0)},
             {"kind": "box", "half_extents_m": (t, h, hz), "offset_m": (-c, 0, 0)},
-            {"kind": "box", "half_extents_m": (h - 2 * t, t, hz), "offset_m": (0, c, 0)},
-            {"kind": "box", "half_extents_m": (h - 2 * t, t, hz), "offset_m": (0, -c, 0)},
+            {
+                "kind": "box",
+                "half_extents_m": (h - 2 * t, t, hz),
+                "offset_m": (0, c, 0),
+            },
+            {
+                "kind": "box",
+                "half_extents_m": (h - 2 * t, t, hz),
+                "offset_m": (0, -c, 0),
+            },
         ]
         sim.create_body("block", walls, mass_kg=0.003, rgba=(0.95, 0.55, 0.15, 1))
         sim.set_contact_dynamics("block", -1, lateral_friction=0.5)
         sim.set_collision("block", self.scene.TISSUE, False)
         for link in range(-1, sim.num_links(self.arm.name)):
             sim.set_collision(self.arm.name, "block", False, link_a=link)
-        self.grasper.register(Graspable("block", -1, self.grasp_local_m, is_tissue=False))
+        self.grasper.register(
+            Graspable("block", -1, self.grasp_local_m, is_tissue=False)
+        )
         self.goal_m = np.zeros(3)
 
     def reset(self, rng: np.random.Generator) -> None:
-        board_pos = np.array([rng.uniform(-0.01, 0.01), rng.uniform(-0.025, 0.005), self.scene.surface_z_m])
+        board_pos = np.array(
+            [
+                rng.uniform(-0.01, 0.01),
+                rng.uniform(-0.025, 0.005),
+                self.scene.surface_z_m,
+            ]
+        )
         self.sim.reset_base_pose("pegboard", board_pos)
         start = int(rng.integers(2))
         pegs = [board_pos + np.array([x, 0.0, 0.0]) for x in (-PEG_X_M, PEG_X_M)]
         rest_z = board_pos[2] + 2 * BOARD_HALF_M[2] + BLOCK_HEIGHT_M / 2
         block = pegs[start].copy()
-        block[2] = rest_z + 1e-4
+        block[2] = rest_z
         self.sim.reset_base_pose("block", block, yaw_quat(rng.uniform(-0.3, 0.3)))
+        # Placed at rest: let it sleep until the jaws take it (it falls asleep again once put down).
+        self.sim.allow_sleep("block", asleep_now=True)
         goal = pegs[1 - start].copy()
         goal[2] = rest_z
         self.goal_m = self.to_base(goal)
