@@ -71,9 +71,9 @@ class ArmState:
     @property
     def tip_rotation(self) -> np.ndarray:
         if self._rotation is None:
-            self._rotation = self._kin.shaft_rotation(
+            self._rotation = self._kin.shaft_rotation(self.joint_positions) @ self._kin.wrist_rotation(
                 self.joint_positions
-            ) @ self._kin.wrist_rotation(self.joint_positions)
+            )
         return self._rotation
 
 
@@ -94,18 +94,19 @@ class SurgicalArm:
         trocar = np.asarray(trocar_m, dtype=float)
         # The base frame is the world frame translated so that the RCM lands on the trocar.
         self.base = Frame(trocar - self.kin.rcm_in_base_m, np.eye(3))
-        sim.load_urdf(name, str(PSM_URDF), self.base.position_m, fixed_base=True)
+        # The fixed tool-tip link is merged into the wrist-yaw link (one body less per physics
+        # step); ``tip_link`` is that link and ``tip_offset_m`` the tip in its frame.
+        sim.load_urdf(name, str(PSM_URDF), self.base.position_m, fixed_base=True, merge_fixed_links=True)
         self._arm_idx = [sim.joint(name, j) for j in ARM_JOINTS]
         self._jaw_idx = [sim.joint(name, j) for j in JAW_JOINTS]
         self._all_idx = self._arm_idx + self._jaw_idx
-        self.tip_link = sim.link(name, "tool_tip_link")
+        self.tip_link = sim.link(name, "wrist_yaw_link")
+        self.tip_offset_m = self.kin.tip_offset_m.copy()
         jaw_effort = [j.max_effort for j in self.kin.jaws]
         self._forces = list(self.kin.max_effort * self.config.effort_scale) + [
             e * self.config.effort_scale for e in jaw_effort
         ]
-        self._gains = [self.config.position_gain] * len(self._arm_idx) + [
-            self.config.jaw_position_gain
-        ] * 2
+        self._gains = [self.config.position_gain] * len(self._arm_idx) + [self.config.jaw_position_gain] * 2
         for link in range(-1, sim.num_links(name)):
             sim.set_link_damping(name, link, 0.0, 0.0)
         self._down = np.eye(3)
@@ -138,9 +139,7 @@ class SurgicalArm:
         self.target_jaw = float(jaw_opening)
         self._drive()
 
-    def command_tip(
-        self, tip_m: np.ndarray, jaw_opening: float, rotation: np.ndarray | None = None
-    ) -> bool:
+    def command_tip(self, tip_m: np.ndarray, jaw_opening: float, rotation: np.ndarray | None = None) -> bool:
         """Servo the tool tip toward ``tip_m`` (base frame) with orientation ``rotation`` (3×3,
         base frame; default: jaws pointing straight down) and the jaw toward ``jaw_opening``.
 
@@ -149,9 +148,7 @@ class SurgicalArm:
         arm goes to the solution clamped to its joint limits.
         """
         rot = self._down if rotation is None else rotation
-        q, reachable = self.kin.inverse_pose(
-            tip_m, rot, self.target_q, iterations=self.config.ik_iterations
-        )
+        q, reachable = self.kin.inverse_pose(tip_m, rot, self.target_q, iterations=self.config.ik_iterations)
         self.target_q = q
         self.target_jaw = float(min(max(jaw_opening, 0.0), 1.0))
         self._drive()

@@ -66,9 +66,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if self.reward_type not in ("sparse", "dense"):
-            raise ValueError(
-                f"reward_type must be 'sparse' or 'dense', got {self.reward_type!r}"
-            )
+            raise ValueError(f"reward_type must be 'sparse' or 'dense', got {self.reward_type!r}")
         ratio = self.control_period_s / self.sim.physics_step_s
         if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
             raise ValueError(
@@ -76,9 +74,7 @@ class EnvConfig:
                 f"({self.sim.physics_step_s} s)"
             )
         if not 0 < self.max_step_m <= 0.01:
-            raise ValueError(
-                f"max_step_m must be in (0, 0.01] m, got {self.max_step_m}"
-            )
+            raise ValueError(f"max_step_m must be in (0, 0.01] m, got {self.max_step_m}")
         if self.render_width < 8 or self.render_height < 8:
             raise ValueError("render size must be at least 8×8 pixels")
 
@@ -93,15 +89,11 @@ class EnvConfig:
         if "trocar_m" in overrides:
             cfg = dataclasses.replace(
                 cfg,
-                scene=dataclasses.replace(
-                    cfg.scene, trocar_m=tuple(overrides.pop("trocar_m"))
-                ),
+                scene=dataclasses.replace(cfg.scene, trocar_m=tuple(overrides.pop("trocar_m"))),
             )
         limit_kw = {k: overrides.pop(k) for k in ("warn_N", "hard_N") if k in overrides}
         if limit_kw:
-            cfg = dataclasses.replace(
-                cfg, limits=dataclasses.replace(cfg.limits, **limit_kw)
-            )
+            cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, **limit_kw))
         known = {f.name for f in dataclasses.fields(cfg)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -116,6 +108,8 @@ class SurgicalEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
     ACTION_SIZE = 4
+    #: Extra distance (m) beyond the commanded travel within which contacts are checked each period.
+    CONTACT_MARGIN_M = 0.003
 
     def __init__(
         self,
@@ -125,9 +119,7 @@ class SurgicalEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.config = (config or EnvConfig()).with_overrides(**overrides)
         self.render_mode = render_mode
         self.metadata = {
@@ -147,21 +139,16 @@ class SurgicalEnv(gym.Env):
         except Exception:
             self.sim.close()
             raise
+        self._tool_links = self.sim.collision_links(self.arm.name)
         self.obs_layout = ObsLayout(ROBOT_FIELDS + self.task.obs_fields)
         self.goal_layout = ObsLayout(self.task.goal_fields)
         self._ws_low, self._ws_high = self.task.workspace_m()
         inf = np.float32(np.inf)
         self.observation_space = spaces.Dict(
             {
-                "observation": spaces.Box(
-                    -inf, inf, (self.obs_layout.size,), np.float32
-                ),
-                "achieved_goal": spaces.Box(
-                    -inf, inf, (self.goal_layout.size,), np.float32
-                ),
-                "desired_goal": spaces.Box(
-                    -inf, inf, (self.goal_layout.size,), np.float32
-                ),
+                "observation": spaces.Box(-inf, inf, (self.obs_layout.size,), np.float32),
+                "achieved_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
+                "desired_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
             }
         )
         self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_SIZE,), np.float32)
@@ -183,9 +170,7 @@ class SurgicalEnv(gym.Env):
         return self.config.limits
 
     # ------------------------------------------------------------------ gym API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self.grasper.reset()
         self.tissue.reset()
@@ -193,9 +178,7 @@ class SurgicalEnv(gym.Env):
         self.task.reset(self.np_random)
         state = self.arm.read()
         self._prev_tip = state.tip_position_m.copy()
-        self._step_result = StepResult(
-            state, np.zeros(3), 0.0, self.config.control_period_s
-        )
+        self._step_result = StepResult(state, np.zeros(3), 0.0, self.config.control_period_s)
         obs = self._observe(self._step_result, np.zeros(3))
         info = self._info(self._step_result, obs, clipped=False)
         return obs, info
@@ -208,19 +191,19 @@ class SurgicalEnv(gym.Env):
         tip = self._step_result.arm.tip_position_m
         target = np.clip(tip + a[:3] * cfg.max_step_m, self._ws_low, self._ws_high)
         self.arm.command_tip(target, (a[3] + 1.0) / 2.0)
-        force_w, force_max = self.sim.advance(
-            cfg.substeps, self.arm.name, self._before_physics_step
-        )
+        # Cull contact queries for a period in which nothing can touch the tool (most of free-space
+        # motion); the margin covers the commanded travel plus servo overshoot.
+        travel = float(np.linalg.norm(target - tip)) + self.CONTACT_MARGIN_M
+        if self.grasper.holding_tissue or self.sim.may_touch(self.arm.name, self._tool_links, travel):
+            force_w, force_max = self.sim.advance(cfg.substeps, self.arm.name, self._before_physics_step)
+        else:
+            self.tissue.reset()
+            self.sim.advance_free(cfg.substeps)
+            force_w, force_max = None, 0.0
         state = self.arm.read()
-        self.grasper.update(
-            state.jaw_opening, self.arm.base_to_world(state.tip_position_m)
-        )
+        self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))
         velocity = (state.tip_position_m - tip) / cfg.control_period_s
-        force_base = (
-            self.arm.base.vector_from_parent(np.array(force_w))
-            if force_w is not None
-            else np.zeros(3)
-        )
+        force_base = self.arm.base.vector_from_parent(np.array(force_w)) if force_w is not None else np.zeros(3)
         result = StepResult(state, force_base, force_max, cfg.control_period_s)
         self._step_result = result
         self.task.update(result)
@@ -235,10 +218,7 @@ class SurgicalEnv(gym.Env):
                 result.force_max_N,
             )
         )
-        terminated = bool(
-            info["force_limit_exceeded"]
-            or (cfg.terminate_on_success and info["is_success"])
-        )
+        terminated = bool(info["force_limit_exceeded"] or (cfg.terminate_on_success and info["is_success"]))
         return obs, reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
@@ -251,9 +231,7 @@ class SurgicalEnv(gym.Env):
         self.sim.close()
 
     # ------------------------------------------------------------------ reward (pure)
-    def compute_reward(
-        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any
-    ) -> np.ndarray | float:
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray | float:
         """Reward as a pure function of the goals and ``info`` (vectorised for HER: ``info`` may
         be one dict or a sequence of dicts matching the leading axis of the goals)."""
         achieved = np.asarray(achieved_goal, dtype=np.float64)
@@ -279,10 +257,7 @@ class SurgicalEnv(gym.Env):
                 0.0,
                 None,
             )
-            reward = (
-                self.task.dense_reward(achieved, desired)
-                - cfg.warn_cost_weight * warn_used
-            )
+            reward = self.task.dense_reward(achieved, desired) - cfg.warn_cost_weight * warn_used
         else:
             reward = np.asarray(success, dtype=np.float64) - 1.0
         return reward - cfg.violation_penalty * np.asarray(exceeded, dtype=np.float64)
@@ -294,36 +269,24 @@ class SurgicalEnv(gym.Env):
         if self.grasper.holding_tissue:
             pull = self.grasper.apply_tissue_force()
             if pull is not None:
-                force = (
-                    pull
-                    if force is None
-                    else (force[0] + pull[0], force[1] + pull[1], force[2] + pull[2])
-                )
+                force = pull if force is None else (force[0] + pull[0], force[1] + pull[1], force[2] + pull[2])
         return force
 
     def _validate(self, action: Any) -> tuple[np.ndarray, bool]:
         try:
             a = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"action must be {self.ACTION_SIZE} numbers, got {action!r}"
-            ) from exc
+            raise ValueError(f"action must be {self.ACTION_SIZE} numbers, got {action!r}") from exc
         if a.shape != (self.ACTION_SIZE,):
-            raise ValueError(
-                f"action must have shape ({self.ACTION_SIZE},), got {a.shape}"
-            )
+            raise ValueError(f"action must have shape ({self.ACTION_SIZE},), got {a.shape}")
         values = a.tolist()
         if not all(math.isfinite(v) for v in values):
-            raise ValueError(
-                f"action contains NaN or infinite values: {values}; nothing was simulated"
-            )
+            raise ValueError(f"action contains NaN or infinite values: {values}; nothing was simulated")
         if all(-1.0 <= v <= 1.0 for v in values):
             return a, False
         return np.clip(a, -1.0, 1.0), True
 
-    def _observe(
-        self, result: StepResult, velocity: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def _observe(self, result: StepResult, velocity: np.ndarray) -> dict[str, np.ndarray]:
         values: dict[str, Any] = {
             "tip_pos_m": result.arm.tip_position_m,
             "tip_vel_m_s": velocity,
@@ -337,19 +300,11 @@ class SurgicalEnv(gym.Env):
             "desired_goal": self.task.desired_goal().astype(np.float32),
         }
 
-    def _info(
-        self, result: StepResult, obs: dict[str, np.ndarray], clipped: bool
-    ) -> dict[str, Any]:
+    def _info(self, result: StepResult, obs: dict[str, np.ndarray], clipped: bool) -> dict[str, Any]:
         limits = self.config.limits
         fmax = result.force_max_N
         exceeded = fmax > limits.hard_N
-        cost = (
-            1.0
-            if exceeded
-            else min(
-                max((fmax - limits.warn_N) / (limits.hard_N - limits.warn_N), 0.0), 1.0
-            )
-        )
+        cost = 1.0 if exceeded else min(max((fmax - limits.warn_N) / (limits.hard_N - limits.warn_N), 0.0), 1.0)
         success = bool(
             self.task.is_success(
                 obs["achieved_goal"].astype(np.float64),

@@ -53,9 +53,7 @@ class Expert:
 
     stiffness_prior_N_m = 300.0
 
-    def __init__(
-        self, obs_layout: ObsLayout, goal_layout: ObsLayout, max_step_m: float
-    ) -> None:
+    def __init__(self, obs_layout: ObsLayout, goal_layout: ObsLayout, max_step_m: float) -> None:
         self.obs_layout = obs_layout
         self.goal_layout = goal_layout
         self.max_step_m = max_step_m
@@ -77,9 +75,7 @@ class Expert:
 
     def action(self, obs: dict) -> np.ndarray:
         command = self.act(obs)
-        return target_to_action(
-            self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction
-        )
+        return target_to_action(self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction)
 
     def _force_z(
         self,
@@ -162,9 +158,7 @@ class RetractExpert(Expert):
         wanted = math.asin(float(np.clip((target_z - hinge[2]) / r, -1.0, 1.0)))
         step = 0.6 * self.max_step_m / r
         angle += float(np.clip(wanted - angle, -step, step))
-        new_tab = hinge + r * (
-            math.cos(angle) * u + np.array([0.0, 0.0, math.sin(angle)])
-        )
+        new_tab = hinge + r * (math.cos(angle) * u + np.array([0.0, 0.0, math.sin(angle)]))
         return Command(tip + (new_tab - tab), 0.0)
 
 
@@ -209,17 +203,13 @@ class TransferExpert(Expert):
                 self.phase = 4
             return Command(target, 0.0)
         if self.phase == 4:  # carry over the target peg
-            delta = np.array(
-                [goal[0] - block[0], goal[1] - block[1], carry_z - block[2]]
-            )
+            delta = np.array([goal[0] - block[0], goal[1] - block[1], carry_z - block[2]])
             if np.linalg.norm(delta[:2]) < 0.0004:
                 self.phase = 5
             return Command(tip + delta, 0.0)
         if self.phase == 5:  # lower onto the peg
             self.speed_fraction = 0.5
-            delta = np.array(
-                [goal[0] - block[0], goal[1] - block[1], goal[2] + 0.002 - block[2]]
-            )
+            delta = np.array([goal[0] - block[0], goal[1] - block[1], goal[2] + 0.002 - block[2]])
             if abs(delta[2]) < 0.0005:
                 self.phase, self.timer = 6, 0
             return Command(tip + delta, 0.0)

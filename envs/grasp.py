@@ -51,9 +51,7 @@ class Graspable:
 class Grasper:
     """Tracks the jaws and attaches or releases registered objects."""
 
-    def __init__(
-        self, sim: Sim, arm: SurgicalArm, config: GraspConfig | None = None
-    ) -> None:
+    def __init__(self, sim: Sim, arm: SurgicalArm, config: GraspConfig | None = None) -> None:
         self.sim = sim
         self.arm = arm
         self.config = config or GraspConfig()
@@ -92,19 +90,12 @@ class Grasper:
             return None
         obj = self.held
         assert obj is not None
-        tip, tip_vel = self.sim.link_point_velocity(
-            self.arm.name, self.arm.tip_link, np.zeros(3)
-        )
-        point, point_vel = self.sim.link_point_velocity(
-            obj.body, obj.link, obj.point_local_m
-        )
+        tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, self.arm.tip_offset_m)
+        point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, obj.point_local_m)
         cfg = self.config
-        force_on_tissue = cfg.tissue_stiffness_N_m * (
-            tip - point
-        ) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
-        self.sim.apply_force_at(
-            obj.body, obj.link, force_on_tissue.tolist(), point.tolist()
-        )
+        force_on_tissue = cfg.tissue_stiffness_N_m * (tip - point) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
+        self.sim.apply_force_at(obj.body, obj.link, force_on_tissue.tolist(), point.tolist())
+        self.sim.apply_force_at(self.arm.name, self.arm.tip_link, (-force_on_tissue).tolist(), tip.tolist())
         self._pull_world = -force_on_tissue
         return (
             float(self._pull_world[0]),
@@ -117,14 +108,9 @@ class Grasper:
         cfg = self.config
         if self.held is not None:
             if self.held.is_tissue:
-                slipped = (
-                    float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
-                )
+                slipped = float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
             else:
-                slipped = (
-                    np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m)
-                    > cfg.slip_m
-                )
+                slipped = np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m) > cfg.slip_m
             if jaw_opening > cfg.close_threshold or slipped:
                 self.release()
         if jaw_opening >= cfg.open_threshold:

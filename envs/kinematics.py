@@ -59,23 +59,15 @@ def _parse_joints(urdf: Path) -> dict[str, JointSpec]:
             xyz = np.array([float(v) for v in origin.get("xyz", "0 0 0").split()])
             rpy = [float(v) for v in origin.get("rpy", "0 0 0").split()]
             if any(abs(v) > 1e-12 for v in rpy):
-                raise ValueError(
-                    f"{urdf}: joint {j.get('name')} has a rotated origin; the PSM model expects rpy=0"
-                )
+                raise ValueError(f"{urdf}: joint {j.get('name')} has a rotated origin; the PSM model expects rpy=0")
         axis_el = j.find("axis")
-        axis = (
-            np.array([float(v) for v in axis_el.get("xyz").split()])
-            if axis_el is not None
-            else np.zeros(3)
-        )
+        axis = np.array([float(v) for v in axis_el.get("xyz").split()]) if axis_el is not None else np.zeros(3)
         limit = j.find("limit")
         lo = float(limit.get("lower", 0)) if limit is not None else 0.0
         hi = float(limit.get("upper", 0)) if limit is not None else 0.0
         effort = float(limit.get("effort", 0)) if limit is not None else 0.0
         vel = float(limit.get("velocity", 0)) if limit is not None else 0.0
-        joints[j.get("name")] = JointSpec(
-            j.get("name"), j.get("type"), xyz, axis, lo, hi, effort, vel
-        )
+        joints[j.get("name")] = JointSpec(j.get("name"), j.get("type"), xyz, axis, lo, hi, effort, vel)
     return joints
 
 
@@ -100,15 +92,9 @@ class PsmKinematics:
         yaw, pitch, ins, roll, wp, wy = self.joints
         for j in (pitch, ins, roll, wp):
             if np.linalg.norm(j.origin_m) > 1e-12:
-                raise ValueError(
-                    f"{urdf}: {j.name} must sit at its parent's origin for the RCM model"
-                )
-        if not (
-            np.allclose(yaw.axis, [0, 1, 0]) and np.allclose(pitch.axis, [1, 0, 0])
-        ):
-            raise ValueError(
-                f"{urdf}: outer yaw must turn about +y and outer pitch about +x"
-            )
+                raise ValueError(f"{urdf}: {j.name} must sit at its parent's origin for the RCM model")
+        if not (np.allclose(yaw.axis, [0, 1, 0]) and np.allclose(pitch.axis, [1, 0, 0])):
+            raise ValueError(f"{urdf}: outer yaw must turn about +y and outer pitch about +x")
         if not (
             np.allclose(ins.axis, [0, 0, -1])
             and np.allclose(roll.axis, [0, 0, 1])
@@ -117,9 +103,7 @@ class PsmKinematics:
             and np.allclose(wy.origin_m[:2], 0)
             and np.allclose(spec[TIP_FRAME].origin_m[:2], 0)
         ):
-            raise ValueError(
-                f"{urdf}: the tool chain does not have the PSM layout this model solves"
-            )
+            raise ValueError(f"{urdf}: the tool chain does not have the PSM layout this model solves")
         self.rcm_in_base_m = yaw.origin_m.copy()
         self.insertion_axis = ins.axis / np.linalg.norm(ins.axis)
         self.lower = np.array([j.lower for j in self.joints])
@@ -138,9 +122,7 @@ class PsmKinematics:
     # the hot paths below are written out in scalar math: numpy's per-call overhead on 3-vectors
     # would otherwise dominate a control step.
 
-    def _wrist_vector(
-        self, roll: float, pitch: float, yaw: float
-    ) -> tuple[float, float, float]:
+    def _wrist_vector(self, roll: float, pitch: float, yaw: float) -> tuple[float, float, float]:
         """Tip position relative to the shaft's distal end, in the shaft frame (m)."""
         x1 = -self._tip_len * math.sin(yaw)
         z1 = -self._wrist_len - self._tip_len * math.cos(yaw)

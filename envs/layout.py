@@ -28,9 +28,7 @@ class Field:
 class ObsLayout:
     """An ordered set of fields making up a flat vector."""
 
-    def __init__(
-        self, fields: tuple[Field, ...], version: int = OBS_LAYOUT_VERSION
-    ) -> None:
+    def __init__(self, fields: tuple[Field, ...], version: int = OBS_LAYOUT_VERSION) -> None:
         names = [f.name for f in fields]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate field names in layout: {names}")
@@ -51,9 +49,7 @@ class ObsLayout:
         try:
             return self._slices[name]
         except KeyError:
-            raise KeyError(
-                f"no field {name!r} in layout; fields are {list(self._slices)}"
-            ) from None
+            raise KeyError(f"no field {name!r} in layout; fields are {list(self._slices)}") from None
 
     def get(self, vector: np.ndarray, name: str) -> np.ndarray:
         """The values of field ``name`` (works on a batch: last axis is the vector)."""
@@ -81,9 +77,7 @@ class ObsLayout:
 
     def signature(self) -> str:
         """A compact string that changes whenever the layout does (for model cards)."""
-        return f"v{self.version}:" + ",".join(
-            f"{f.name}[{f.size}]" for f in self.fields
-        )
+        return f"v{self.version}:" + ",".join(f"{f.name}[{f.size}]" for f in self.fields)
 
 
 #: Fields every task's observation starts with (all in the robot base frame).

@@ -27,13 +27,9 @@ class ForceLimits:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.warn_N) and np.isfinite(self.hard_N)):
-            raise ValueError(
-                f"force limits must be finite, got warn={self.warn_N} hard={self.hard_N}"
-            )
+            raise ValueError(f"force limits must be finite, got warn={self.warn_N} hard={self.hard_N}")
         if not 0.0 < self.warn_N < self.hard_N:
-            raise ValueError(
-                f"need 0 < warn_N < hard_N, got warn_N={self.warn_N}, hard_N={self.hard_N}"
-            )
+            raise ValueError(f"need 0 < warn_N < hard_N, got warn_N={self.warn_N}, hard_N={self.hard_N}")
 
 
 @dataclass(frozen=True)
@@ -55,9 +51,7 @@ class ShieldConfig:
 class ForceShield:
     """Projects tool-tip displacements so the contact force does not cross the hard limit."""
 
-    def __init__(
-        self, limits: ForceLimits | None = None, config: ShieldConfig | None = None
-    ) -> None:
+    def __init__(self, limits: ForceLimits | None = None, config: ShieldConfig | None = None) -> None:
         self.limits = limits or ForceLimits()
         self.config = config or ShieldConfig()
         ceiling = self.limits.hard_N - self.config.margin_N
@@ -101,17 +95,13 @@ class ForceShield:
         if into > 0.0:
             scale = 1.0
             if mag > self.limits.warn_N:
-                scale = max(
-                    0.0, (self.ceiling_N - mag) / (self.ceiling_N - self.limits.warn_N)
-                )
+                scale = max(0.0, (self.ceiling_N - mag) / (self.ceiling_N - self.limits.warn_N))
             allowed = max(0.0, (self.ceiling_N - mag) / self._stiffness)
             new_into = min(into * scale, allowed)
             d += (into - new_into) * n
             into = new_into
         if mag > self.ceiling_N:
-            back = min(
-                (mag - self.ceiling_N) / self._stiffness, self.config.max_backoff_m
-            )
+            back = min((mag - self.ceiling_N) / self._stiffness, self.config.max_backoff_m)
             d += back * n
             into -= back
         self._last_force, self._last_into = mag, max(into, 0.0)

@@ -46,9 +46,7 @@ class SceneConfig:
     trocar_m: tuple[float, float, float] = (0.0, 0.0, 0.12)
     tissue: TissueConfig = field(default_factory=TissueConfig)
     camera: CameraSpec = field(
-        default_factory=lambda: CameraSpec(
-            eye_m=(0.0, -0.06, 0.08), target_m=(0.0, 0.0, 0.0), fov_deg=60.0
-        )
+        default_factory=lambda: CameraSpec(eye_m=(0.0, -0.06, 0.08), target_m=(0.0, 0.0, 0.0), fov_deg=60.0)
     )
     workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
     workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
@@ -57,24 +55,14 @@ class SceneConfig:
     def __post_init__(self) -> None:
         t = np.asarray(self.trocar_m, dtype=float)
         if t.shape != (3,) or not np.all(np.isfinite(t)):
-            raise ValueError(
-                f"trocar_m must be three finite numbers (m), got {self.trocar_m}"
-            )
+            raise ValueError(f"trocar_m must be three finite numbers (m), got {self.trocar_m}")
         if t[2] <= 0.04:
-            raise ValueError(
-                f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m"
-            )
-        if np.any(
-            np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)
-        ):
-            raise ValueError(
-                "workspace_low_m must be below workspace_high_m on every axis"
-            )
+            raise ValueError(f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m")
+        if np.any(np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)):
+            raise ValueError("workspace_low_m must be below workspace_high_m on every axis")
 
 
-def camera_intrinsics(
-    camera: CameraSpec, width: int, height: int
-) -> tuple[float, float, float, float]:
+def camera_intrinsics(camera: CameraSpec, width: int, height: int) -> tuple[float, float, float, float]:
     """Pinhole intrinsics (fx, fy, cx, cy) in pixels for an image of ``width`` × ``height``."""
     fy = (height / 2) / math.tan(math.radians(camera.fov_deg) / 2)
     return fy, fy, width / 2, height / 2
@@ -96,9 +84,7 @@ class PatientScene:
             position_m=(0.0, 0.0, -t.thickness_m / 2),
             rgba=TISSUE_RGBA,
         )
-        sim.set_contact_dynamics(
-            self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction
-        )
+        sim.set_contact_dynamics(self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction)
         #: (body, link) pairs that are patient tissue: compliant under the tool tip (``envs.tissue``).
         self.tissue_bodies: list[tuple[str, int]] = [(self.TISSUE, -1)]
         if self.config.with_needle:
@@ -128,9 +114,7 @@ class PatientScene:
                     "rgba": (0.75, 0.77, 0.80, 1.0),
                 }
             )
-        self.sim.create_body(
-            "needle", shapes, position_m=(0.04, 0.03, 0.0006), collision=False
-        )
+        self.sim.create_body("needle", shapes, position_m=(0.04, 0.03, 0.0006), collision=False)
 
     def add_marker(
         self,

@@ -11,8 +11,11 @@ Geometry is simulated at true scale (no internal scaling): the tool touches tiss
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +31,7 @@ class SimConfig:
     #: Compliant contacts are soft constraints that Bullet solves exactly in a few iterations:
     #: 10 gives the same forces as 50 (to 0.01 N) at a fraction of the cost.
     solver_iterations: int = 10
+    solver_residual_threshold: float = 1e-7
     #: Bullet's contact breaking threshold. Keep the 2 cm default: Bullet scales it by shape size
     #: when deciding whether a new contact point replaces a cached one, and below about 2 cm the
     #: 2.5 mm tool-tip sphere sliding on tissue accumulates several manifold points, each a full
@@ -69,6 +73,7 @@ class Sim:
         self.config = config or SimConfig()
         self._client: int | None = pb.connect(pb.DIRECT)
         self.bodies: dict[str, int] = {}
+        self._collidables: list[tuple[int, int]] | None = None
         self._joint_index: dict[tuple[str, str], int] = {}
         self._link_index: dict[tuple[str, str], int] = {}
         pb.setTimeStep(self.config.physics_step_s, physicsClientId=self._client)
@@ -76,6 +81,7 @@ class Sim:
         pb.setPhysicsEngineParameter(
             numSolverIterations=self.config.solver_iterations,
             deterministicOverlappingPairs=1,
+            solverResidualThreshold=self.config.solver_residual_threshold,
             contactBreakingThreshold=self.config.contact_breaking_threshold_m,
             physicsClientId=self._client,
         )
@@ -126,6 +132,7 @@ class Sim:
         if name in self.bodies:
             raise ValueError(f"a body named {name!r} already exists")
         self.bodies[name] = body
+        self._collidables = None
         for j in range(pb.getNumJoints(body, physicsClientId=self.client)):
             info = pb.getJointInfo(body, j, physicsClientId=self.client)
             self._joint_index[(name, info[1].decode())] = j
@@ -139,15 +146,20 @@ class Sim:
         position_m: Sequence[float],
         quat_xyzw: Sequence[float] = (0, 0, 0, 1),
         fixed_base: bool = True,
+        merge_fixed_links: bool = False,
     ) -> int:
-        body = pb.loadURDF(
-            str(path),
-            list(position_m),
-            list(quat_xyzw),
-            useFixedBase=fixed_base,
-            flags=pb.URDF_USE_INERTIA_FROM_FILE,
-            physicsClientId=self.client,
-        )
+        """Load a URDF. ``merge_fixed_links`` folds links on fixed joints into their parents
+        (fewer bodies for the solver); such links then have no index of their own."""
+        flags = pb.URDF_USE_INERTIA_FROM_FILE | (pb.URDF_MERGE_FIXED_LINKS if merge_fixed_links else 0)
+        with _quiet_stdout():  # the merge prints a line per link from C
+            body = pb.loadURDF(
+                str(path),
+                list(position_m),
+                list(quat_xyzw),
+                useFixedBase=fixed_base,
+                flags=flags,
+                physicsClientId=self.client,
+            )
         return self._register(name, body)
 
     def create_body(
@@ -209,9 +221,7 @@ class Sim:
         try:
             return self.bodies[name]
         except KeyError:
-            raise KeyError(
-                f"no body named {name!r}; have {sorted(self.bodies)}"
-            ) from None
+            raise KeyError(f"no body named {name!r}; have {sorted(self.bodies)}") from None
 
     def joint(self, body: str, joint: str) -> int:
         return self._joint_index[(body, joint)]
@@ -248,9 +258,7 @@ class Sim:
             physicsClientId=c,
         )
         if asleep_now:
-            pb.changeDynamics(
-                b, -1, activationState=pb.ACTIVATION_STATE_SLEEP, physicsClientId=c
-            )
+            pb.changeDynamics(b, -1, activationState=pb.ACTIVATION_STATE_SLEEP, physicsClientId=c)
 
     def wake(self, body: str) -> None:
         pb.changeDynamics(
@@ -260,9 +268,7 @@ class Sim:
             physicsClientId=self.client,
         )
 
-    def set_link_damping(
-        self, body: str, link: int, linear: float, angular: float
-    ) -> None:
+    def set_link_damping(self, body: str, link: int, linear: float, angular: float) -> None:
         pb.changeDynamics(
             self.body(body),
             link,
@@ -292,18 +298,12 @@ class Sim:
         return pb.getNumJoints(self.body(body), physicsClientId=self.client)
 
     # ------------------------------------------------------------------ joints
-    def joint_states(
-        self, body: str, joints: Sequence[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def joint_states(self, body: str, joints: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Positions (rad or m) and velocities (rad/s or m/s) of ``joints``."""
-        states = pb.getJointStates(
-            self.bodies[body], joints, physicsClientId=self._client
-        )
+        states = pb.getJointStates(self.bodies[body], joints, physicsClientId=self._client)
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
-    def reset_joints(
-        self, body: str, joints: Sequence[int], positions: Sequence[float]
-    ) -> None:
+    def reset_joints(self, body: str, joints: Sequence[int], positions: Sequence[float]) -> None:
         """Teleport joints to ``positions`` at rest (used at reset, never during an episode)."""
         b, c = self.body(body), self.client
         for j, q in zip(joints, positions, strict=True):
@@ -330,9 +330,7 @@ class Sim:
             physicsClientId=self._client,
         )
 
-    def free_joints(
-        self, body: str, joints: Iterable[int], friction_N_m: float = 0.0
-    ) -> None:
+    def free_joints(self, body: str, joints: Iterable[int], friction_N_m: float = 0.0) -> None:
         """Switch off the default velocity motors so ``joints`` move freely (passive hinges)."""
         for j in joints:
             pb.setJointMotorControl2(
@@ -358,9 +356,7 @@ class Sim:
         return np.array(s[4]), np.array(s[5])
 
     def base_pose(self, body: str) -> tuple[np.ndarray, np.ndarray]:
-        pos, quat = pb.getBasePositionAndOrientation(
-            self.bodies[body], physicsClientId=self._client
-        )
+        pos, quat = pb.getBasePositionAndOrientation(self.bodies[body], physicsClientId=self._client)
         return np.array(pos), np.array(quat)
 
     def reset_base_pose(
@@ -370,9 +366,7 @@ class Sim:
         quat_xyzw: Sequence[float] = (0, 0, 0, 1),
     ) -> None:
         b, c = self.body(body), self.client
-        pb.resetBasePositionAndOrientation(
-            b, list(position_m), list(quat_xyzw), physicsClientId=c
-        )
+        pb.resetBasePositionAndOrientation(b, list(position_m), list(quat_xyzw), physicsClientId=c)
         pb.resetBaseVelocity(b, [0, 0, 0], [0, 0, 0], physicsClientId=c)
 
     # ------------------------------------------------------------------ contacts and constraints
@@ -386,9 +380,7 @@ class Sim:
 
         Contacts with bodies whose ids are in ``ignore`` are skipped.
         """
-        points = pb.getContactPoints(
-            bodyA=self.bodies[body], physicsClientId=self._client
-        )
+        points = pb.getContactPoints(bodyA=self.bodies[body], physicsClientId=self._client)
         force = np.zeros(3)
         normal = np.zeros(3)
         n = 0
@@ -442,19 +434,58 @@ class Sim:
             if last is not None:
                 peak = max(
                     peak,
-                    math.sqrt(
-                        last[0] * last[0] + last[1] * last[1] + last[2] * last[2]
-                    ),
+                    math.sqrt(last[0] * last[0] + last[1] * last[1] + last[2] * last[2]),
                 )
         self.time_s += steps * dt
         return last, peak
 
+    def advance_free(self, steps: int) -> None:
+        """Run ``steps`` physics steps without measuring contacts (see ``may_touch``)."""
+        client, step = self._client, pb.stepSimulation
+        for _ in range(steps):
+            step(physicsClientId=client)
+        self.time_s += steps * self.config.physics_step_s
+
+    def collision_links(self, body: str) -> list[int]:
+        """Links of ``body`` (-1 for the base) that have collision geometry."""
+        b, c = self.body(body), self.client
+        return [
+            link
+            for link in range(-1, pb.getNumJoints(b, physicsClientId=c))
+            if pb.getCollisionShapeData(b, link, physicsClientId=c)
+        ]
+
+    def may_touch(self, body: str, links: Sequence[int], margin_m: float) -> bool:
+        """Whether the bounding box of ``links`` of ``body``, grown by ``margin_m``, overlaps the
+        bounding box of any other body's collision geometry. False proves that nothing can touch
+        those links while they move less than ``margin_m``."""
+        b, c = self.bodies[body], self._client
+        lo = [math.inf, math.inf, math.inf]
+        hi = [-math.inf, -math.inf, -math.inf]
+        for link in links:
+            a_min, a_max = pb.getAABB(b, link, physicsClientId=c)
+            for k in range(3):
+                lo[k] = min(lo[k], a_min[k] - margin_m)
+                hi[k] = max(hi[k], a_max[k] + margin_m)
+        if self._collidables is None:
+            self._collidables = [
+                (ob, link)
+                for ob in self.bodies.values()
+                for link in range(-1, pb.getNumJoints(ob, physicsClientId=c))
+                if pb.getCollisionShapeData(ob, link, physicsClientId=c)
+            ]
+        for ob, link in self._collidables:
+            if ob == b:
+                continue
+            o_min, o_max = pb.getAABB(ob, link, physicsClientId=c)
+            if all(o_min[k] <= hi[k] and o_max[k] >= lo[k] for k in range(3)):
+                return True
+        return False
+
     def contact_force(self, body: str) -> tuple[float, float, float] | None:
         """Fast path for the control loop: total contact force (N, world frame) on ``body`` from
         the last step, or None when nothing touches it."""
-        points = pb.getContactPoints(
-            bodyA=self.bodies[body], physicsClientId=self._client
-        )
+        points = pb.getContactPoints(bodyA=self.bodies[body], physicsClientId=self._client)
         if not points:
             return None
         fx = fy = fz = 0.0
@@ -486,9 +517,7 @@ class Sim:
             return None
         return -deepest[8], deepest[7], deepest[5]
 
-    def apply_force_at(
-        self, body: str, link: int, force_N: Sequence[float], point_m: Sequence[float]
-    ) -> None:
+    def apply_force_at(self, body: str, link: int, force_N: Sequence[float], point_m: Sequence[float]) -> None:
         """Apply ``force_N`` (world frame) at world point ``point_m`` for the next physics step
         (ignored for static bodies)."""
         pb.applyExternalForce(
@@ -515,9 +544,7 @@ class Sim:
         c_pos, c_quat = self.link_pose(child, child_link)
         # Express the child frame in the parent link frame.
         inv_pos, inv_quat = pb.invertTransform(p_pos.tolist(), p_quat.tolist())
-        rel_pos, rel_quat = pb.multiplyTransforms(
-            inv_pos, inv_quat, c_pos.tolist(), c_quat.tolist()
-        )
+        rel_pos, rel_quat = pb.multiplyTransforms(inv_pos, inv_quat, c_pos.tolist(), c_quat.tolist())
         cid = pb.createConstraint(
             self.body(parent),
             parent_link,
@@ -534,9 +561,7 @@ class Sim:
         pb.changeConstraint(cid, maxForce=max_force_N, physicsClientId=c)
         return cid
 
-    def link_point_velocity(
-        self, body: str, link: int, point_local_m: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def link_point_velocity(self, body: str, link: int, point_local_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World position (m) and velocity (m/s) of a point fixed in a link's URDF frame."""
         b, c = self.bodies[body], self._client
         if link < 0:
@@ -594,9 +619,26 @@ class Sim:
             flags=pb.ER_NO_SEGMENTATION_MASK,
             physicsClientId=c,
         )
-        return (
-            np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
-        )
+        return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence C-level writes to stdout (pybullet's loader chatter) for the duration."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (e.g. captured): nothing to hide
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 _GEOM = {"box": pb.GEOM_BOX, "cylinder": pb.GEOM_CYLINDER, "sphere": pb.GEOM_SPHERE}
@@ -617,9 +659,7 @@ def _shape_arrays(shapes: Sequence[dict], rgba: Sequence[float]) -> dict[str, li
     }
     for s in shapes:
         if s["kind"] not in _GEOM:
-            raise ValueError(
-                f"unknown shape kind {s['kind']!r}; use one of {sorted(_GEOM)}"
-            )
+            raise ValueError(f"unknown shape kind {s['kind']!r}; use one of {sorted(_GEOM)}")
         out["types"].append(_GEOM[s["kind"]])
         out["half_extents"].append(list(s.get("half_extents_m", (0.0, 0.0, 0.0))))
         out["radii"].append(float(s.get("radius_m", 0.0)))

@@ -36,9 +36,7 @@ class TissueContact:
 
     def add_body(self, body: str, link: int = -1) -> None:
         """Make ``body``/``link`` tissue for the tool tip (and stop Bullet's own tip contact with it)."""
-        self.sim.set_collision(
-            self.arm.name, body, False, link_a=self.arm.tip_link, link_b=link
-        )
+        self.sim.set_collision(self.arm.name, body, False, link_a=self.arm.tip_link, link_b=link)
         self.bodies.append((body, link))
 
     def reset(self) -> None:
@@ -50,9 +48,7 @@ class TissueContact:
         total: tuple[float, float, float] | None = None
         cfg, dt = self.config, self._dt
         for key in self.bodies:
-            hit = self.sim.deepest_point(
-                self.arm.name, self.arm.tip_link, key[0], key[1]
-            )
+            hit = self.sim.deepest_point(self.arm.name, self.arm.tip_link, key[0], key[1])
             if hit is None:
                 self._last.pop(key, None)
                 continue
@@ -79,12 +75,6 @@ class TissueContact:
             self._last[key] = (depth, point)
             if fn > 0.0:
                 self.sim.apply_force_at(self.arm.name, self.arm.tip_link, force, point)
-                self.sim.apply_force_at(
-                    key[0], key[1], (-force[0], -force[1], -force[2]), point
-                )
-                total = (
-                    force
-                    if total is None
-                    else (total[0] + force[0], total[1] + force[1], total[2] + force[2])
-                )
+                self.sim.apply_force_at(key[0], key[1], (-force[0], -force[1], -force[2]), point)
+                total = force if total is None else (total[0] + force[0], total[1] + force[1], total[2] + force[2])
         return total

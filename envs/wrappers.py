@@ -24,9 +24,7 @@ class DiscreteActions(gym.ActionWrapper):
     def __init__(self, env: gym.Env, coarse: float = 1.0, fine: float = 0.25) -> None:
         super().__init__(env)
         if not (0 < fine < coarse <= 1.0):
-            raise ValueError(
-                f"need 0 < fine < coarse <= 1, got fine={fine}, coarse={coarse}"
-            )
+            raise ValueError(f"need 0 < fine < coarse <= 1, got fine={fine}, coarse={coarse}")
         table: list[tuple[np.ndarray, float | None]] = [(np.zeros(3), None)]
         labels = ["no-op"]
         for axis, name in enumerate("xyz"):
@@ -52,13 +50,9 @@ class DiscreteActions(gym.ActionWrapper):
         try:
             index = int(action)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}"
-            ) from exc
+            raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}") from exc
         if not 0 <= index < len(self.table) or index != action:
-            raise ValueError(
-                f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}"
-            )
+            raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}")
         step, jaw = self.table[index]
         if jaw is not None:
             self._jaw = jaw
@@ -79,9 +73,7 @@ class ForceShieldWrapper(gym.Wrapper):
         self._force = np.zeros(3)
 
     def _read_force(self, obs: dict) -> None:
-        self._force = self._layout.get(obs["observation"], "contact_force_N").astype(
-            np.float64
-        )
+        self._force = self._layout.get(obs["observation"], "contact_force_N").astype(np.float64)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)
@@ -100,9 +92,7 @@ class ForceShieldWrapper(gym.Wrapper):
             active = not np.allclose(wanted, allowed, atol=1e-9)
             a = a.copy()
             a[:3] = np.clip(allowed / self._max_step, -1.0, 1.0)
-        obs, reward, terminated, truncated, info = self.env.step(
-            a.astype(np.float32) if a.dtype != object else action
-        )
+        obs, reward, terminated, truncated, info = self.env.step(a.astype(np.float32) if a.dtype != object else action)
         self._read_force(obs)
         info["shield_active"] = active
         return obs, reward, terminated, truncated, info

@@ -50,9 +50,7 @@ class Task(ABC):
     #: Layout of achieved_goal and desired_goal (the same for both).
     goal_fields: ClassVar[tuple[Field, ...]]
 
-    def __init__(
-        self, sim: Sim, scene: PatientScene, arm: SurgicalArm, grasper: Grasper
-    ) -> None:
+    def __init__(self, sim: Sim, scene: PatientScene, arm: SurgicalArm, grasper: Grasper) -> None:
         self.sim = sim
         self.scene = scene
         self.arm = arm
@@ -102,9 +100,7 @@ class Task(ABC):
     def workspace_m(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds on tool-tip targets in the base frame."""
         cfg = self.scene.config
-        return self.to_base(np.array(cfg.workspace_low_m)), self.to_base(
-            np.array(cfg.workspace_high_m)
-        )
+        return self.to_base(np.array(cfg.workspace_low_m)), self.to_base(np.array(cfg.workspace_high_m))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

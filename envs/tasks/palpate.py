@@ -19,9 +19,7 @@ class Palpate(Task):
 
     name = "Palpate"
     max_episode_steps = 75
-    obs_fields = (
-        Field("hold_s", 1, "s", "time the force has stayed in band at the spot"),
-    )
+    obs_fields = (Field("hold_s", 1, "s", "time the force has stayed in band at the spot"),)
     goal_fields = (
         Field(
             "tip_pos_m",
@@ -35,9 +33,7 @@ class Palpate(Task):
             "N",
             "contact force magnitude (achieved) / target force (desired)",
         ),
-        Field(
-            "hold_s", 1, "s", "time held in band (achieved) / required hold (desired)"
-        ),
+        Field("hold_s", 1, "s", "time held in band (achieved) / required hold (desired)"),
     )
 
     target_force_N = 2.0
@@ -55,9 +51,7 @@ class Palpate(Task):
         w = self.spot_half_width_m
         xy = rng.uniform([-w, -w], [w, w])
         spot_world = np.array([xy[0], xy[1], self.scene.surface_z_m])
-        self.sim.reset_base_pose(
-            "palpate_spot", spot_world + np.array([0.0, 0.0, 0.0002])
-        )
+        self.sim.reset_base_pose("palpate_spot", spot_world + np.array([0.0, 0.0, 0.0002]))
         self.spot_m = self.to_base(spot_world)
         self.hold_s = 0.0
 
@@ -67,19 +61,13 @@ class Palpate(Task):
 
     def update(self, step: StepResult) -> None:
         force = float(np.linalg.norm(step.force_N))
-        self.hold_s = (
-            self.hold_s + step.period_s
-            if self._in_band(step.arm.tip_position_m, force)
-            else 0.0
-        )
+        self.hold_s = self.hold_s + step.period_s if self._in_band(step.arm.tip_position_m, force) else 0.0
 
     def observation(self) -> dict[str, np.ndarray | float]:
         return {"hold_s": self.hold_s}
 
     def achieved_goal(self, step: StepResult) -> np.ndarray:
-        return np.array(
-            [*step.arm.tip_position_m, np.linalg.norm(step.force_N), self.hold_s]
-        )
+        return np.array([*step.arm.tip_position_m, np.linalg.norm(step.force_N), self.hold_s])
 
     def desired_goal(self) -> np.ndarray:
         return np.array([*self.spot_m, self.target_force_N, self.required_hold_s])

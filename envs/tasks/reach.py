@@ -14,9 +14,7 @@ class Reach(Task):
 
     name = "Reach"
     max_episode_steps = 50
-    goal_fields = (
-        Field("tip_pos_m", 3, "m", "tool-tip position (achieved) / target (desired)"),
-    )
+    goal_fields = (Field("tip_pos_m", 3, "m", "tool-tip position (achieved) / target (desired)"),)
 
     success_distance_m = 0.003
     target_half_width_m = 0.05
@@ -28,9 +26,7 @@ class Reach(Task):
 
     def reset(self, rng: np.random.Generator) -> None:
         w = self.target_half_width_m
-        goal_world = rng.uniform(
-            [-w, -w, self.target_z_m[0]], [w, w, self.target_z_m[1]]
-        )
+        goal_world = rng.uniform([-w, -w, self.target_z_m[0]], [w, w, self.target_z_m[1]])
         self.sim.reset_base_pose("reach_target", goal_world)
         self.goal_m = self.to_base(goal_world)
 

@@ -32,11 +32,7 @@ class Retract(Task):
         Field("flap_angle_rad", 1, "rad", "flap opening angle (0 lying flat)"),
         Field("grasped", 1, "1", "1 while the jaws hold the flap"),
     )
-    goal_fields = (
-        Field(
-            "tab_height_m", 1, "m", "tab height (achieved) / target height (desired)"
-        ),
-    )
+    goal_fields = (Field("tab_height_m", 1, "m", "tab height (achieved) / target height (desired)"),)
 
     success_tolerance_m = 0.004
     target_height_m = (0.02, 0.03)
@@ -58,9 +54,7 @@ class Retract(Task):
             tissue.friction,
         )
         self.scene.tissue_bodies.append(("flap", self.flap_link))
-        self.grasper.register(
-            Graspable("flap", self.flap_link, self.tab_local_m, is_tissue=True)
-        )
+        self.grasper.register(Graspable("flap", self.flap_link, self.tab_local_m, is_tissue=True))
         self.target_z_m = 0.0
         self._hinge_world = np.zeros(3)
 
@@ -79,9 +73,7 @@ class Retract(Task):
         self.sim.drive_joints("flap", [self.hinge], [0.0], [self.resistance_N_m], [0.1])
         self._hinge_world = pos.copy()
         height = rng.uniform(*self.target_height_m)
-        self.target_z_m = float(
-            self.to_base(np.array([0.0, 0.0, self.scene.surface_z_m + height]))[2]
-        )
+        self.target_z_m = float(self.to_base(np.array([0.0, 0.0, self.scene.surface_z_m + height]))[2])
 
     def _tab_world(self) -> np.ndarray:
         pos, quat = self.sim.link_pose("flap", self.flap_link)
@@ -107,13 +99,8 @@ class Retract(Task):
         return {"grasped": self.grasper.held is not None}
 
     def is_success(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
-        return (
-            np.abs(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0])
-            <= self.success_tolerance_m
-        )
+        return np.abs(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0]) <= self.success_tolerance_m
 
     def dense_reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
         """Minus the height error in centimetres."""
-        return (
-            -np.abs(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0]) / 0.01
-        )
+        return -np.abs(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0]) / 0.01

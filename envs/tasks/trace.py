@@ -23,13 +23,9 @@ class Trace(Task):
     max_episode_steps = 200
     obs_fields = (
         Field("progress", 1, "1", "fraction of the path traced so far"),
-        Field(
-            "lookahead_m", 3, "m", "point on the path lookahead_m ahead of the progress"
-        ),
+        Field("lookahead_m", 3, "m", "point on the path lookahead_m ahead of the progress"),
     )
-    goal_fields = (
-        Field("progress", 1, "1", "fraction traced (achieved) / 1.0 (desired)"),
-    )
+    goal_fields = (Field("progress", 1, "1", "fraction traced (achieved) / 1.0 (desired)"),)
 
     path_length_m = 0.05
     samples = 101
@@ -71,10 +67,7 @@ class Trace(Task):
         xy = np.vstack(
             [
                 start,
-                start
-                + np.cumsum(
-                    np.stack([np.cos(mid) * ds, np.sin(mid) * ds], axis=1), axis=0
-                ),
+                start + np.cumsum(np.stack([np.cos(mid) * ds, np.sin(mid) * ds], axis=1), axis=0),
             ]
         )
         z = self.scene.surface_z_m
@@ -83,16 +76,9 @@ class Trace(Task):
         seg_len = self.path_length_m / self.segments
         for i in range(self.segments):
             s_mid = (i + 0.5) * seg_len
-            p = np.array(
-                [
-                    np.interp(s_mid, self.arc_m, self.points_world[:, k])
-                    for k in range(3)
-                ]
-            )
+            p = np.array([np.interp(s_mid, self.arc_m, self.points_world[:, k]) for k in range(3)])
             p[2] = z + 0.00015
-            self.sim.reset_base_pose(
-                f"trace_seg{i}", p, yaw_quat(heading0 + curvature * s_mid)
-            )
+            self.sim.reset_base_pose(f"trace_seg{i}", p, yaw_quat(heading0 + curvature * s_mid))
         self.progress_m = 0.0
         self.out_of_band_s = 0.0
 
@@ -105,18 +91,12 @@ class Trace(Task):
         if force > 0.0 and not in_band:
             self.out_of_band_s += step.period_s
         s = float(self.arc_m[i])
-        if (
-            d[i] <= self.lateral_tolerance_m
-            and in_band
-            and s <= self.progress_m + self.max_skip_m
-        ):
+        if d[i] <= self.lateral_tolerance_m and in_band and s <= self.progress_m + self.max_skip_m:
             self.progress_m = max(self.progress_m, s)
 
     def lookahead_m(self) -> np.ndarray:
         s = min(self.progress_m + self.lookahead_distance_m, self.path_length_m)
-        return np.array(
-            [np.interp(s, self.arc_m, self.points_m[:, k]) for k in range(3)]
-        )
+        return np.array([np.interp(s, self.arc_m, self.points_m[:, k]) for k in range(3)])
 
     def observation(self) -> dict[str, np.ndarray | float]:
         return {
@@ -137,13 +117,8 @@ class Trace(Task):
         }
 
     def is_success(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
-        return (
-            np.asarray(achieved)[..., 0]
-            >= np.asarray(desired)[..., 0] - self.end_tolerance
-        )
+        return np.asarray(achieved)[..., 0] >= np.asarray(desired)[..., 0] - self.end_tolerance
 
     def dense_reward(self, achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
         """Minus the fraction of the path still to trace."""
-        return np.minimum(
-            np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0], 0.0
-        )
+        return np.minimum(np.asarray(achieved)[..., 0] - np.asarray(desired)[..., 0], 0.0)

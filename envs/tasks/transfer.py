@@ -98,9 +98,7 @@ class Transfer(Task):
         sim.set_collision("block", self.scene.TISSUE, False)
         for link in range(-1, sim.num_links(self.arm.name)):
             sim.set_collision(self.arm.name, "block", False, link_a=link)
-        self.grasper.register(
-            Graspable("block", -1, self.grasp_local_m, is_tissue=False)
-        )
+        self.grasper.register(Graspable("block", -1, self.grasp_local_m, is_tissue=False))
         self.goal_m = np.zeros(3)
 
     def reset(self, rng: np.random.Generator) -> None:
