@@ -110,10 +110,7 @@ class SurgicalArm:
         for link in range(-1, sim.num_links(name)):
             sim.set_link_damping(name, link, 0.0, 0.0)
         self._down = np.eye(3)
-        self.home_q, _ = self.kin.inverse_pose(
-            self.kin.rcm_in_base_m + np.array([0.0, 0.0, -self.config.home_depth_m]),
-            self._down,
-        )
+        self.home_q = self.home_for_tip(self.kin.rcm_in_base_m + np.array([0.0, 0.0, -self.config.home_depth_m]))
         self.target_q = self.home_q.copy()
         self.target_jaw = 0.0
 
@@ -128,6 +125,17 @@ class SurgicalArm:
 
     def base_to_world(self, p_base: np.ndarray) -> np.ndarray:
         return self.base.to_parent(p_base)
+
+    def home_for_tip(self, tip_m: np.ndarray) -> np.ndarray:
+        """Joints putting the tool tip at ``tip_m`` (base frame), jaws pointing down."""
+        q, reachable = self.kin.inverse_pose(np.asarray(tip_m, dtype=float), self._down, iterations=8)
+        if not reachable:
+            raise ValueError(f"home tool-tip position {np.round(tip_m, 4).tolist()} m (base frame) is out of reach")
+        return q
+
+    def set_home(self, tip_m: np.ndarray) -> None:
+        """Make ``tip_m`` (base frame) the pose ``reset()`` returns to."""
+        self.home_q = self.home_for_tip(tip_m)
 
     # ------------------------------------------------------------------ control
     def reset(self, q: np.ndarray | None = None, jaw_opening: float = 0.0) -> None:

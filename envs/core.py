@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -80,7 +80,7 @@ class EnvConfig:
 
     @property
     def substeps(self) -> int:
-        return int(round(self.control_period_s / self.sim.physics_step_s))
+        return round(self.control_period_s / self.sim.physics_step_s)
 
     def with_overrides(self, **overrides: Any) -> EnvConfig:
         """A copy with top-level fields replaced; also accepts ``trocar_m`` (scene) and
@@ -106,8 +106,9 @@ class EnvConfig:
 class SurgicalEnv(gym.Env):
     """A goal-conditioned surgical task on the simulated PSM (see the module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
     ACTION_SIZE = 4
+    OBS_BOUND = 1000.0
     #: Extra distance (m) beyond the commanded travel within which contacts are checked each period.
     CONTACT_MARGIN_M = 0.003
 
@@ -131,6 +132,7 @@ class SurgicalEnv(gym.Env):
         try:
             self.scene = PatientScene(self.sim, cfg.scene)
             self.arm = SurgicalArm(self.sim, np.array(cfg.scene.trocar_m), cfg.arm)
+            self.arm.set_home(self.arm.world_to_base(np.array(cfg.scene.home_tip_m)))
             self.grasper = Grasper(self.sim, self.arm, cfg.grasp)
             self.task = task(self.sim, self.scene, self.arm, self.grasper)
             self.tissue = TissueContact(self.sim, self.arm, cfg.scene.tissue)
@@ -143,12 +145,13 @@ class SurgicalEnv(gym.Env):
         self.obs_layout = ObsLayout(ROBOT_FIELDS + self.task.obs_fields)
         self.goal_layout = ObsLayout(self.task.goal_fields)
         self._ws_low, self._ws_high = self.task.workspace_m()
-        inf = np.float32(np.inf)
+        # Every field is a physical quantity far inside ±OBS_BOUND in SI units (metres, m/s, newtons).
+        bound = np.float32(self.OBS_BOUND)
         self.observation_space = spaces.Dict(
             {
-                "observation": spaces.Box(-inf, inf, (self.obs_layout.size,), np.float32),
-                "achieved_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
-                "desired_goal": spaces.Box(-inf, inf, (self.goal_layout.size,), np.float32),
+                "observation": spaces.Box(-bound, bound, (self.obs_layout.size,), np.float32),
+                "achieved_goal": spaces.Box(-bound, bound, (self.goal_layout.size,), np.float32),
+                "desired_goal": spaces.Box(-bound, bound, (self.goal_layout.size,), np.float32),
             }
         )
         self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_SIZE,), np.float32)

@@ -41,13 +41,15 @@ class TissueConfig:
 class SceneConfig:
     """Scene parameters. ``trocar_m`` is the trocar (the arm's RCM) in the world frame; the arm's
     base is placed so its RCM lands there. ``workspace_low_m``/``workspace_high_m`` bound tool-tip
-    targets in the world frame (the lower z bound lets the tool indent the tissue)."""
+    targets in the world frame (the lower z bound lets the tool indent the tissue). ``home_tip_m`` is
+    where the tool tip starts every episode (world frame)."""
 
-    trocar_m: tuple[float, float, float] = (0.0, 0.0, 0.12)
+    trocar_m: tuple[float, float, float] = (0.07, 0.0, 0.11)
     tissue: TissueConfig = field(default_factory=TissueConfig)
     camera: CameraSpec = field(
         default_factory=lambda: CameraSpec(eye_m=(0.0, -0.06, 0.08), target_m=(0.0, 0.0, 0.0), fov_deg=60.0)
     )
+    home_tip_m: tuple[float, float, float] = (0.0, 0.0, 0.05)
     workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
     workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
     with_needle: bool = True

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet as pb
+
+from envs._stdio import quiet_stdout
+
+with quiet_stdout():  # pybullet prints its build time on import
+    import pybullet as pb
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,8 @@ class Sim:
     def close(self) -> None:
         """Disconnect from pybullet. Safe to call more than once."""
         if self._client is not None:
-            try:
+            with contextlib.suppress(pb.error):
                 pb.disconnect(physicsClientId=self._client)
-            except pb.error:
-                pass
             self._client = None
 
     def __enter__(self) -> Sim:
@@ -151,7 +151,7 @@ class Sim:
         """Load a URDF. ``merge_fixed_links`` folds links on fixed joints into their parents
         (fewer bodies for the solver); such links then have no index of their own."""
         flags = pb.URDF_USE_INERTIA_FROM_FILE | (pb.URDF_MERGE_FIXED_LINKS if merge_fixed_links else 0)
-        with _quiet_stdout():  # the merge prints a line per link from C
+        with quiet_stdout():  # the merge prints a line per link from C
             body = pb.loadURDF(
                 str(path),
                 list(position_m),
@@ -592,6 +592,28 @@ class Sim:
     def remove_constraint(self, constraint_id: int) -> None:
         pb.removeConstraint(constraint_id, physicsClientId=self.client)
 
+    # ------------------------------------------------------------------ scene state (mirroring)
+    def snapshot(self) -> dict[str, dict[str, list[float]]]:
+        """The whole scene as poses and joint values: for every body, its base position (m) and
+        quaternion and its joint positions (rad or m). Enough to mirror the scene elsewhere."""
+        c = self.client
+        out: dict[str, dict[str, list[float]]] = {}
+        for name, b in self.bodies.items():
+            pos, quat = pb.getBasePositionAndOrientation(b, physicsClientId=c)
+            n = pb.getNumJoints(b, physicsClientId=c)
+            joints = [s[0] for s in pb.getJointStates(b, list(range(n)), physicsClientId=c)] if n else []
+            out[name] = {"position_m": list(pos), "quat_xyzw": list(quat), "joint_positions": joints}
+        return out
+
+    def apply_snapshot(self, snapshot: dict[str, dict[str, list[float]]]) -> None:
+        """Pose every named body as in ``snapshot`` (from ``snapshot()`` of a world with the same bodies)."""
+        c = self.client
+        for name, state in snapshot.items():
+            b = self.body(name)
+            pb.resetBasePositionAndOrientation(b, state["position_m"], state["quat_xyzw"], physicsClientId=c)
+            for j, q in enumerate(state["joint_positions"]):
+                pb.resetJointState(b, j, q, 0.0, physicsClientId=c)
+
     # ------------------------------------------------------------------ rendering
     def render(self, camera: CameraSpec, width: int, height: int) -> np.ndarray:
         """An RGB image (height, width, 3) uint8 from ``camera`` (pybullet's TinyRenderer, no shadows)."""
@@ -620,25 +642,6 @@ class Sim:
             physicsClientId=c,
         )
         return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Silence C-level writes to stdout (pybullet's loader chatter) for the duration."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stdout (e.g. captured): nothing to hide
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
 
 
 _GEOM = {"box": pb.GEOM_BOX, "cylinder": pb.GEOM_CYLINDER, "sphere": pb.GEOM_SPHERE}

@@ -18,6 +18,7 @@ Bullet's compliant contact.
 from __future__ import annotations
 
 import math
+
 from envs.arm import SurgicalArm
 from envs.scene import TissueConfig
 from envs.sim import Sim

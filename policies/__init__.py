@@ -1,0 +1,1 @@
+"""Training, evaluation and assist policies (stable-baselines3 + torch). Empty until the training issue."""

@@ -1,0 +1,1 @@
+"""Teleoperation: protocol, links, robot server, safety supervisor, video, console, and the ``telesurg`` CLI."""

@@ -22,7 +22,6 @@ Kinematic chain (a remote-centre-of-motion arm in the style of a laparoscopic PS
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 RCM_IN_BASE_M = (0.0, -0.30, 0.0)
@@ -140,7 +139,7 @@ def build() -> str:
             "yaw_link",
             (rx, ry, rz),
             (0, 1, 0),
-            (-1.0, 1.0),
+            (-1.55, 1.55),
             20.0,
             2.0,
         )
@@ -161,7 +160,7 @@ def build() -> str:
             "pitch_link",
             (0, 0, 0),
             (1, 0, 0),
-            (-0.9, 0.9),
+            (-0.92, 0.92),
             20.0,
             2.0,
         )
