@@ -45,7 +45,7 @@ def test_greedy_discrete_controller_reaches_within_3mm(make_env) -> None:
             error = obs["desired_goal"] - obs["achieved_goal"]
             # Pick the table step that brings the tip closest to the goal.
             action = int(np.argmin(np.linalg.norm(error - steps, axis=1)))
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, _, _, info = env.step(action)
             if info["is_success"]:
                 break
         assert info["is_success"], f"seed {seed}: ended {np.linalg.norm(error) * 1000:.1f} mm away"
