@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 ARGS ?=
 
 .PHONY: demo test lint bench clean
@@ -22,9 +24,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)  ## environment throughput next to panda-gym (installs the baseline into .venv)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -r bench/requirements.txt
-	$(VENV)/bin/python bench/env_throughput.py $(ARGS)
+$(BENCH_STAMP): bench/requirements.txt constraints.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)  ## environment throughput next to panda-gym (baseline in its own .venv-bench)
+	$(VENV)/bin/python bench/env_throughput.py --baseline-python $(BENCH_VENV)/bin/python $(ARGS)
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) demo_out .pytest_cache .ruff_cache *.egg-info

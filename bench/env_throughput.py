@@ -6,8 +6,10 @@ env steps per wall-clock second and simulated seconds per wall-clock second (ste
 period / wall time), medians over rounds, and the ratio of the latter to PandaReach-v3 in the same
 run. Both simulate physics at 2 ms steps; telesurg's control period is 40 ms, panda-gym's too.
 
-    .venv/bin/pip install -c constraints.txt -r bench/requirements.txt   # panda-gym, for the baseline
-    .venv/bin/python bench/env_throughput.py            # prints a table, writes bench/env_throughput.json
+    make bench        # = baseline venv + python bench/env_throughput.py --baseline-python .venv-bench/bin/python
+
+prints a table and writes bench/env_throughput.json. panda-gym lives in its own virtual environment
+(.venv-bench, same pinned pybullet/numpy/gymnasium) because it is not a telesurg dependency.
 
 Targets (issue 2): Reach at least 2× PandaReach-v3 in simulated seconds per wall second, every task
 at least 1×.
@@ -64,12 +66,9 @@ def worker(env_id: str, steps: int, warmup: int, seed: int) -> dict[str, float]:
     return {"steps_per_s": steps / wall, "sim_s_per_wall_s": steps * period / wall, "control_period_s": period}
 
 
-def baseline_available() -> bool:
-    try:
-        import panda_gym  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def baseline_available(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import panda_gym"], capture_output=True, check=False)
+    return probe.returncode == 0
 
 
 def main() -> int:
@@ -78,6 +77,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured steps first")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--out", type=Path, default=HERE / "env_throughput.json", help="JSON output path")
+    parser.add_argument(
+        "--baseline-python",
+        default=str(ROOT / ".venv-bench" / "bin" / "python"),
+        help="interpreter with panda-gym installed (default: .venv-bench/bin/python, made by `make bench`)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -87,12 +91,12 @@ def main() -> int:
         return 0
 
     env_ids = [f"telesurg/{t}-v0" for t in TASKS]
-    if baseline_available():
+    if Path(args.baseline_python).exists() and baseline_available(args.baseline_python):
         env_ids.insert(0, BASELINE)
     else:
         print(
-            f"note: panda-gym is not installed, so {BASELINE} is skipped and no ratios are computed.\n"
-            "      install it with: .venv/bin/pip install -c constraints.txt -r bench/requirements.txt",
+            f"note: no panda-gym at {args.baseline_python}, so {BASELINE} is skipped and no ratios are computed.\n"
+            "      `make bench` sets it up in .venv-bench.",
             file=sys.stderr,
         )
     samples: dict[str, list[dict[str, float]]] = {e: [] for e in env_ids}
@@ -100,18 +104,9 @@ def main() -> int:
     done = 0
     for rnd in range(args.rounds):
         for env_id in env_ids:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--worker",
-                env_id,
-                "--steps",
-                str(args.steps),
-                "--warmup",
-                str(args.warmup),
-                "--seed",
-                str(rnd),
-            ]
+            python = args.baseline_python if env_id == BASELINE else sys.executable
+            cmd = [python, __file__, "--worker", env_id]
+            cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(rnd)]
             out = subprocess.run(
                 cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONHASHSEED": "0"}
             )

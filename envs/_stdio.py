@@ -1,4 +1,5 @@
-"""Silencing of C-level stdout chatter (pybullet prints on import and while loading URDFs)."""
+"""Silencing of C-level chatter: pybullet prints its build time on import and a line per link while
+merging URDF links, straight from C, past Python's ``sys.stdout``/``sys.stderr``."""
 
 from __future__ import annotations
 
@@ -12,20 +13,24 @@ _libc = ctypes.CDLL(None)
 
 
 @contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Send writes to file descriptor 1 to /dev/null for the duration (Python and C alike)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stdout (e.g. captured by pytest)
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(fd)
+def quiet_c_output() -> Iterator[None]:
+    """Send writes to file descriptors 1 and 2 to /dev/null for the duration."""
+    streams = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            streams.append((stream, stream.fileno()))
+        except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured): leave it
+            continue
+    saved = []
     try:
         with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
+            for stream, fd in streams:
+                stream.flush()
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull.fileno(), fd)
             yield
     finally:
-        _libc.fflush(None)  # C's stdout buffer still holds what was printed: drop it here
-        os.dup2(saved, fd)
-        os.close(saved)
+        _libc.fflush(None)  # C's buffers still hold what was printed: drop it here
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)

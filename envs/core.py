@@ -196,7 +196,7 @@ class SurgicalEnv(gym.Env):
         self.arm.command_tip(target, (a[3] + 1.0) / 2.0)
         # Cull contact queries for a period in which nothing can touch the tool (most of free-space
         # motion); the margin covers the commanded travel plus servo overshoot.
-        travel = float(np.linalg.norm(target - tip)) + self.CONTACT_MARGIN_M
+        travel = math.dist(target.tolist(), tip.tolist()) + self.CONTACT_MARGIN_M
         if self.grasper.holding_tissue or self.sim.may_touch(self.arm.name, self._tool_links, travel):
             force_w, force_max = self.sim.advance(cfg.substeps, self.arm.name, self._before_physics_step)
         else:
@@ -204,7 +204,8 @@ class SurgicalEnv(gym.Env):
             self.sim.advance_free(cfg.substeps)
             force_w, force_max = None, 0.0
         state = self.arm.read()
-        self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))
+        if self.grasper.objects:
+            self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))
         velocity = (state.tip_position_m - tip) / cfg.control_period_s
         force_base = self.arm.base.vector_from_parent(np.array(force_w)) if force_w is not None else np.zeros(3)
         result = StepResult(state, force_base, force_max, cfg.control_period_s)

@@ -223,10 +223,7 @@ class PsmKinematics:
         """
         if iterations < 1:
             raise ValueError("inverse_pose needs at least one iteration")
-        r = [[float(v) for v in row] for row in np.asarray(rotation)]
-        r0 = (r[0][0], r[1][0], r[2][0])
-        r1 = (r[0][1], r[1][1], r[2][1])
-        r2 = (r[0][2], r[1][2], r[2][2])
+        r0, r1, r2 = np.asarray(rotation, dtype=float).T.tolist()  # columns
         if q_guess is None:
             q, reachable = self.inverse_position(tip_m)
         else:

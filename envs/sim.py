@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs._stdio import quiet_stdout
+from envs._stdio import quiet_c_output
 
-with quiet_stdout():  # pybullet prints its build time on import
+with quiet_c_output():  # pybullet prints its build time on import
     import pybullet as pb
 
 
@@ -151,7 +151,7 @@ class Sim:
         """Load a URDF. ``merge_fixed_links`` folds links on fixed joints into their parents
         (fewer bodies for the solver); such links then have no index of their own."""
         flags = pb.URDF_USE_INERTIA_FROM_FILE | (pb.URDF_MERGE_FIXED_LINKS if merge_fixed_links else 0)
-        with quiet_stdout():  # the merge prints a line per link from C
+        with quiet_c_output():  # the merge prints a line per link from C
             body = pb.loadURDF(
                 str(path),
                 list(position_m),
