@@ -173,7 +173,7 @@ class SurgicalArm:
         self.sim.drive_joints(
             self.name,
             self._all_idx,
-            [*self.target_q, jaw_q, jaw_q],
+            [*self.target_q.tolist(), jaw_q, jaw_q],
             self._forces,
             self._gains,
         )
@@ -181,10 +181,10 @@ class SurgicalArm:
     # ------------------------------------------------------------------ readings
     def read(self) -> ArmState:
         """Joint positions and the tool-tip pose from forward kinematics of the measured joints."""
-        q_all, _ = self.sim.joint_states(self.name, self._all_idx)
+        q_all = self.sim.joint_positions(self.name, self._all_idx)
         q = q_all[:6]
         jaw = min(max((q_all[6] + q_all[7]) / (2 * self.kin.jaw_max_rad), 0.0), 1.0)
-        return ArmState(self.kin, q, self.kin.tip_position(q), float(jaw))
+        return ArmState(self.kin, np.array(q), self.kin.tip_position(q), jaw)
 
     def contact(self) -> ContactReading:
         """Contact force (N) on the tool from everything it touches, in the base frame."""

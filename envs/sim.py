@@ -303,6 +303,10 @@ class Sim:
         states = pb.getJointStates(self.bodies[body], joints, physicsClientId=self._client)
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
+    def joint_positions(self, body: str, joints: Sequence[int]) -> list[float]:
+        """Positions (rad or m) of ``joints``."""
+        return [s[0] for s in pb.getJointStates(self.bodies[body], joints, physicsClientId=self._client)]
+
     def reset_joints(self, body: str, joints: Sequence[int], positions: Sequence[float]) -> None:
         """Teleport joints to ``positions`` at rest (used at reset, never during an episode)."""
         b, c = self.body(body), self.client
@@ -318,15 +322,16 @@ class Sim:
         position_gains: Sequence[float],
     ) -> None:
         """Position-servo ``joints`` toward ``positions`` with bounded effort (N or N·m)."""
+        n = len(joints)
         pb.setJointMotorControlArray(
             self.bodies[body],
             joints,
             pb.POSITION_CONTROL,
-            targetPositions=list(positions),
-            targetVelocities=[0.0] * len(joints),
-            forces=list(max_forces),
-            positionGains=list(position_gains),
-            velocityGains=[1.0] * len(joints),
+            targetPositions=positions,
+            targetVelocities=_ZEROS[:n],
+            forces=max_forces,
+            positionGains=position_gains,
+            velocityGains=_ONES[:n],
             physicsClientId=self._client,
         )
 
@@ -441,10 +446,16 @@ class Sim:
 
     def advance_free(self, steps: int) -> None:
         """Run ``steps`` physics steps without measuring contacts (see ``may_touch``)."""
-        client, step = self._client, pb.stepSimulation
-        for _ in range(steps):
-            step(physicsClientId=client)
-        self.time_s += steps * self.config.physics_step_s
+        client, dt = self._client, self.config.physics_step_s
+        if steps > 1:
+            # One call running ``steps`` internal steps of ``dt``: the same physics, bit for bit,
+            # without paying pybullet's per-call command overhead ``steps`` times.
+            pb.setPhysicsEngineParameter(fixedTimeStep=steps * dt, numSubSteps=steps, physicsClientId=client)
+            pb.stepSimulation(physicsClientId=client)
+            pb.setPhysicsEngineParameter(fixedTimeStep=dt, numSubSteps=0, physicsClientId=client)
+        elif steps == 1:
+            pb.stepSimulation(physicsClientId=client)
+        self.time_s += steps * dt
 
     def collision_links(self, body: str) -> list[int]:
         """Links of ``body`` (-1 for the base) that have collision geometry."""
@@ -644,6 +655,8 @@ class Sim:
         return np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[:, :, :3].copy()
 
 
+_ZEROS = [0.0] * 64
+_ONES = [1.0] * 64
 _GEOM = {"box": pb.GEOM_BOX, "cylinder": pb.GEOM_CYLINDER, "sphere": pb.GEOM_SPHERE}
 
 
