@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def worker(env_id: str, steps: int, warmup: int, seed: int) -> dict[str, float]:
+def worker(env_id: str, steps: int, warmup: int, seed: int, policy: str) -> dict[str, float]:
     """Run one measurement in this process; returns steps/s and simulated s per wall s."""
     import gymnasium as gym
     import numpy as np
@@ -50,13 +50,22 @@ def worker(env_id: str, steps: int, warmup: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
     actions = rng.uniform(low, high, size=(warmup + steps, *env.action_space.shape)).astype(np.float32)
-    env.reset(seed=seed)
+
+    expert = None
+    if policy == "expert" and env_id != BASELINE:
+        from envs.experts import make_expert
+
+        expert = make_expert(env)
+    obs, _ = env.reset(seed=seed)
 
     def run(start: int, count: int) -> None:
+        nonlocal obs
         for i in range(start, start + count):
-            _, _, terminated, truncated, _ = env.step(actions[i])
+            obs, _, terminated, truncated, _ = env.step(actions[i] if expert is None else expert.action(obs))
             if terminated or truncated:
-                env.reset()
+                obs, _ = env.reset()
+                if expert is not None:
+                    expert.reset()
 
     run(0, warmup)
     t0 = time.perf_counter()
@@ -76,20 +85,29 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3000, help="measured env steps per env and round")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured steps first")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are reported)")
-    parser.add_argument("--out", type=Path, default=HERE / "env_throughput.json", help="JSON output path")
+    parser.add_argument("--out", type=Path, help="JSON output path (default: bench/env_throughput[_expert].json)")
     parser.add_argument(
         "--baseline-python",
         default=str(ROOT / ".venv-bench" / "bin" / "python"),
         help="interpreter with panda-gym installed (default: .venv-bench/bin/python, made by `make bench`)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=("random", "expert"),
+        default="random",
+        help="telesurg actions: uniform random (default; the comparison with the baseline) or each task's "
+        "scripted expert (contact-heavy; the baseline stays random)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.seed)))
+        print(json.dumps(worker(args.worker, args.steps, args.warmup, args.seed, args.policy)))
         return 0
 
+    if args.out is None:
+        args.out = HERE / ("env_throughput.json" if args.policy == "random" else "env_throughput_expert.json")
     env_ids = [f"telesurg/{t}-v0" for t in TASKS]
     if Path(args.baseline_python).exists() and baseline_available(args.baseline_python):
         env_ids.insert(0, BASELINE)
@@ -106,7 +124,16 @@ def main() -> int:
         for env_id in env_ids:
             python = args.baseline_python if env_id == BASELINE else sys.executable
             cmd = [python, __file__, "--worker", env_id]
-            cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup), "--seed", str(rnd)]
+            cmd += [
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--seed",
+                str(rnd),
+                "--policy",
+                args.policy,
+            ]
             out = subprocess.run(
                 cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONHASHSEED": "0"}
             )
@@ -161,7 +188,7 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "steps": args.steps,
         "rounds": args.rounds,
-        "policy": "uniform random actions",
+        "policy": "uniform random actions" if args.policy == "random" else "scripted experts (baseline: random)",
         "rows": rows,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")

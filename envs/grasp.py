@@ -92,16 +92,13 @@ class Grasper:
         assert obj is not None
         tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, self.arm.tip_offset_m)
         point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, obj.point_local_m)
-        cfg = self.config
-        force_on_tissue = cfg.tissue_stiffness_N_m * (tip - point) + cfg.tissue_damping_N_s_m * (tip_vel - point_vel)
-        self.sim.apply_force_at(obj.body, obj.link, force_on_tissue.tolist(), point.tolist())
-        self.sim.apply_force_at(self.arm.name, self.arm.tip_link, (-force_on_tissue).tolist(), tip.tolist())
-        self._pull_world = -force_on_tissue
-        return (
-            float(self._pull_world[0]),
-            float(self._pull_world[1]),
-            float(self._pull_world[2]),
-        )
+        k, c = self.config.tissue_stiffness_N_m, self.config.tissue_damping_N_s_m
+        force = tuple(k * (tip[i] - point[i]) + c * (tip_vel[i] - point_vel[i]) for i in range(3))
+        pull = (-force[0], -force[1], -force[2])
+        self.sim.apply_force_at(obj.body, obj.link, force, point)
+        self.sim.apply_force_at(self.arm.name, self.arm.tip_link, pull, tip)
+        self._pull_world = np.array(pull)
+        return pull
 
     def update(self, jaw_opening: float, tip_world_m: np.ndarray) -> None:
         """Call once per control period with the measured jaw opening and tool-tip position."""

@@ -572,32 +572,36 @@ class Sim:
         pb.changeConstraint(cid, maxForce=max_force_N, physicsClientId=c)
         return cid
 
-    def link_point_velocity(self, body: str, link: int, point_local_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World position (m) and velocity (m/s) of a point fixed in a link's URDF frame."""
+    def link_point_velocity(
+        self, body: str, link: int, point_local_m: Sequence[float]
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """World position (m) and velocity (m/s) of a point fixed in a link's URDF frame.
+
+        Plain float math: this runs at every physics step while tissue is held, where numpy's
+        per-call overhead on 3-vectors would dominate."""
         b, c = self.bodies[body], self._client
         if link < 0:
-            pos, quat = pb.getBasePositionAndOrientation(b, physicsClientId=c)
+            com, quat = pb.getBasePositionAndOrientation(b, physicsClientId=c)
             lin, ang = pb.getBaseVelocity(b, physicsClientId=c)
-            com = np.array(pos)
-            frame_pos, frame_quat = com, quat
+            frame = com
         else:
-            s = pb.getLinkState(
-                b,
-                link,
-                computeLinkVelocity=1,
-                computeForwardKinematics=1,
-                physicsClientId=c,
-            )
-            com, frame_pos, frame_quat, lin, ang = (
-                np.array(s[0]),
-                np.array(s[4]),
-                s[5],
-                s[6],
-                s[7],
-            )
-        rot = np.array(pb.getMatrixFromQuaternion(frame_quat)).reshape(3, 3)
-        point = np.asarray(frame_pos) + rot @ np.asarray(point_local_m, dtype=float)
-        vel = np.asarray(lin) + np.cross(np.asarray(ang), point - com)
+            s = pb.getLinkState(b, link, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
+            com, frame, quat, lin, ang = s[0], s[4], s[5], s[6], s[7]
+        x, y, z, w = quat
+        px, py, pz = (float(v) for v in point_local_m)
+        # Rotate the local point by the quaternion (v' = v + 2w(u×v) + 2u×(u×v), u = (x, y, z)).
+        tx, ty, tz = 2 * (y * pz - z * py), 2 * (z * px - x * pz), 2 * (x * py - y * px)
+        rx = px + w * tx + (y * tz - z * ty)
+        ry = py + w * ty + (z * tx - x * tz)
+        rz = pz + w * tz + (x * ty - y * tx)
+        point = (frame[0] + rx, frame[1] + ry, frame[2] + rz)
+        # Velocity of the point: v_com + ω × (point - com).
+        dx, dy, dz = point[0] - com[0], point[1] - com[1], point[2] - com[2]
+        vel = (
+            lin[0] + ang[1] * dz - ang[2] * dy,
+            lin[1] + ang[2] * dx - ang[0] * dz,
+            lin[2] + ang[0] * dy - ang[1] * dx,
+        )
         return point, vel
 
     def remove_constraint(self, constraint_id: int) -> None:
