@@ -19,7 +19,7 @@ from envs.kinematics import (
     PsmKinematics,
     psm_kinematics,
 )
-from envs.sim import ContactReading, Sim
+from envs.sim import Sim
 
 
 @dataclass(frozen=True)
@@ -185,14 +185,6 @@ class SurgicalArm:
         q = q_all[:6]
         jaw = min(max((q_all[6] + q_all[7]) / (2 * self.kin.jaw_max_rad), 0.0), 1.0)
         return ArmState(self.kin, np.array(q), self.kin.tip_position(q), jaw)
-
-    def contact(self) -> ContactReading:
-        """Contact force (N) on the tool from everything it touches, in the base frame."""
-        c = self.sim.contact(self.name)
-        if c.num_points:
-            c.force_N = self.base.vector_from_parent(c.force_N)
-            c.normal = self.base.vector_from_parent(c.normal)
-        return c
 
     def joint_limits(self) -> tuple[np.ndarray, np.ndarray]:
         return self.kin.lower.copy(), self.kin.upper.copy()

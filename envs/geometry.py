@@ -115,32 +115,14 @@ class Frame:
     position_m: np.ndarray
     rotation: np.ndarray
 
-    @staticmethod
-    def identity() -> Frame:
-        return Frame(np.zeros(3), np.eye(3))
-
-    @staticmethod
-    def from_pose(position_m: np.ndarray, quat_xyzw: np.ndarray) -> Frame:
-        return Frame(np.asarray(position_m, dtype=float), quat_to_matrix(quat_xyzw))
-
-    @property
-    def quat_xyzw(self) -> np.ndarray:
-        return matrix_to_quat(self.rotation)
-
     def to_parent(self, point: np.ndarray) -> np.ndarray:
         return self.rotation @ np.asarray(point, dtype=float) + self.position_m
 
     def from_parent(self, point: np.ndarray) -> np.ndarray:
         return self.rotation.T @ (np.asarray(point, dtype=float) - self.position_m)
 
-    def vector_to_parent(self, v: np.ndarray) -> np.ndarray:
-        return self.rotation @ np.asarray(v, dtype=float)
-
     def vector_from_parent(self, v: np.ndarray) -> np.ndarray:
         return self.rotation.T @ np.asarray(v, dtype=float)
-
-    def rotation_to_parent(self, r: np.ndarray) -> np.ndarray:
-        return self.rotation @ r
 
     def rotation_from_parent(self, r: np.ndarray) -> np.ndarray:
         return self.rotation.T @ r

@@ -154,12 +154,6 @@ class PsmKinematics:
         """Tool-tip position (m) and rotation matrix in the base frame for joints ``q`` (6,)."""
         return self.tip_position(q), self.shaft_rotation(q) @ self.wrist_rotation(q)
 
-    def shaft_line(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Shaft distal end (m) and unit direction (pointing out of the patient) in the base frame."""
-        r_shaft = self.shaft_rotation(q)
-        end = self.rcm_in_base_m + r_shaft @ (q[2] * self.insertion_axis)
-        return end, -(r_shaft @ self.insertion_axis)
-
     # ----------------------------------------------------------------------------- inverse
     def inverse_position(
         self, tip_m: np.ndarray, wrist_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
