@@ -26,7 +26,8 @@ from envs.sim import Sim
 class ArmConfig:
     """Servo settings of the simulated arm.
 
-    ``home_depth_m`` is how far below the RCM (along the vertical shaft) the tool tip starts.
+    ``home_depth_m`` places the default home pose: the tool tip that far below the RCM, shaft
+    vertical (environments replace it with the scene's ``home_tip_m`` through ``set_home``).
     ``position_gain`` is Bullet's position-servo gain (fraction of the joint error removed per
     physics step); ``effort_scale`` scales the URDF effort limits used as the motors' maximum force.
     """

@@ -13,6 +13,7 @@ tissue stiffness as a prior (``stiffness_prior_N_m``): a surgeon's notion of how
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -48,7 +49,7 @@ def target_to_action(
     return a
 
 
-class Expert:
+class Expert(ABC):
     """Base class: ``reset()`` at each episode start, ``act(obs) -> Command``, ``action(obs)``."""
 
     stiffness_prior_N_m = 300.0
@@ -70,8 +71,9 @@ class Expert:
     def goal(self, obs: dict, name: str, key: str = "desired_goal") -> np.ndarray:
         return self.goal_layout.get(obs[key], name).astype(np.float64)
 
+    @abstractmethod
     def act(self, obs: dict) -> Command:
-        raise NotImplementedError
+        """The absolute command for this observation."""
 
     def action(self, obs: dict) -> np.ndarray:
         command = self.act(obs)
@@ -91,6 +93,33 @@ class Expert:
             return max(tip[2] - max_dz, surface_z - 0.02)
         dz = 0.7 * (target_force - force) / self.stiffness_prior_N_m
         return tip[2] - float(np.clip(dz, -max_dz, max_dz))
+
+    def _grasp(
+        self, tip: np.ndarray, point: np.ndarray, jaw: float, grasped: bool, hover_m: float, grip_m: float
+    ) -> Command | None:
+        """Phases 0–2 of a grasp: hover ``hover_m`` above ``point`` with the jaws open, descend to
+        ``grip_m`` above it, close and wait for the grasp (retrying from the top if it fails).
+        Returns the command while grasping, or None once the object is held (phase 3)."""
+        self.speed_fraction = 1.0
+        if self.phase == 0:
+            target = point + np.array([0.0, 0.0, hover_m])
+            if np.linalg.norm(tip - target) < 0.0007 and jaw > 0.9:
+                self.phase = 1
+            return Command(target, 1.0)
+        if self.phase == 1:
+            target = point + np.array([0.0, 0.0, grip_m])
+            self.speed_fraction = 0.5
+            if np.linalg.norm(tip - target) < 0.0005:
+                self.phase, self.timer = 2, 0
+            return Command(target, 1.0)
+        if self.phase == 2:
+            self.timer += 1
+            if grasped:
+                self.phase = 3
+            elif self.timer > 20:
+                self.phase = 0
+            return Command(tip, 0.0)
+        return None
 
 
 class ReachExpert(Expert):
@@ -127,25 +156,11 @@ class RetractExpert(Expert):
         grasped = self.field(obs, "grasped")[0] > 0.5
         jaw = float(self.field(obs, "jaw_opening")[0])
         target_z = float(self.goal(obs, "tab_height_m")[0])
+        # The tip sphere rests on the tab 2.5 mm above it; 2.2 mm presses in slightly.
+        command = self._grasp(tip, tab, jaw, grasped, hover_m=0.01, grip_m=0.0022)
+        if command is not None:
+            return command
         self.speed_fraction = 1.0
-        if self.phase == 0:  # above the tab, jaws open
-            goal = tab + np.array([0.0, 0.0, 0.01])
-            if np.linalg.norm(tip - goal) < 0.0007 and jaw > 0.9:
-                self.phase = 1
-            return Command(goal, 1.0)
-        if self.phase == 1:  # down onto the tab
-            goal = tab + np.array([0.0, 0.0, 0.0022])
-            self.speed_fraction = 0.5
-            if np.linalg.norm(tip - goal) < 0.0005:
-                self.phase, self.timer = 2, 0
-            return Command(goal, 1.0)
-        if self.phase == 2:  # close and wait for the grasp
-            self.timer += 1
-            if grasped:
-                self.phase = 3
-            elif self.timer > 20:
-                self.phase = 0
-            return Command(tip, 0.0)
         if not grasped:  # lost it: start over
             self.phase = 0
             return Command(tip, 1.0)
@@ -174,25 +189,10 @@ class TransferExpert(Expert):
         grasped = self.field(obs, "grasped")[0] > 0.5
         jaw = float(self.field(obs, "jaw_opening")[0])
         goal = self.goal(obs, "block_pos_m")
+        command = self._grasp(tip, grasp, jaw, grasped, hover_m=0.015, grip_m=0.0005)
+        if command is not None:
+            return command
         self.speed_fraction = 1.0
-        if self.phase == 0:  # above the grasp point, jaws open
-            target = grasp + np.array([0.0, 0.0, 0.015])
-            if np.linalg.norm(tip - target) < 0.0007 and jaw > 0.9:
-                self.phase = 1
-            return Command(target, 1.0)
-        if self.phase == 1:  # down to the grasp point
-            target = grasp + np.array([0.0, 0.0, 0.0005])
-            self.speed_fraction = 0.5
-            if np.linalg.norm(tip - target) < 0.0005:
-                self.phase, self.timer = 2, 0
-            return Command(target, 1.0)
-        if self.phase == 2:  # close
-            self.timer += 1
-            if grasped:
-                self.phase = 3
-            elif self.timer > 20:
-                self.phase = 0
-            return Command(tip, 0.0)
         if self.phase in (3, 4, 5) and not grasped:
             self.phase = 0
             return Command(tip, 1.0)

@@ -4,12 +4,12 @@ World (patient) frame: origin at the centre of the tissue surface, z up, metres.
 rigid or articulated, so the scene's state is a set of poses and joint values that a renderer or
 a console twin can mirror.
 
-Tissue compliance is Bullet's compliant contact: the normal force on the tool is
-``stiffness × indentation + damping × indentation rate``. The default stiffness, 300 N/m, is of the
-order measured when indenting soft abdominal organs such as liver with a probe of a few millimetres
-(a few hundred N/m over indentations of several mm); it puts Palpate's 1.5–2.5 N band at 5–8 mm of
-indentation, well resolved by the tool, and keeps the 6 N hard limit at 20 mm. Force is linear in
-indentation over that whole range (checked by the tests).
+Tissue is compliant: the normal force on the tool tip is
+``stiffness × indentation + damping × indentation rate`` (applied by ``envs.tissue``). The default
+stiffness, 300 N/m, is of the order measured when indenting soft abdominal organs such as liver
+with a probe of a few millimetres (a few hundred N/m over indentations of several mm). It puts
+Palpate's 1.5–2.5 N band at 5–8 mm of indentation, well resolved by the tool, and the 6 N hard
+limit at 20 mm. Force is linear in indentation over that whole range (checked by the tests).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ class DiscreteActions(gym.ActionWrapper):
     """``Discrete`` actions from a lookup table of tool-tip steps.
 
     Action 0 is a no-op; then, for each base-frame axis x, y, z, a coarse and a fine step in each
-    direction (``coarse`` and ``fine`` are fractions of the env's ``max_step_m``: by default 2 mm
-    and 0.5 mm, so a 3 mm tolerance is reachable); for tasks that use the jaw, two more actions
+    direction (``coarse`` and ``fine`` are fractions of the env's ``max_step_m``: by default 4 mm
+    and 1 mm, so a 3 mm tolerance is reachable); for tasks that use the jaw, two more actions
     open and close it. The jaw keeps its last command (closed at reset). ``labels[i]`` names
     action ``i``.
     """
@@ -82,17 +82,20 @@ class ForceShieldWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        a = np.asarray(action, dtype=np.float64)
         active = False
-        if a.shape == (4,) and np.all(np.isfinite(a)):
-            # Invalid actions pass through untouched so the env rejects them with its own error.
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is not None and a.shape == (4,) and np.all(np.isfinite(a)):
             a = np.clip(a, -1.0, 1.0)
             wanted = a[:3] * self._max_step
             allowed = self.shield.filter(wanted, self._force)
             active = not np.allclose(wanted, allowed, atol=1e-9)
-            a = a.copy()
             a[:3] = np.clip(allowed / self._max_step, -1.0, 1.0)
-        obs, reward, terminated, truncated, info = self.env.step(a.astype(np.float32) if a.dtype != object else action)
+            action = a.astype(np.float32)
+        # Anything invalid passes through untouched so the env rejects it with its own clear error.
+        obs, reward, terminated, truncated, info = self.env.step(action)
         self._read_force(obs)
         info["shield_active"] = active
         return obs, reward, terminated, truncated, info

@@ -77,3 +77,11 @@ def test_bad_configuration_is_rejected_with_a_clear_message(make_env) -> None:
         make_env(env_id("Reach"), stifness=10)
     with pytest.raises(ValueError, match="out of reach"):
         make_env(env_id("Reach"), config=EnvConfig(scene=SceneConfig(home_tip_m=(0.5, 0.0, 0.05))))
+
+
+@pytest.mark.parametrize("bad", [[np.nan, 0.0, 0.0, 0.0], ["a", "b", "c", "d"], [0.0, 0.0]])
+def test_shield_wrapper_passes_invalid_actions_to_the_env_check(bad, make_env) -> None:
+    env = make_env(env_id("Palpate"), shield=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
