@@ -156,7 +156,6 @@ class SurgicalEnv(gym.Env):
         )
         self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_SIZE,), np.float32)
         self._step_result: StepResult | None = None
-        self._prev_tip = np.zeros(3)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -180,7 +179,6 @@ class SurgicalEnv(gym.Env):
         self.arm.reset()
         self.task.reset(self.np_random)
         state = self.arm.read()
-        self._prev_tip = state.tip_position_m.copy()
         self._step_result = StepResult(state, np.zeros(3), 0.0, self.config.control_period_s)
         obs = self._observe(self._step_result, np.zeros(3))
         info = self._info(self._step_result, obs, clipped=False)

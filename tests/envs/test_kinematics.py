@@ -44,7 +44,7 @@ def test_shaft_passes_through_trocar_and_pose_matches_simulator(trocar, make_env
         axis = quat_to_matrix(quat)[:, 2]
         worst_rcm = max(worst_rcm, point_line_distance(np.array(trocar), pos, axis))
         q = arm.read().joint_positions
-        assert np.all(q >= lower - 1e-3) and np.all(q <= upper + 1e-3), f"joint limits violated at step {step}: {q}"
+        assert np.all(q >= lower - 1e-6) and np.all(q <= upper + 1e-6), f"joint limits violated at step {step}: {q}"
         tip_sim, rot_sim = _tip_from_sim(env)
         reported = base.obs_layout.get(obs["observation"], "tip_pos_m").astype(np.float64)
         worst_tip = max(worst_tip, float(np.linalg.norm(reported - tip_sim)))
