@@ -61,9 +61,6 @@ class Task(ABC):
     def to_base(self, p_world: np.ndarray) -> np.ndarray:
         return self.arm.world_to_base(np.asarray(p_world, dtype=float))
 
-    def to_world(self, p_base: np.ndarray) -> np.ndarray:
-        return self.arm.base_to_world(np.asarray(p_base, dtype=float))
-
     # -- lifecycle ----------------------------------------------------------------------
     def build(self) -> None:  # noqa: B027 - optional hook
         """Create the task's bodies (once, when the environment is made)."""

@@ -69,3 +69,27 @@ def test_contact_culling_never_misses_a_contact(make_env) -> None:
         if terminated or truncated:
             env.reset()
     assert skipped > 50 and real_contacts_missed == 0
+
+
+def test_camera_intrinsics_match_the_render_projection(make_env) -> None:
+    """A marker at a known world point appears at the pixel the pinhole intrinsics predict."""
+    import math
+
+    from envs.scene import camera_intrinsics
+
+    env = make_env(env_id("Reach"), render_mode="rgb_array", render_width=160, render_height=120)
+    base = env.unwrapped
+    env.reset(seed=0)
+    cam = base.scene.config.camera
+    fx, fy, cx, cy = camera_intrinsics(cam, 160, 120)
+    assert fx == fy and (cx, cy) == (80, 60)
+    assert math.isclose(math.degrees(2 * math.atan((120 / 2) / fy)), cam.fov_deg)
+    # Put the green Reach marker on the camera's optical axis: it must render at the image centre.
+    eye, target = np.array(cam.eye_m), np.array(cam.target_m)
+    point = eye + 0.6 * (target - eye)
+    base.sim.reset_base_pose("reach_target", point)
+    image = env.render().astype(int)
+    green = (image[:, :, 1] > 150) & (image[:, :, 0] < 120) & (image[:, :, 2] < 120)
+    ys, xs = np.nonzero(green)
+    assert len(xs) > 0
+    assert abs(xs.mean() - cx) < 3 and abs(ys.mean() - cy) < 3
