@@ -3,8 +3,9 @@
 The shield acts on a proposed tool-tip displacement (m, base frame) given the measured contact
 force on the tool (N, base frame). It never adds motion into tissue: as the force climbs from the
 warn limit toward the hard limit it scales down the component of motion along the contact normal
-into tissue, caps it so that the predicted force stays below a ceiling (hard limit minus a margin),
-and above the ceiling backs the tool off along the normal.
+into tissue, and slows sliding along the surface by the same factor (dragging loaded tissue adds
+friction and servo dip); it caps motion into tissue so that the predicted force stays below a
+ceiling (hard limit minus a margin), and above the ceiling backs the tool off along the normal.
 """
 
 from __future__ import annotations
@@ -92,10 +93,14 @@ class ForceShield:
             if rise > 0:
                 self._stiffness = max(self._stiffness, rise / self._last_into)
         into = -float(d @ n)
+        scale = 1.0
+        if mag > self.limits.warn_N:
+            scale = max(0.0, (self.ceiling_N - mag) / (self.ceiling_N - self.limits.warn_N))
+            # Sliding under load drags tissue and adds friction and servo dip on top of the normal
+            # force, so tangential motion slows down with the same factor.
+            tangential = d + into * n
+            d -= (1.0 - scale) * tangential
         if into > 0.0:
-            scale = 1.0
-            if mag > self.limits.warn_N:
-                scale = max(0.0, (self.ceiling_N - mag) / (self.ceiling_N - self.limits.warn_N))
             allowed = max(0.0, (self.ceiling_N - mag) / self._stiffness)
             new_into = min(into * scale, allowed)
             d += (into - new_into) * n

@@ -99,3 +99,20 @@ class ForceShieldWrapper(gym.Wrapper):
         self._read_force(obs)
         info["shield_active"] = active
         return obs, reward, terminated, truncated, info
+
+
+class CostPenalty(gym.Wrapper):
+    """Subtracts ``weight`` × ``info["cost"]`` from every reward: the constraint-cost term for
+    training under force limits (cost is 1 on a hard-limit violation, else the fraction of the
+    warn→hard band used). ``info["reward_without_cost"]`` keeps the task reward."""
+
+    def __init__(self, env: gym.Env, weight: float) -> None:
+        super().__init__(env)
+        if not (np.isfinite(weight) and weight >= 0.0):
+            raise ValueError(f"cost weight must be finite and >= 0, got {weight}")
+        self.weight = float(weight)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["reward_without_cost"] = reward
+        return obs, float(reward) - self.weight * float(info["cost"]), terminated, truncated, info

@@ -3,6 +3,10 @@
     telesurg envs                      # list the registered environment ids
     telesurg envs --layout telesurg/Palpate-v0   # an id's observation layout
     telesurg demo --out demo_out       # headless demo: experts solve every task, PNGs written
+    telesurg train launch/train/reach_ppo.toml --timesteps 200000 --set hyperparams.gamma=0.98
+    telesurg train --resume runs/reach_ppo   # continue from the newest checkpoint
+    telesurg eval assets/policies/reach_ppo --episodes 100 --video reach.mp4 --plot curve.png
+    telesurg sweep launch/sweep/reach_ppo.toml --trials 8   # Ray Tune (pip install telesurg[distributed])
 
 Errors are reported as one line on stderr with a non-zero exit status.
 """
@@ -10,6 +14,8 @@ Errors are reported as one line on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -74,6 +80,131 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if all(r.success for r in rows) else 1
 
 
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    for flag, key, is_str in (
+        ("env", "env_id", True),
+        ("algo", "algo", True),
+        ("timesteps", "total_timesteps", False),
+        ("n_envs", "n_envs", False),
+        ("seed", "seed", False),
+        ("out", "out", True),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={_toml_string(value) if is_str else value}")
+    if args.shield is not None:
+        overrides.append(f"shield={'true' if args.shield else 'false'}")
+    return overrides + list(args.set or [])
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from policies.config import ConfigError, load_config
+    from policies.train import resume, train
+
+    try:
+        if args.resume:
+            if args.config:
+                raise CliError("give either a config file or --resume RUN, not both")
+            if args.env or args.algo:
+                raise CliError("--env and --algo cannot change when resuming a run")
+            cfg, bundle = resume(args.resume, _train_overrides(args))
+        else:
+            cfg, bundle = load_config(args.config, _train_overrides(args)), None
+        train(cfg, command=args.command_line, log=lambda m: print(m, flush=True), resume_from=bundle)
+    except (ConfigError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs
+    from policies.bundle import Policy, PolicyMismatch
+    from policies.evaluate import EvalResult, evaluate, format_results
+
+    if args.episodes < 1:
+        raise CliError("--episodes must be at least 1")
+    try:
+        policy = Policy.load(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    card = policy.card
+    env_id = args.env or card.env_id
+    if env_id not in envs.ENV_IDS:
+        raise CliError(f"unknown env id {env_id!r}; run 'telesurg envs' for the list")
+    options = card.env_options if env_id == card.env_id else {}
+    probe = gym.make(env_id, **options)
+    fps = float(probe.metadata.get("render_fps", 25))
+    try:
+        policy.check_env(probe)
+    except PolicyMismatch as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        probe.close()
+    if args.plot:
+        from policies.plot import plot_training_curve
+
+        try:
+            print(f"training curve written to {plot_training_curve(args.model, args.plot)}")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    shields = {"off": [False], "on": [True], "both": [False, True]}[args.shield]
+    results: list[EvalResult] = []
+    print(
+        f"evaluating {card.algo.upper()} policy ({card.env_id}) on {env_id}: {args.episodes} episodes, seed {args.seed}"
+    )
+    for i, shield in enumerate(shields):
+        writer = None
+        if args.video and i == 0:
+            from policies.video import Mp4Writer
+
+            try:
+                writer = Mp4Writer(args.video, fps)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+        try:
+            results.append(
+                evaluate(
+                    policy,
+                    env_id,
+                    args.episodes,
+                    args.seed,
+                    shield,
+                    options,
+                    on_frame=writer.write if writer else None,
+                )
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+                print(f"video of episode 0 ({writer.frames} frames) written to {args.video}")
+    print(format_results(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from policies.config import ConfigError
+
+    try:
+        from policies.sweep import load_sweep, run_sweep
+    except ImportError as exc:
+        raise CliError(f"{exc}; install the extra with: pip install 'telesurg[distributed]'") from None
+    try:
+        spec = load_sweep(args.config, trials=args.trials, out=args.out, overrides=args.set)
+        run_sweep(spec, address=args.address, log=lambda m: print(m, flush=True))
+    except (ConfigError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telesurg", description="telesurg: simulated surgical arm, tasks and teleoperation (research use only)."
@@ -89,12 +220,50 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--width", type=int, default=640, help="image width in pixels (default: 640)")
     p_demo.add_argument("--height", type=int, default=480, help="image height in pixels (default: 480)")
     p_demo.set_defaults(func=_cmd_demo)
+
+    p_train = sub.add_parser("train", help="train PPO (Box ids) or DQN (Discrete ids) headless")
+    p_train.add_argument("config", nargs="?", help="TOML file, e.g. launch/train/reach_ppo.toml")
+    p_train.add_argument("--env", help="env id (overrides env_id)")
+    p_train.add_argument("--algo", choices=["ppo", "dqn", "auto"], help="algorithm (default: by action space)")
+    p_train.add_argument("--timesteps", type=int, help="total environment steps")
+    p_train.add_argument("--n-envs", type=int, help="parallel envs (subprocesses where it pays)")
+    p_train.add_argument("--seed", type=int, help="random seed")
+    p_train.add_argument("--out", help="run folder (default: runs/<task>_<algo>_s<seed>)")
+    p_train.add_argument(
+        "--shield", action=argparse.BooleanOptionalAction, default=None, help="force shield in training"
+    )
+    p_train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. hyperparams.gamma=0.98"
+    )
+    p_train.add_argument("--resume", metavar="RUN", help="continue a run folder (or one of its checkpoints)")
+    p_train.set_defaults(func=_cmd_train)
+
+    p_eval = sub.add_parser("eval", help="evaluate a saved policy: success, violations, contact force")
+    p_eval.add_argument("model", help="policy folder (or its model.zip), e.g. assets/policies/reach_ppo")
+    p_eval.add_argument("--env", help="env id (default: the one in the model card)")
+    p_eval.add_argument("--episodes", type=int, default=20, help="episodes per shield setting (default: 20)")
+    p_eval.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode (default: 1000000)")
+    p_eval.add_argument("--shield", choices=["both", "off", "on"], default="both", help="force shield (default: both)")
+    p_eval.add_argument("--video", metavar="OUT.mp4", help="record the first episode from the endoscope camera")
+    p_eval.add_argument("--plot", metavar="OUT.png", help="plot the training curve (success rate over steps)")
+    p_eval.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
+    p_eval.set_defaults(func=_cmd_eval)
+
+    p_sweep = sub.add_parser("sweep", help="hyperparameter sweep on Ray Tune (local or on a Ray cluster)")
+    p_sweep.add_argument("config", help="sweep TOML, e.g. launch/sweep/reach_ppo.toml")
+    p_sweep.add_argument("--trials", type=int, help="number of trials (overrides the file)")
+    p_sweep.add_argument("--out", help="sweep folder (overrides the file)")
+    p_sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p_sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every trial")
+    p_sweep.set_defaults(func=_cmd_sweep)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = "telesurg " + shlex.join(argv)
     try:
         return args.func(args)
     except CliError as exc:

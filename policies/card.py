@@ -1,0 +1,67 @@
+"""Model cards: a small JSON file beside every saved policy saying what it is and how it was made.
+
+A card records the env id, algorithm, hyperparameters, the observation layout the policy was
+trained on (version and signature: loading into a different layout fails with a clear error),
+training budget and wall time, evaluation results with and without the force shield, the training
+curve, and the exact command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_FORMAT = 1
+
+
+@dataclass
+class ModelCard:
+    env_id: str
+    algo: str
+    action_space: str
+    obs_layout_version: int
+    obs_layout: str
+    goal_layout: str
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    env_options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    curve: list[list[float]] = field(default_factory=list)
+    command: str = ""
+    status: str = ""
+    created: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    format: int = CARD_FORMAT
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: model card is not valid JSON ({exc})") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise ValueError(f"{path}: model card lacks {missing}")
+        if data.get("format", CARD_FORMAT) > CARD_FORMAT:
+            raise ValueError(f"{path}: model card format {data['format']} is newer than this telesurg understands")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("telesurg", "stable-baselines3", "torch", "gymnasium", "pybullet", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

@@ -1,0 +1,51 @@
+"""Training-curve plot (success rate over environment steps) from a run's logs or a model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from policies.bundle import CARD_FILE, resolve_bundle
+from policies.card import ModelCard
+
+
+def training_curve(model_path: str | Path) -> tuple[list[dict], str]:
+    """Evaluation records for the run that produced ``model_path``: its run folder's ``eval.jsonl``
+    when the model sits in one, else the curve stored in the model card. Returns (records, source)."""
+    bundle = resolve_bundle(model_path)
+    for run_dir in (bundle.parent, bundle.parent.parent):
+        log = run_dir / "eval.jsonl"
+        if log.is_file():
+            return [json.loads(line) for line in log.read_text().splitlines() if line.strip()], str(log)
+    card = ModelCard.load(bundle / CARD_FILE)
+    records = [{"timesteps": int(s), "success_rate": float(r)} for s, r in card.curve]
+    return records, str(bundle / CARD_FILE)
+
+
+def plot_training_curve(model_path: str | Path, out: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records, source = training_curve(model_path)
+    if not records:
+        raise ValueError(f"no training curve recorded for {model_path} (looked in {source})")
+    card = ModelCard.load(resolve_bundle(model_path) / CARD_FILE)
+    steps = [r["timesteps"] for r in records]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    ax.plot(steps, [r["success_rate"] for r in records], marker="o", ms=3, label="success rate")
+    if all("violation_rate" in r for r in records):
+        ax.plot(steps, [r["violation_rate"] for r in records], ls="--", label="hard-limit violation rate")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("rate (deterministic evaluation)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{card.algo.upper()} on {card.env_id}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

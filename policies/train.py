@@ -1,0 +1,337 @@
+"""Headless training of PPO/DQN policies on telesurg envs under contact-force limits.
+
+A run lives in one folder (``TrainConfig.out``)::
+
+    config.toml          the resolved configuration
+    tb/                  TensorBoard logs (tensorboard --logdir runs/)
+    eval.jsonl           one line per periodic evaluation (steps, wall time, success, violations, force)
+    checkpoints/step_N/  the newest checkpoints (policy bundles; DQN adds its replay buffer)
+    best/                the best model by evaluation success (then fewest violations)
+    final/               the model at the end, or at Ctrl-C (status "interrupted")
+    summary.json         budget, wall time, time to the success threshold, final evaluation
+
+Every saved model is a policy bundle (``policies.bundle``) with its card and normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from policies.bundle import CARD_FILE, Policy, action_space_name
+from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock
+from policies.card import ModelCard, library_versions
+from policies.config import ConfigError, TrainConfig, algorithm_class, load_config
+from policies.evaluate import EvalResult, evaluate
+from policies.normalization import ObsNormalizer
+
+REPLAY_BUFFER_FILE = "replay_buffer.pkl"
+#: Success rate whose first crossing (steps and wall time) is recorded in summary.json.
+SUCCESS_THRESHOLD = 0.95
+
+
+@dataclass
+class EnvFactory:
+    """Builds one training env; picklable, so SubprocVecEnv workers can call it."""
+
+    env_id: str
+    env_options: dict[str, Any]
+    shield: bool
+    cost_weight: float
+    in_subprocess: bool
+
+    def __call__(self) -> gym.Env:
+        if self.in_subprocess:
+            # Ctrl-C goes to the whole process group; the main process saves the model and then
+            # closes the workers, so workers must not die first.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from stable_baselines3.common.monitor import Monitor
+
+        import envs  # noqa: F401  (registers the ids in a fresh worker)
+        from envs.wrappers import CostPenalty
+
+        env = gym.make(self.env_id, shield=self.shield, **self.env_options)
+        if self.cost_weight > 0:
+            env = CostPenalty(env, self.cost_weight)
+        return Monitor(env)
+
+
+def use_subprocesses(cfg: TrainConfig) -> bool:
+    """SubprocVecEnv only where it pays: several envs and more than one CPU."""
+    if cfg.vec_env != "auto":
+        return cfg.vec_env == "subproc"
+    return cfg.n_envs > 1 and (os.cpu_count() or 1) > 1
+
+
+def make_vec_env(cfg: TrainConfig) -> Any:
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+    subproc = use_subprocesses(cfg)
+    factory = EnvFactory(cfg.env_id, dict(cfg.env), cfg.shield, cfg.cost_weight, subproc)
+    fns = [factory] * cfg.n_envs
+    venv = SubprocVecEnv(fns, start_method="forkserver") if subproc else DummyVecEnv(fns)
+    if cfg.normalize_obs or cfg.normalize_reward:
+        gamma = float(cfg.hyperparams.get("gamma", 0.99))
+        venv = VecNormalize(venv, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward, gamma=gamma)
+    return venv
+
+
+def _normalizer(venv: Any) -> ObsNormalizer | None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if isinstance(venv, VecNormalize) and venv.norm_obs:
+        return ObsNormalizer.from_vec_normalize(venv)
+    return None
+
+
+def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, status: str, run_dir: Path) -> ModelCard:
+    env = gym.make(cfg.env_id, **cfg.env)
+    try:
+        base = env.unwrapped
+        obs_layout, goal_layout, version = (
+            base.obs_layout.signature(),
+            base.goal_layout.signature(),
+            base.obs_layout.version,
+        )
+        actions = action_space_name(env.action_space)
+    finally:
+        env.close()
+    curve = []
+    eval_log = run_dir / "eval.jsonl"
+    if eval_log.is_file():
+        for line in eval_log.read_text().splitlines():
+            rec = json.loads(line)
+            curve.append([rec["timesteps"], rec["success_rate"]])
+    return ModelCard(
+        env_id=cfg.env_id,
+        algo=cfg.algo,
+        action_space=actions,
+        obs_layout_version=version,
+        obs_layout=obs_layout,
+        goal_layout=goal_layout,
+        hyperparams={**cfg.hyperparams, "net_arch": list(cfg.net_arch)},
+        env_options=dict(cfg.env),
+        training={
+            "total_timesteps": cfg.total_timesteps,
+            "timesteps_done": int(model.num_timesteps),
+            "n_envs": cfg.n_envs,
+            "seed": cfg.seed,
+            "shield": cfg.shield,
+            "cost_weight": cfg.cost_weight,
+            "normalize_obs": cfg.normalize_obs,
+            "normalize_reward": cfg.normalize_reward,
+            "wall_time_s": round(clock.wall_s, 1),
+            "eval_wall_time_s": round(clock.eval_s, 1),
+        },
+        curve=curve,
+        command=command,
+        status=status,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions=library_versions(),
+    )
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # "final" or "interrupted"
+    timesteps: int
+    wall_time_s: float
+    best: Path | None
+    final_eval: list[EvalResult]
+
+
+def latest_bundle(run_dir: Path) -> Path:
+    """The newest saved model of a run (by timesteps): final/ or the newest checkpoint."""
+    candidates = [p for p in [run_dir / "final", *run_dir.glob("checkpoints/step_*")] if (p / CARD_FILE).is_file()]
+    if not candidates:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint to resume from")
+    return max(candidates, key=lambda p: ModelCard.load(p / CARD_FILE).training.get("timesteps_done", 0))
+
+
+def train(
+    cfg: TrainConfig,
+    command: str = "",
+    log: Callable[[str], None] = print,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
+    resume_from: Path | None = None,
+) -> TrainResult:
+    """Train according to ``cfg`` (validated). With ``resume_from`` (a bundle folder), the model,
+    normalisation, replay buffer and step count continue from that checkpoint."""
+    import torch
+
+    cfg.validate()
+    run_dir = Path(cfg.out)
+    if resume_from is None and (run_dir / "config.toml").exists():
+        raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(cfg.to_toml())
+    torch.set_num_threads(cfg.torch_threads)
+
+    cls = algorithm_class(cfg.algo)
+    venv = make_vec_env(cfg)
+    previous_card: ModelCard | None = None
+    try:
+        if resume_from is not None:
+            previous_card = ModelCard.load(resume_from / CARD_FILE)
+            model = cls.load(resume_from / "model.zip", env=venv, device="cpu", tensorboard_log=str(run_dir / "tb"))
+            norm_path = resume_from / "normalization.json"
+            if norm_path.is_file():
+                ObsNormalizer.load(norm_path).apply_to(venv)
+            if (resume_from / REPLAY_BUFFER_FILE).is_file():
+                model.load_replay_buffer(resume_from / REPLAY_BUFFER_FILE)
+            log(f"resuming {cfg.env_id} {cfg.algo.upper()} from {resume_from} at {model.num_timesteps:,} steps")
+        else:
+            model = cls(
+                "MultiInputPolicy",
+                venv,
+                seed=cfg.seed,
+                policy_kwargs={"net_arch": list(cfg.net_arch)},
+                tensorboard_log=str(run_dir / "tb"),
+                device="cpu",
+                verbose=0,
+                **cfg.hyperparams,
+            )
+    except Exception:
+        venv.close()
+        raise
+
+    clock = RunClock(previous_card.training.get("wall_time_s", 0.0) if previous_card else 0.0)
+
+    def save(folder: Path, status: str) -> None:
+        card = make_card(cfg, model, clock, command, status, run_dir)
+        Policy(model, card, _normalizer(venv)).save(folder)
+        if cfg.algo == "dqn" and status != "best":
+            model.save_replay_buffer(folder / REPLAY_BUFFER_FILE)
+
+    def evaluate_now() -> EvalResult:
+        policy = Policy(model, None, _normalizer(venv))
+        return evaluate(policy, cfg.env_id, cfg.eval.episodes, cfg.eval.seed, cfg.shield, cfg.env)
+
+    best_score = None
+    best_card = run_dir / "best" / CARD_FILE
+    if resume_from is not None and best_card.is_file():
+        lines = (run_dir / "eval.jsonl").read_text().splitlines() if (run_dir / "eval.jsonl").is_file() else []
+        recs = [json.loads(line) for line in lines]
+        if recs:
+            best_score = max((r["success_rate"], -r["violation_rate"]) for r in recs)
+    evaluator = EvalCheckpointCallback(
+        run_dir,
+        cfg.eval.every_steps,
+        cfg.checkpoint.every_steps,
+        cfg.checkpoint.keep,
+        clock,
+        evaluate_now,
+        save,
+        log,
+        on_eval=on_eval,
+        best_score=best_score,
+    )
+    progress = ProgressCallback(cfg.total_timesteps, clock, cfg.progress_every_s, log, lambda: evaluator.last)
+    remaining = cfg.total_timesteps - model.num_timesteps
+    status = "final"
+    log(
+        f"training {cfg.algo.upper()} on {cfg.env_id}: {cfg.total_timesteps:,} steps, {cfg.n_envs} env(s) "
+        f"({'subprocesses' if use_subprocesses(cfg) else 'in-process'}), shield {'on' if cfg.shield else 'off'}, "
+        f"cost weight {cfg.cost_weight}; run folder {run_dir}"
+    )
+    try:
+        if remaining > 0:
+            model.learn(
+                remaining,
+                callback=[progress, evaluator],
+                reset_num_timesteps=resume_from is None,
+                tb_log_name="run",
+            )
+        if evaluator.last is None or evaluator.last["timesteps"] != model.num_timesteps:
+            evaluator.num_timesteps = model.num_timesteps
+            evaluator.run_eval()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        save(run_dir / "final", status)
+        venv.close()
+    log(
+        f"{'interrupted' if status == 'interrupted' else 'finished'} at {model.num_timesteps:,} steps after "
+        f"{clock.wall_s:.0f} s; model saved to {run_dir / 'final'}"
+    )
+    best = run_dir / "best" if (run_dir / "best" / CARD_FILE).is_file() else None
+    final_eval: list[EvalResult] = []
+    if status == "final" and best is not None and cfg.eval.final_episodes > 0:
+        final_eval = final_evaluation(best, cfg, log)
+    write_summary(run_dir, cfg, model.num_timesteps, clock, status, final_eval)
+    if status == "interrupted":
+        log(f"resume with: telesurg train --resume {run_dir}")
+        raise KeyboardInterrupt
+    return TrainResult(run_dir, status, int(model.num_timesteps), clock.wall_s, best, final_eval)
+
+
+def final_evaluation(bundle: Path, cfg: TrainConfig, log: Callable[[str], None]) -> list[EvalResult]:
+    """Evaluate a bundle without and with the force shield and record the figures in its card."""
+    policy = Policy.load(bundle)
+    n = cfg.eval.final_episodes
+    log(f"final evaluation of {bundle}: {n} episodes without and with the shield")
+    results = [evaluate(policy, cfg.env_id, n, cfg.eval.seed, shield, cfg.env) for shield in (False, True)]
+    card = ModelCard.load(bundle / CARD_FILE)
+    card.evaluation = {("with_shield" if r.shield else "without_shield"): r.to_dict() for r in results}
+    card.save(bundle / CARD_FILE)
+    return results
+
+
+def write_summary(
+    run_dir: Path, cfg: TrainConfig, timesteps: int, clock: RunClock, status: str, final_eval: list[EvalResult]
+) -> None:
+    recs = []
+    if (run_dir / "eval.jsonl").is_file():
+        recs = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    first = next((r for r in recs if r["success_rate"] >= SUCCESS_THRESHOLD), None)
+    summary = {
+        "env_id": cfg.env_id,
+        "algo": cfg.algo,
+        "status": status,
+        "timesteps": int(timesteps),
+        "wall_time_s": round(clock.wall_s, 1),
+        "eval_wall_time_s": round(clock.eval_s, 1),
+        "success_threshold": SUCCESS_THRESHOLD,
+        "first_reached": (
+            {"timesteps": first["timesteps"], "wall_s": first["wall_s"], "train_wall_s": first["train_wall_s"]}
+            if first
+            else None
+        ),
+        "best_eval": max(recs, key=lambda r: (r["success_rate"], -r["violation_rate"])) if recs else None,
+        "final_eval": [r.to_dict() for r in final_eval],
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "timestamp": time.time(),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def resume(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainConfig, Path]:
+    """Config and checkpoint for ``telesurg train --resume PATH`` (a run folder or a bundle in it)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"nothing to resume at {str(path)!r}")
+    if (p / "config.toml").is_file():
+        run_dir, bundle = p, latest_bundle(p)
+    elif (p / CARD_FILE).is_file():
+        bundle = p
+        run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    else:
+        raise FileNotFoundError(f"{str(path)!r} is neither a run folder nor a saved model")
+    cfg = load_config(run_dir / "config.toml", [*(overrides or []), f'out="{run_dir}"'])
+    return cfg, bundle
+
+
+def copy_bundle(src: Path, dst: Path) -> None:
+    """Copy a bundle without training-only files (replay buffers)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(REPLAY_BUFFER_FILE), dirs_exist_ok=True)
