@@ -19,7 +19,7 @@ from policies.evaluate import EvalResult
 def format_duration(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(float(seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

@@ -116,7 +116,10 @@ def evaluate(
 
 
 def format_results(results: list[EvalResult]) -> str:
-    head = f"{'shield':<8}{'episodes':>9}{'success':>9}{'violations':>12}{'mean len':>10}{'mean F (N)':>12}{'max F (N)':>11}"
+    head = (
+        f"{'shield':<8}{'episodes':>9}{'success':>9}{'violations':>12}{'mean len':>10}"
+        f"{'mean F (N)':>12}{'max F (N)':>11}"
+    )
     rows = [head, "-" * len(head)]
     for r in results:
         rows.append(
