@@ -16,6 +16,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from policies.evaluate import EvalResult
 
 
+def score_of(record: dict[str, Any]) -> tuple[float, float, float]:
+    """How evaluations rank for keeping the best model: success rate, then fewer hard-limit
+    violations, then the higher mean return (which, for shaped rewards, rewards precision)."""
+    return (record["success_rate"], -record["violation_rate"], record["mean_return"])
+
+
 def format_duration(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "?"
@@ -105,7 +111,7 @@ class EvalCheckpointCallback(BaseCallback):
         save: Callable[[Path, str], None],
         log: Callable[[str], None],
         on_eval: Callable[[dict[str, Any]], None] | None = None,
-        best_score: tuple[float, float] | None = None,
+        best_score: tuple[float, float, float] | None = None,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -157,7 +163,7 @@ class EvalCheckpointCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
         with (self.run_dir / "eval.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-        score = (record["success_rate"], -record["violation_rate"])
+        score = score_of(record)
         improved = self.best_score is None or score > self.best_score
         if improved:
             self.best_score = score

@@ -30,6 +30,7 @@ class ModelCard:
     env_options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    #: Training curve: [timesteps, evaluation success rate, wall time (s)] per periodic evaluation.
     curve: list[list[float]] = field(default_factory=list)
     command: str = ""
     status: str = ""

@@ -18,7 +18,8 @@ def training_curve(model_path: str | Path) -> tuple[list[dict], str]:
         if log.is_file():
             return [json.loads(line) for line in log.read_text().splitlines() if line.strip()], str(log)
     card = ModelCard.load(bundle / CARD_FILE)
-    records = [{"timesteps": int(s), "success_rate": float(r)} for s, r in card.curve]
+    # Curve points are [timesteps, success rate, wall time (s)].
+    records = [{"timesteps": int(point[0]), "success_rate": float(point[1])} for point in card.curve]
     return records, str(bundle / CARD_FILE)
 
 

@@ -149,7 +149,10 @@ def run_sweep(spec: SweepSpec, address: str | None = None, log: Callable[[str], 
     out_root = str(Path(spec.out).resolve())
     Path(out_root).mkdir(parents=True, exist_ok=True)
     address = address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray reports usage statistics to a public server unless told not to; telesurg never phones home.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    local = {} if address else {"_node_ip_address": "127.0.0.1", "num_cpus": os.cpu_count() or 1}
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
     try:
         cpus = max(1, int(spec.base.get("n_envs", 1)))
         trainable = tune.with_resources(tune.with_parameters(_trial, spec=spec, out_root=out_root), {"cpu": cpus})
@@ -166,6 +169,8 @@ def run_sweep(spec: SweepSpec, address: str | None = None, log: Callable[[str], 
                 mode=METRICS[spec.metric],
                 max_concurrent_trials=spec.max_concurrent or None,
                 search_alg=tune.search.BasicVariantGenerator(random_state=spec.seed),
+                trial_name_creator=lambda trial: f"trial_{trial.trial_id}",
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
             run_config=tune.RunConfig(name="tune", storage_path=out_root, verbose=0),
         )

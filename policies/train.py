@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 
 from policies.bundle import CARD_FILE, Policy, action_space_name
-from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock
+from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock, score_of
 from policies.card import ModelCard, library_versions
 from policies.config import ConfigError, TrainConfig, algorithm_class, load_config
 from policies.evaluate import EvalResult, evaluate
@@ -111,7 +110,7 @@ def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, statu
     if eval_log.is_file():
         for line in eval_log.read_text().splitlines():
             rec = json.loads(line)
-            curve.append([rec["timesteps"], rec["success_rate"]])
+            curve.append([rec["timesteps"], rec["success_rate"], rec["wall_s"]])
     return ModelCard(
         env_id=cfg.env_id,
         algo=cfg.algo,
@@ -149,6 +148,7 @@ class TrainResult:
     wall_time_s: float
     best: Path | None
     final_eval: list[EvalResult]
+    policy: Policy  # the model in memory at the end, with its normalisation
 
 
 def latest_bundle(run_dir: Path) -> Path:
@@ -224,7 +224,7 @@ def train(
         lines = (run_dir / "eval.jsonl").read_text().splitlines() if (run_dir / "eval.jsonl").is_file() else []
         recs = [json.loads(line) for line in lines]
         if recs:
-            best_score = max((r["success_rate"], -r["violation_rate"]) for r in recs)
+            best_score = max(score_of(r) for r in recs)
     evaluator = EvalCheckpointCallback(
         run_dir,
         cfg.eval.every_steps,
@@ -273,7 +273,8 @@ def train(
     if status == "interrupted":
         log(f"resume with: telesurg train --resume {run_dir}")
         raise KeyboardInterrupt
-    return TrainResult(run_dir, status, int(model.num_timesteps), clock.wall_s, best, final_eval)
+    policy = Policy(model, ModelCard.load(run_dir / "final" / CARD_FILE), _normalizer(venv))
+    return TrainResult(run_dir, status, int(model.num_timesteps), clock.wall_s, best, final_eval, policy)
 
 
 def final_evaluation(bundle: Path, cfg: TrainConfig, log: Callable[[str], None]) -> list[EvalResult]:
@@ -308,7 +309,7 @@ def write_summary(
             if first
             else None
         ),
-        "best_eval": max(recs, key=lambda r: (r["success_rate"], -r["violation_rate"])) if recs else None,
+        "best_eval": max(recs, key=score_of) if recs else None,
         "final_eval": [r.to_dict() for r in final_eval],
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "timestamp": time.time(),
@@ -330,8 +331,3 @@ def resume(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainC
         raise FileNotFoundError(f"{str(path)!r} is neither a run folder nor a saved model")
     cfg = load_config(run_dir / "config.toml", [*(overrides or []), f'out="{run_dir}"'])
     return cfg, bundle
-
-
-def copy_bundle(src: Path, dst: Path) -> None:
-    """Copy a bundle without training-only files (replay buffers)."""
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(REPLAY_BUFFER_FILE), dirs_exist_ok=True)

@@ -1,0 +1,165 @@
+"""Training: PPO and DQN learn, save, load and predict identically; resume continues the step
+count; Ctrl-C saves a final checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from policies.bundle import Policy
+from policies.card import ModelCard
+from policies.train import resume, train
+
+from .conftest import tiny_config
+
+
+def _observations(env_id: str, n: int = 32) -> dict[str, np.ndarray]:
+    """A batch of real observations from random play."""
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=3)
+    batch = []
+    for _ in range(n):
+        obs, *_ = env.step(env.action_space.sample())
+        batch.append(obs)
+    env.close()
+    return {k: np.stack([o[k] for o in batch]) for k in batch[0]}
+
+
+@pytest.mark.parametrize(
+    ("env_id", "algo"),
+    [("telesurg/ReachDense-v0", "ppo"), ("telesurg/ReachDenseDiscrete-v0", "dqn")],
+)
+def test_learns_saves_loads_and_predicts_identically(tmp_path: Path, env_id: str, algo: str) -> None:
+    cfg = tiny_config(env_id, tmp_path / "run")
+    result = train(cfg, log=lambda _m: None)
+    assert result.status == "final" and result.timesteps >= 256
+    model = result.policy.model
+    assert model.num_timesteps >= 256
+    # The network was trained: its parameters moved away from a fresh model with the same seed.
+    fresh = type(model)("MultiInputPolicy", model.get_env(), seed=cfg.seed, policy_kwargs={"net_arch": [8]})
+    initial = torch.nn.utils.parameters_to_vector(fresh.policy.parameters())
+    trained = torch.nn.utils.parameters_to_vector(model.policy.parameters())
+    assert not torch.allclose(initial, trained)
+
+    loaded = Policy.load(tmp_path / "run" / "final")
+    assert loaded.card.algo == algo and loaded.card.env_id == env_id
+    assert loaded.normalizer is not None
+    obs = _observations(env_id)
+    np.testing.assert_array_equal(result.policy.predict(obs), loaded.predict(obs))
+    # Normalisation is part of the policy: without it the actions would differ.
+    raw, _ = loaded.model.predict(obs, deterministic=True)
+    assert not np.array_equal(raw, loaded.predict(obs))
+    # Run folder contents.
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["timesteps"] for r in records] == sorted(r["timesteps"] for r in records)
+    assert {"success_rate", "violation_rate", "mean_contact_force_N", "max_contact_force_N"} <= set(records[0])
+    assert (run / "best" / "model.zip").is_file() and list((run / "tb").rglob("events.out.tfevents.*"))
+    assert len(list((run / "checkpoints").glob("step_*"))) == 2
+    card = ModelCard.load(run / "best" / "card.json")
+    assert set(card.evaluation) == {"without_shield", "with_shield"}
+
+
+def test_resume_continues_the_step_count(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None)
+    assert first.timesteps == 256
+    cfg, bundle = resume(run, ["total_timesteps=512"])
+    assert bundle.name == "final"
+    lines: list[str] = []
+    second = train(cfg, log=lines.append, resume_from=bundle)
+    assert "at 256 steps" in lines[0]
+    assert second.timesteps == 512
+    card = ModelCard.load(run / "final" / "card.json")
+    assert card.training["timesteps_done"] == 512
+    steps = [json.loads(line)["timesteps"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 512 and max(s for s in steps if s <= 256) == 256
+    # Wall time accumulates across the two sessions.
+    assert card.training["wall_time_s"] >= first.wall_time_s
+
+
+def test_resume_dqn_restores_replay_buffer(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train(tiny_config("telesurg/ReachDenseDiscrete-v0", run), log=lambda _m: None)
+    size = first.policy.model.replay_buffer.size()
+    assert (run / "final" / "replay_buffer.pkl").is_file()
+    cfg, bundle = resume(run, ["total_timesteps=384"])
+    second = train(cfg, log=lambda _m: None, resume_from=bundle)
+    assert second.timesteps == 384
+    assert second.policy.model.replay_buffer.size() == size + 128
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
+    from policies.config import ConfigError
+
+    train(tiny_config("telesurg/ReachDense-v0", tmp_path / "run", total_timesteps=64), log=lambda _m: None)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(tiny_config("telesurg/ReachDense-v0", tmp_path / "run"), log=lambda _m: None)
+
+
+def test_ctrl_c_saves_a_final_checkpoint_that_resumes(tmp_path: Path) -> None:
+    """A real SIGINT to a run with two subprocess envs: exit 130, final/ saved as interrupted."""
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "teleop.cli",
+        "train",
+        "--env",
+        "telesurg/ReachDense-v0",
+        "--timesteps",
+        "1000000",
+        "--n-envs",
+        "2",
+        "--out",
+        str(run),
+        "--set",
+        "hyperparams.n_steps=64",
+        "--set",
+        "eval.every_steps=256",
+        "--set",
+        "eval.episodes=1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        start_new_session=True,
+    )
+    out = []
+    deadline = time.monotonic() + 120
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("eval @"):
+                break
+            assert time.monotonic() < deadline, "no evaluation within 120 s"
+        # Ctrl-C at a terminal reaches the whole process group, workers included.
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = "".join(out) + rest
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text
+    assert "resume with: telesurg train --resume" in text
+    card = ModelCard.load(run / "final" / "card.json")
+    assert card.status == "interrupted"
+    assert card.training["timesteps_done"] >= 256
+    cfg, bundle = resume(run, ["total_timesteps=" + str(card.training["timesteps_done"] + 128), "n_envs=1"])
+    assert bundle.name == "final"
+    assert train(cfg, log=lambda _m: None, resume_from=bundle).timesteps >= card.training["timesteps_done"] + 128
