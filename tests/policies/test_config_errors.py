@@ -92,5 +92,5 @@ def test_overrides_are_typed_and_applied(tmp_path: Path) -> None:
     # The resolved config round-trips through the TOML written into the run folder.
     (tmp_path / "resolved.toml").write_text(cfg.to_toml())
     assert load_config(tmp_path / "resolved.toml").to_dict() == cfg.to_dict()
-    with pytest.raises(ConfigError, match="eval.episodes must be of type int"):
+    with pytest.raises(ConfigError, match=r"eval\.episodes must be of type int"):
         load_config(path, ["eval.episodes=1.5"])
