@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ class Policy:
     def load(cls, path: str | Path, device: str = "cpu") -> Policy:
         folder = resolve_bundle(path)
         card = ModelCard.load(folder / CARD_FILE)
-        model = algorithm_class(card.algo).load(folder / MODEL_FILE, device=device)
+        try:
+            model = algorithm_class(card.algo).load(folder / MODEL_FILE, device=device)
+        except (ValueError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
+            reason = str(exc).removeprefix("Error: ")
+            raise ValueError(f"cannot read {folder / MODEL_FILE}: {reason}") from None
         norm_path = folder / NORMALIZATION_FILE
         normalizer = ObsNormalizer.load(norm_path) if norm_path.is_file() else None
         return cls(model, card, normalizer)

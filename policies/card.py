@@ -48,7 +48,12 @@ class ModelCard:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: model card is not valid JSON ({exc})") from None
         known = {f.name for f in dataclasses.fields(cls)}
-        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in data]
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
         if missing:
             raise ValueError(f"{path}: model card lacks {missing}")
         if data.get("format", CARD_FORMAT) > CARD_FORMAT:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,14 @@ def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "config file" in _error_line(capsys, ["train", str(tmp_path / "none.toml")])
     line = _error_line(capsys, ["eval", str(tmp_path / "none")])
     assert "model" in line and "not found" in line
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.zip").write_bytes(b"not a zip")
+    (tmp_path / "broken" / "card.json").write_text("{")
+    assert "not valid JSON" in _error_line(capsys, ["eval", str(tmp_path / "broken")])
+    card = {"env_id": "telesurg/Reach-v0", "algo": "ppo", "action_space": "box(4)", "obs_layout_version": 1}
+    (tmp_path / "broken" / "card.json").write_text(json.dumps({**card, "obs_layout": "", "goal_layout": ""}))
+    line = _error_line(capsys, ["eval", str(tmp_path / "broken")])
+    assert line.endswith("model.zip: the file " + str(tmp_path / "broken" / "model.zip") + " wasn't a zip-file")
     (tmp_path / "empty").mkdir()
     assert "holds no model.zip" in _error_line(capsys, ["eval", str(tmp_path / "empty")])
     assert "nothing to resume" in _error_line(capsys, ["train", "--resume", str(tmp_path / "none")])
