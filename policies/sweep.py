@@ -32,9 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-
 from policies.config import ConfigError, TrainConfig, from_dict, parse_override, set_dotted
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
@@ -123,6 +120,8 @@ def load_sweep(
 
 
 def _search_space(spec: SweepSpec) -> dict[str, Any]:
+    from ray import tune
+
     out = {}
     for key, dist in spec.space.items():
         kind, args = next(iter(dist.items()))
@@ -132,6 +131,8 @@ def _search_space(spec: SweepSpec) -> dict[str, Any]:
 
 def _trial(params: dict[str, Any], spec: SweepSpec, out_root: str) -> None:
     """One Tune trial: a full training run whose evaluations are reported to Tune."""
+    from ray import tune
+
     from policies.train import train
 
     name = tune.get_context().get_trial_name() or "trial"
@@ -151,7 +152,15 @@ def run_sweep(spec: SweepSpec, address: str | None = None, log: Callable[[str], 
     address = address or os.environ.get("RAY_ADDRESS")
     # Ray reports usage statistics to a public server unless told not to; telesurg never phones home.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    local = {} if address else {"_node_ip_address": "127.0.0.1", "num_cpus": os.cpu_count() or 1}
+    local: dict[str, Any] = {}
+    if not address:
+        # A local Ray is a single-node cluster on loopback: with clusters disabled (read when ray
+        # is first imported, hence the late import) Ray binds to 127.0.0.1, not the host's address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        local = {"num_cpus": os.cpu_count() or 1}
+    import ray
+    from ray import tune
+
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
     try:
         cpus = max(1, int(spec.base.get("n_envs", 1)))

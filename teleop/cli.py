@@ -14,6 +14,7 @@ Errors are reported as one line on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 import sys
@@ -192,11 +193,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from policies.config import ConfigError
+    from policies.sweep import load_sweep, run_sweep
 
-    try:
-        from policies.sweep import load_sweep, run_sweep
-    except ImportError as exc:
-        raise CliError(f"{exc}; install the extra with: pip install 'telesurg[distributed]'") from None
+    if importlib.util.find_spec("ray") is None:
+        raise CliError("the sweep needs Ray Tune; install the extra with: pip install 'telesurg[distributed]'")
     try:
         spec = load_sweep(args.config, trials=args.trials, out=args.out, overrides=args.set)
         run_sweep(spec, address=args.address, log=lambda m: print(m, flush=True))
