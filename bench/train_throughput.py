@@ -46,19 +46,22 @@ def worker(env_id: str, n_envs: int, steps: int) -> float:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
     sys.path.insert(0, str(ROOT))
-    import envs  # noqa: F401  (registers telesurg ids)
+    from policies.config import load_config
+    from policies.train import make_vec_env as make_telesurg_vec_env
 
     torch.set_num_threads(1)
     cfg = tomllib.loads(CONFIG.read_text())
     hyper = dict(cfg["hyperparams"])
     hyper["n_steps"] = hyper["n_steps"] // n_envs  # the same rollout size in total
-    vec_cls = SubprocVecEnv if n_envs > 1 else None
-    kwargs = {"vec_env_cls": vec_cls, "vec_env_kwargs": {"start_method": "forkserver"}} if vec_cls else {}
-    venv = VecNormalize(make_vec_env(env_id, n_envs=n_envs, seed=0, **kwargs), gamma=hyper["gamma"])
-    policy = "MultiInputPolicy" if env_id.startswith("telesurg/") else "MlpPolicy"
+    if env_id.startswith("telesurg/"):
+        # The real training stack: telesurg's env factory, SubprocVecEnv when n_envs > 1, VecNormalize.
+        train_cfg = load_config(CONFIG, [f"n_envs={n_envs}", f'env_id="{env_id}"'])
+        venv, policy = make_telesurg_vec_env(train_cfg), "MultiInputPolicy"
+    else:
+        venv, policy = VecNormalize(make_vec_env(env_id, n_envs=n_envs, seed=0), gamma=hyper["gamma"]), "MlpPolicy"
     model = PPO(policy, venv, policy_kwargs={"net_arch": cfg["net_arch"]}, seed=0, device="cpu", **hyper)
     model.learn(hyper["n_steps"] * n_envs)  # warm-up: one rollout and one update
     t0 = time.perf_counter()
