@@ -78,7 +78,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows))
     print(f"\nimages written to {out.resolve()}")
-    return 0 if all(r.success for r in rows) else 1
+    ok = all(r.success for r in rows)
+    if not args.tasks:
+        ok = _demo_policies(args.seed) and ok
+    return 0 if ok else 1
+
+
+def _demo_policies(seed: int) -> bool:
+    """One episode of every shipped trained policy (with the shield where it was trained with one)."""
+    from policies.bundle import Policy
+    from policies.evaluate import evaluate
+    from policies.shipped import shipped_policies
+
+    print("\ntrained policies (assets/policies), one episode each:")
+    print(f"{'policy':<14}{'env id':<34}{'success':>8}{'max force N':>13}")
+    ok = True
+    for name, folder in shipped_policies().items():
+        policy = Policy.load(folder)
+        card = policy.card
+        shield = bool(card.training.get("shield", False))
+        result = evaluate(policy, card.env_id, 1, seed=seed, shield=shield, env_options=card.env_options)
+        ok &= result.success_rate == 1.0
+        print(
+            f"{name:<14}{card.env_id:<34}{'yes' if result.success_rate == 1.0 else 'no':>8}"
+            f"{result.max_contact_force_N:>13.2f}"
+        )
+    return ok
 
 
 def _toml_string(value: str) -> str:

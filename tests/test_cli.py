@@ -45,6 +45,10 @@ def test_demo_solves_every_task_and_writes_one_png_each(tmp_path: Path) -> None:
         image = Image.open(out_dir / f"{task.name.lower()}.png")
         assert image.size == (80, 60)
     assert "max force N" in out.stdout
+    # Then every shipped trained policy runs one episode and succeeds.
+    for name in ("reach_ppo", "reach_dqn", "palpate_ppo"):
+        line = next(row for row in out.stdout.splitlines() if row.startswith(name + " "))
+        assert line.split()[2] == "yes", line
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
