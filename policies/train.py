@@ -143,7 +143,7 @@ def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, statu
 @dataclass
 class TrainResult:
     run_dir: Path
-    status: str  # "final" or "interrupted"
+    status: str  # "final" or "interrupted" (a failed run raises)
     timesteps: int
     wall_time_s: float
     best: Path | None
@@ -258,6 +258,9 @@ def train(
             evaluator.run_eval()
     except KeyboardInterrupt:
         status = "interrupted"
+    except Exception:
+        status = "failed"  # saved below for inspection; the error propagates
+        raise
     finally:
         save(run_dir / "final", status)
         venv.close()

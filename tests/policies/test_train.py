@@ -163,3 +163,18 @@ def test_ctrl_c_saves_a_final_checkpoint_that_resumes(tmp_path: Path) -> None:
     cfg, bundle = resume(run, ["total_timesteps=" + str(card.training["timesteps_done"] + 128), "n_envs=1"])
     assert bundle.name == "final"
     assert train(cfg, log=lambda _m: None, resume_from=bundle).timesteps >= card.training["timesteps_done"] + 128
+
+
+def test_a_failing_run_keeps_its_model(tmp_path: Path) -> None:
+    """An error mid-training propagates, and the model so far is saved as "failed" and resumable."""
+    run = tmp_path / "run"
+
+    def explode(record: dict) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None, on_eval=explode)
+    card = ModelCard.load(run / "final" / "card.json")
+    assert card.status == "failed" and card.training["timesteps_done"] >= 128
+    cfg, bundle = resume(run)
+    assert bundle.name == "final" and train(cfg, log=lambda _m: None, resume_from=bundle).timesteps == 256
