@@ -71,14 +71,16 @@ class ForceShieldWrapper(gym.Wrapper):
         self._layout = base.obs_layout
         self._max_step = base.max_step_m
         self._force = np.zeros(3)
+        self._peak_N: float | None = None
 
-    def _read_force(self, obs: dict) -> None:
+    def _read_force(self, obs: dict, info: dict) -> None:
         self._force = self._layout.get(obs["observation"], "contact_force_N").astype(np.float64)
+        self._peak_N = info.get("contact_force_max_N")
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)
         self.shield.reset()
-        self._read_force(obs)
+        self._read_force(obs, info)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
@@ -90,13 +92,13 @@ class ForceShieldWrapper(gym.Wrapper):
         if a is not None and a.shape == (4,) and np.all(np.isfinite(a)):
             a = np.clip(a, -1.0, 1.0)
             wanted = a[:3] * self._max_step
-            allowed = self.shield.filter(wanted, self._force)
+            allowed = self.shield.filter(wanted, self._force, self._peak_N)
             active = not np.allclose(wanted, allowed, atol=1e-9)
             a[:3] = np.clip(allowed / self._max_step, -1.0, 1.0)
             action = a.astype(np.float32)
         # Anything invalid passes through untouched so the env rejects it with its own clear error.
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._read_force(obs)
+        self._read_force(obs, info)
         info["shield_active"] = active
         return obs, reward, terminated, truncated, info
 

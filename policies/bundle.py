@@ -73,6 +73,11 @@ class Policy:
             raise ValueError(f"cannot read {folder / MODEL_FILE}: {reason}") from None
         norm_path = folder / NORMALIZATION_FILE
         normalizer = ObsNormalizer.load(norm_path) if norm_path.is_file() else None
+        if normalizer is None and card.training.get("normalize_obs", False):
+            raise ValueError(
+                f"{folder} lacks {NORMALIZATION_FILE}: the policy was trained on normalised observations "
+                "and acts wrongly without their statistics"
+            )
         return cls(model, card, normalizer)
 
     def save(self, folder: str | Path, card: ModelCard | None = None) -> Path:
@@ -125,6 +130,11 @@ class Policy:
             raise PolicyMismatch(
                 f"policy for {name} expects goal layout {self.card.goal_layout}, but this env has {goal}"
             )
+        if self.normalizer is not None:
+            try:
+                self.normalizer.check_matches(env.observation_space)
+            except ValueError as exc:
+                raise PolicyMismatch(f"policy for {name}: {exc}") from None
         actions = action_space_name(env.action_space)
         if actions != self.card.action_space:
             raise PolicyMismatch(

@@ -34,9 +34,9 @@ def format_duration(seconds: float) -> str:
 class RunClock:
     """Wall time of a run, with the time spent in evaluation kept apart so rates show training alone."""
 
-    def __init__(self, already_s: float = 0.0) -> None:
+    def __init__(self, already_s: float = 0.0, already_eval_s: float = 0.0) -> None:
         self.start = time.monotonic() - already_s
-        self.eval_s = 0.0
+        self.eval_s = already_eval_s
 
     @property
     def wall_s(self) -> float:

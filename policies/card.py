@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,11 @@ class ModelCard:
     evaluation: dict[str, Any] = field(default_factory=dict)
     #: Training curve: [timesteps, evaluation success rate, wall time (s)] per periodic evaluation.
     curve: list[list[float]] = field(default_factory=list)
+    #: The command that started the run, then any that resumed it.
     command: str = ""
+    resumed_with: list[str] = field(default_factory=list)
+    #: The full resolved training configuration (eval settings included: they decide which model is "best").
+    config: dict[str, Any] = field(default_factory=dict)
     status: str = ""
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -61,10 +66,31 @@ class ModelCard:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def source_revision() -> str:
+    """The git commit of the telesurg source tree ("+dirty" when it has uncommitted changes), or
+    "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "telesurg_source": source_revision()}
     for dist in ("telesurg", "stable-baselines3", "torch", "gymnasium", "pybullet", "numpy"):
         try:
             out[dist] = version(dist)

@@ -136,7 +136,7 @@ class TrainConfig:
             raise ConfigError(f"vec_env must be one of {list(VEC_ENV_KINDS)}, got {self.vec_env!r}")
         if self.cost_weight < 0:
             raise ConfigError(f"cost_weight must be >= 0, got {self.cost_weight}")
-        if not self.net_arch or any(not isinstance(n, int) or n < 1 for n in self.net_arch):
+        if not self.net_arch or any(type(n) is not int or n < 1 for n in self.net_arch):
             raise ConfigError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
         if self.eval.every_steps < 1 or self.eval.episodes < 1 or self.eval.final_episodes < 0:
             raise ConfigError("eval.every_steps and eval.episodes must be >= 1 and eval.final_episodes >= 0")
@@ -162,11 +162,24 @@ class TrainConfig:
             "_init_setup_model",
         }
         known = sorted(set(params) - reserved - {"self"})
-        for key in self.hyperparams:
+        for key, value in self.hyperparams.items():
             if key in reserved:
                 raise ConfigError(f"hyperparams.{key} is set by telesurg itself and cannot be given")
             if key not in params:
                 raise ConfigError(f"unknown hyperparameter {key!r} for {self.algo.upper()}; known: {', '.join(known)}")
+            default = params[key].default
+            number = (int, float)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = type(value) is int
+            elif isinstance(default, float):
+                ok = isinstance(value, number) and not isinstance(value, bool)
+            else:
+                ok = True  # None or schedule defaults: SB3 checks these when the model is built
+            if not ok:
+                kind = "true/false" if isinstance(default, bool) else type(default).__name__
+                raise ConfigError(f"hyperparams.{key} must be {kind} (like its default {default!r}), got {value!r}")
 
     def _check_env_options(self) -> None:
         from envs.core import EnvConfig

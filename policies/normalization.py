@@ -17,7 +17,10 @@ import numpy as np
 
 @dataclass
 class ObsNormalizer:
-    """Per-key running mean and variance: ``clip((x - mean) / sqrt(var + epsilon), ±clip_obs)``."""
+    """Per-key running mean and variance: ``clip((x - mean) / sqrt(var + epsilon), ±clip_obs)``.
+
+    ``norm_obs`` False: training normalised only rewards; observations pass through unchanged (the
+    statistics are still kept so a resumed run continues its reward normalisation)."""
 
     mean: dict[str, np.ndarray]
     var: dict[str, np.ndarray]
@@ -27,6 +30,7 @@ class ObsNormalizer:
     count: float = 1.0
     return_var: float = 1.0
     return_count: float = 1.0
+    norm_obs: bool = True
 
     @classmethod
     def from_vec_normalize(cls, vec_normalize: Any) -> ObsNormalizer:
@@ -41,6 +45,7 @@ class ObsNormalizer:
             count=float(next(iter(rms.values())).count),
             return_var=float(np.asarray(vec_normalize.ret_rms.var).reshape(-1)[0]),
             return_count=float(vec_normalize.ret_rms.count),
+            norm_obs=bool(vec_normalize.norm_obs),
         )
 
     def apply_to(self, vec_normalize: Any) -> None:
@@ -58,6 +63,8 @@ class ObsNormalizer:
 
     def normalize(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Normalise one observation dict or a batch (leading axis)."""
+        if not self.norm_obs:
+            return obs
         out = {}
         for key, value in obs.items():
             if key in self.mean:
@@ -74,6 +81,7 @@ class ObsNormalizer:
             "count": self.count,
             "return_var": self.return_var,
             "return_count": self.return_count,
+            "norm_obs": self.norm_obs,
             "mean": {k: v.tolist() for k, v in self.mean.items()},
             "var": {k: v.tolist() for k, v in self.var.items()},
         }
@@ -89,9 +97,17 @@ class ObsNormalizer:
                 count=float(data.get("count", 1.0)),
                 return_var=float(data.get("return_var", 1.0)),
                 return_count=float(data.get("return_count", 1.0)),
+                norm_obs=bool(data.get("norm_obs", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed normalisation statistics: {exc}") from None
+
+    def check_matches(self, observation_space: Any) -> None:
+        """Raise ``ValueError`` unless the statistics cover every observation key with its shape."""
+        for key, space in observation_space.spaces.items():
+            if key not in self.mean or self.mean[key].shape != space.shape or self.var[key].shape != space.shape:
+                got = self.mean[key].shape if key in self.mean else "missing"
+                raise ValueError(f"normalisation statistics for {key!r} are {got}, the env gives shape {space.shape}")
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n")

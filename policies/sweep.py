@@ -98,6 +98,11 @@ def load_sweep(
         kind, args = next(iter(dist.items()))
         if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
             raise ConfigError(f"space.{key}: {kind} needs {'a non-empty list' if kind == 'choice' else '[low, high]'}")
+    for key, kind in (("trials", int), ("metric", str), ("out", str), ("seed", int), ("max_concurrent", int)):
+        if key in data and (type(data[key]) is not kind):
+            raise ConfigError(f"{p}: {key} must be of type {kind.__name__}, got {data[key]!r}")
+    if not isinstance(data.get("overrides", {}), dict):
+        raise ConfigError(f"{p}: overrides must be a table ([overrides]), got {data['overrides']!r}")
     spec = SweepSpec(base=base, space=space, **data)
     spec.overrides = dict(spec.overrides)
     for item in overrides or []:

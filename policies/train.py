@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from policies.bundle import CARD_FILE, Policy, action_space_name
+from policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, action_space_name
 from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock, score_of
 from policies.card import ModelCard, library_versions
 from policies.config import ConfigError, TrainConfig, algorithm_class, load_config
@@ -86,25 +87,46 @@ def make_vec_env(cfg: TrainConfig) -> Any:
 
 
 def _normalizer(venv: Any) -> ObsNormalizer | None:
+    """The VecNormalize statistics (observations and returns) when training uses them."""
     from stable_baselines3.common.vec_env import VecNormalize
 
-    if isinstance(venv, VecNormalize) and venv.norm_obs:
-        return ObsNormalizer.from_vec_normalize(venv)
-    return None
+    return ObsNormalizer.from_vec_normalize(venv) if isinstance(venv, VecNormalize) else None
 
 
-def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, status: str, run_dir: Path) -> ModelCard:
-    env = gym.make(cfg.env_id, **cfg.env)
-    try:
-        base = env.unwrapped
-        obs_layout, goal_layout, version = (
-            base.obs_layout.signature(),
-            base.goal_layout.signature(),
-            base.obs_layout.version,
-        )
-        actions = action_space_name(env.action_space)
-    finally:
-        env.close()
+@dataclass(frozen=True)
+class EnvSignature:
+    """What a policy is tied to: observation/goal layouts and action space of the training env."""
+
+    obs_layout_version: int
+    obs_layout: str
+    goal_layout: str
+    action_space: str
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> EnvSignature:
+        env = gym.make(cfg.env_id, **cfg.env)
+        try:
+            base = env.unwrapped
+            return cls(
+                base.obs_layout.version,
+                base.obs_layout.signature(),
+                base.goal_layout.signature(),
+                action_space_name(env.action_space),
+            )
+        finally:
+            env.close()
+
+
+def make_card(
+    cfg: TrainConfig,
+    model: Any,
+    clock: RunClock,
+    signature: EnvSignature,
+    history: list[str],
+    versions: dict[str, str],
+    status: str,
+    run_dir: Path,
+) -> ModelCard:
     curve = []
     eval_log = run_dir / "eval.jsonl"
     if eval_log.is_file():
@@ -114,10 +136,10 @@ def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, statu
     return ModelCard(
         env_id=cfg.env_id,
         algo=cfg.algo,
-        action_space=actions,
-        obs_layout_version=version,
-        obs_layout=obs_layout,
-        goal_layout=goal_layout,
+        action_space=signature.action_space,
+        obs_layout_version=signature.obs_layout_version,
+        obs_layout=signature.obs_layout,
+        goal_layout=signature.goal_layout,
         hyperparams={**cfg.hyperparams, "net_arch": list(cfg.net_arch)},
         env_options=dict(cfg.env),
         training={
@@ -133,10 +155,12 @@ def make_card(cfg: TrainConfig, model: Any, clock: RunClock, command: str, statu
             "eval_wall_time_s": round(clock.eval_s, 1),
         },
         curve=curve,
-        command=command,
+        command=history[0] if history else "",
+        resumed_with=history[1:],
+        config=cfg.to_dict(),
         status=status,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        versions=library_versions(),
+        versions=versions,
     )
 
 
@@ -166,50 +190,45 @@ def train(
     on_eval: Callable[[dict[str, Any]], None] | None = None,
     resume_from: Path | None = None,
 ) -> TrainResult:
-    """Train according to ``cfg`` (validated). With ``resume_from`` (a bundle folder), the model,
-    normalisation, replay buffer and step count continue from that checkpoint."""
+    """Train according to ``cfg`` (validated). With ``resume_from`` (a bundle folder, see
+    ``resume``), the model, normalisation, replay buffer, step count, clock and best score continue
+    from that checkpoint."""
     import torch
 
     cfg.validate()
     run_dir = Path(cfg.out)
     if resume_from is None and (run_dir / "config.toml").exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(cfg.to_toml())
-    torch.set_num_threads(cfg.torch_threads)
-
-    cls = algorithm_class(cfg.algo)
-    venv = make_vec_env(cfg)
-    previous_card: ModelCard | None = None
-    try:
-        if resume_from is not None:
-            previous_card = ModelCard.load(resume_from / CARD_FILE)
-            model = cls.load(resume_from / "model.zip", env=venv, device="cpu", tensorboard_log=str(run_dir / "tb"))
-            norm_path = resume_from / "normalization.json"
-            if norm_path.is_file():
-                ObsNormalizer.load(norm_path).apply_to(venv)
-            if (resume_from / REPLAY_BUFFER_FILE).is_file():
-                model.load_replay_buffer(resume_from / REPLAY_BUFFER_FILE)
-            log(f"resuming {cfg.env_id} {cfg.algo.upper()} from {resume_from} at {model.num_timesteps:,} steps")
-        else:
-            model = cls(
-                "MultiInputPolicy",
-                venv,
-                seed=cfg.seed,
-                policy_kwargs={"net_arch": list(cfg.net_arch)},
-                tensorboard_log=str(run_dir / "tb"),
-                device="cpu",
-                verbose=0,
-                **cfg.hyperparams,
+    previous_card = ModelCard.load(resume_from / CARD_FILE) if resume_from is not None else None
+    if previous_card is not None:
+        done = int(previous_card.training.get("timesteps_done", 0))
+        if done >= cfg.total_timesteps:
+            raise ConfigError(
+                f"{resume_from} already has {done:,} of total_timesteps {cfg.total_timesteps:,}; "
+                "pass a larger --timesteps to continue"
             )
+    torch.set_num_threads(cfg.torch_threads)
+    signature = EnvSignature.of(cfg)
+    versions = library_versions()
+    history = [*([previous_card.command, *previous_card.resumed_with] if previous_card else []), command]
+
+    venv = make_vec_env(cfg)
+    try:
+        model = _load_model(cfg, venv, resume_from, run_dir) if resume_from else _new_model(cfg, venv, run_dir)
     except Exception:
         venv.close()
         raise
+    # Only now, with a model that trains, does the folder become a run.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(cfg.to_toml())
+    if previous_card is not None:
+        log(f"resuming {cfg.env_id} {cfg.algo.upper()} from {resume_from} at {model.num_timesteps:,} steps")
 
-    clock = RunClock(previous_card.training.get("wall_time_s", 0.0) if previous_card else 0.0)
+    prev = previous_card.training if previous_card else {}
+    clock = RunClock(prev.get("wall_time_s", 0.0), prev.get("eval_wall_time_s", 0.0))
 
     def save(folder: Path, status: str) -> None:
-        card = make_card(cfg, model, clock, command, status, run_dir)
+        card = make_card(cfg, model, clock, signature, history, versions, status, run_dir)
         Policy(model, card, _normalizer(venv)).save(folder)
         if cfg.algo == "dqn" and status != "best":
             model.save_replay_buffer(folder / REPLAY_BUFFER_FILE)
@@ -218,13 +237,6 @@ def train(
         policy = Policy(model, None, _normalizer(venv))
         return evaluate(policy, cfg.env_id, cfg.eval.episodes, cfg.eval.seed, cfg.shield, cfg.env)
 
-    best_score = None
-    best_card = run_dir / "best" / CARD_FILE
-    if resume_from is not None and best_card.is_file():
-        lines = (run_dir / "eval.jsonl").read_text().splitlines() if (run_dir / "eval.jsonl").is_file() else []
-        recs = [json.loads(line) for line in lines]
-        if recs:
-            best_score = max(score_of(r) for r in recs)
     evaluator = EvalCheckpointCallback(
         run_dir,
         cfg.eval.every_steps,
@@ -235,10 +247,9 @@ def train(
         save,
         log,
         on_eval=on_eval,
-        best_score=best_score,
+        best_score=best_score_from_log(run_dir) if resume_from is not None else None,
     )
     progress = ProgressCallback(cfg.total_timesteps, clock, cfg.progress_every_s, log, lambda: evaluator.last)
-    remaining = cfg.total_timesteps - model.num_timesteps
     status = "final"
     log(
         f"training {cfg.algo.upper()} on {cfg.env_id}: {cfg.total_timesteps:,} steps, {cfg.n_envs} env(s) "
@@ -246,15 +257,13 @@ def train(
         f"cost weight {cfg.cost_weight}; run folder {run_dir}"
     )
     try:
-        if remaining > 0:
-            model.learn(
-                remaining,
-                callback=[progress, evaluator],
-                reset_num_timesteps=resume_from is None,
-                tb_log_name="run",
-            )
+        model.learn(
+            cfg.total_timesteps - model.num_timesteps,
+            callback=[progress, evaluator],
+            reset_num_timesteps=resume_from is None,
+            tb_log_name="run",
+        )
         if evaluator.last is None or evaluator.last["timesteps"] != model.num_timesteps:
-            evaluator.num_timesteps = model.num_timesteps
             evaluator.run_eval()
     except KeyboardInterrupt:
         status = "interrupted"
@@ -262,6 +271,9 @@ def train(
         status = "failed"  # saved below for inspection; the error propagates
         raise
     finally:
+        # Saving must finish: a second Ctrl-C while it runs is ignored (SIGKILL still works).
+        if status != "final" and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         save(run_dir / "final", status)
         venv.close()
     log(
@@ -275,9 +287,49 @@ def train(
     write_summary(run_dir, cfg, model.num_timesteps, clock, status, final_eval)
     if status == "interrupted":
         log(f"resume with: telesurg train --resume {run_dir}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         raise KeyboardInterrupt
     policy = Policy(model, ModelCard.load(run_dir / "final" / CARD_FILE), _normalizer(venv))
     return TrainResult(run_dir, status, int(model.num_timesteps), clock.wall_s, best, final_eval, policy)
+
+
+def _new_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> Any:
+    try:
+        return algorithm_class(cfg.algo)(
+            "MultiInputPolicy",
+            venv,
+            seed=cfg.seed,
+            policy_kwargs={"net_arch": list(cfg.net_arch)},
+            tensorboard_log=str(run_dir / "tb"),
+            device="cpu",
+            verbose=0,
+            **cfg.hyperparams,
+        )
+    except (AssertionError, TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot build {cfg.algo.upper()} with hyperparams {cfg.hyperparams}: {exc}") from None
+
+
+def _load_model(cfg: TrainConfig, venv: Any, bundle: Path, run_dir: Path) -> Any:
+    model = algorithm_class(cfg.algo).load(
+        bundle / MODEL_FILE, env=venv, device="cpu", tensorboard_log=str(run_dir / "tb")
+    )
+    norm_path = bundle / NORMALIZATION_FILE
+    if norm_path.is_file():
+        ObsNormalizer.load(norm_path).apply_to(venv)
+    elif cfg.normalize_obs or cfg.normalize_reward:
+        raise ConfigError(f"{bundle} lacks {NORMALIZATION_FILE}; cannot resume a normalised run without it")
+    if (bundle / REPLAY_BUFFER_FILE).is_file():
+        model.load_replay_buffer(bundle / REPLAY_BUFFER_FILE)
+    return model
+
+
+def best_score_from_log(run_dir: Path) -> tuple[float, float, float] | None:
+    """The best evaluation score recorded in a run's eval.jsonl (to keep ``best/`` honest on resume)."""
+    log_path = run_dir / "eval.jsonl"
+    if not (run_dir / "best" / CARD_FILE).is_file() or not log_path.is_file():
+        return None
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return max((score_of(r) for r in records), default=None)
 
 
 def final_evaluation(bundle: Path, cfg: TrainConfig, log: Callable[[str], None]) -> list[EvalResult]:
@@ -332,5 +384,29 @@ def resume(path: str | Path, overrides: list[str] | None = None) -> tuple[TrainC
         run_dir = p.parent.parent if p.parent.name == "checkpoints" else p.parent
     else:
         raise FileNotFoundError(f"{str(path)!r} is neither a run folder nor a saved model")
+    before = load_config(run_dir / "config.toml", [f'out="{run_dir}"'])
     cfg = load_config(run_dir / "config.toml", [*(overrides or []), f'out="{run_dir}"'])
+    fixed = [*FIXED_ON_RESUME, *(["n_envs"] if cfg.algo == "dqn" else [])]
+    changed = [key for key in fixed if getattr(cfg, key) != getattr(before, key)]
+    if changed:
+        raise ConfigError(
+            f"cannot change {', '.join(changed)} when resuming {run_dir} (the checkpoint was trained with "
+            "them); start a new run with --out instead"
+        )
     return cfg, bundle
+
+
+#: Settings a resumed run must keep: they define the policy and its card (DQN adds n_envs, the
+#: shape of its replay buffer).
+FIXED_ON_RESUME = (
+    "env_id",
+    "algo",
+    "seed",
+    "net_arch",
+    "hyperparams",
+    "env",
+    "shield",
+    "cost_weight",
+    "normalize_obs",
+    "normalize_reward",
+)

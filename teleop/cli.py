@@ -144,6 +144,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         train(cfg, command=args.command_line, log=lambda m: print(m, flush=True), resume_from=bundle)
     except (ConfigError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # e.g. --out names a file or an unwritable place
+        raise CliError(f"cannot write the run folder: {exc}") from None
     return 0
 
 
@@ -156,6 +158,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise CliError("--episodes must be at least 1")
+    for flag, target in (("--video", args.video), ("--plot", args.plot), ("--json", args.json)):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise CliError(f"{flag} {target}: folder {Path(target).resolve().parent} does not exist")
     try:
         policy = Policy.load(args.model)
     except (FileNotFoundError, ValueError) as exc:
@@ -164,8 +169,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     env_id = args.env or card.env_id
     if env_id not in envs.ENV_IDS:
         raise CliError(f"unknown env id {env_id!r}; run 'telesurg envs' for the list")
-    options = card.env_options if env_id == card.env_id else {}
-    probe = gym.make(env_id, **options)
+    options = card.env_options  # the force limits etc. the policy was trained and is judged under
+    try:
+        probe = gym.make(env_id, **options)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"model card env_options {options} are not valid: {exc}") from None
     fps = float(probe.metadata.get("render_fps", 25))
     try:
         policy.check_env(probe)
@@ -212,7 +220,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 print(f"video of episode 0 ({writer.frames} frames) written to {args.video}")
     print(format_results(results))
     if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+        try:
+            Path(args.json).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.json}: {exc}") from None
     return 0
 
 

@@ -47,6 +47,10 @@ def _write(tmp_path: Path, text: str) -> str:
         ('env_id = "telesurg/Reach-v0"\nn_envs = 0\n', [], "n_envs must be at least 1"),
         ('env_id = "telesurg/Reach-v0"\ntotal_timesteps = [1\n', [], "malformed TOML"),
         ('env_id = "telesurg/Reach-v0"\n', ["--set", "gamma"], "must look like key=value"),
+        ('env_id = "telesurg/Reach-v0"\n', ["--set", 'hyperparams.gamma="0.9"'], "hyperparams.gamma must be float"),
+        ('env_id = "telesurg/Reach-v0"\n', ["--set", "hyperparams.n_steps=1.5"], "hyperparams.n_steps must be int"),
+        ('env_id = "telesurg/Reach-v0"\n', ["--set", "hyperparams.n_steps=-5"], "cannot build PPO"),
+        ('env_id = "telesurg/Reach-v0"\n', ["--set", "net_arch=[true]"], "net_arch must be a list"),
         ('env_id = "telesurg/Reach-v0"\n', ["--algo", "dqn"], "DQN needs a Discrete id"),
         ('env_id = "telesurg/Reach-v0"\n', ["--env", "telesurg/Bad-v0"], "unknown env id 'telesurg/Bad-v0'"),
     ],
@@ -75,6 +79,19 @@ def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (tmp_path / "empty").mkdir()
     assert "holds no model.zip" in _error_line(capsys, ["eval", str(tmp_path / "empty")])
     assert "nothing to resume" in _error_line(capsys, ["train", "--resume", str(tmp_path / "none")])
+    (tmp_path / "a_file").write_text("")
+    line = _error_line(
+        capsys, ["train", "--env", "telesurg/Reach-v0", "--timesteps", "64", "--out", str(tmp_path / "a_file")]
+    )
+    assert "cannot write the run folder" in line
+    line = _error_line(capsys, ["eval", str(ROOT / "assets/policies/reach_ppo"), "--json", str(tmp_path / "no/x.json")])
+    assert "--json" in line and "does not exist" in line
+    # A policy trained on normalised observations is refused without its statistics.
+    import shutil
+
+    shutil.copytree(ROOT / "assets/policies/reach_ppo", tmp_path / "nonorm")
+    (tmp_path / "nonorm" / "normalization.json").unlink()
+    assert "lacks normalization.json" in _error_line(capsys, ["eval", str(tmp_path / "nonorm")])
     assert "sweep file" in _error_line(capsys, ["sweep", str(tmp_path / "none.toml")])
 
 

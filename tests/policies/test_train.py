@@ -86,6 +86,61 @@ def test_resume_continues_the_step_count(tmp_path: Path) -> None:
     assert steps == sorted(steps) and steps[-1] == 512 and max(s for s in steps if s <= 256) == 256
     # Wall time accumulates across the two sessions.
     assert card.training["wall_time_s"] >= first.wall_time_s
+    # Normalisation statistics continue (their sample count keeps growing) instead of restarting.
+    assert first.policy.normalizer.count > 256
+    # +256 steps, +1 for the reset observation that starts the resumed learn().
+    assert second.policy.normalizer.count == pytest.approx(first.policy.normalizer.count + 257)
+    assert second.policy.normalizer.return_count > first.policy.normalizer.return_count + 200
+    # One TensorBoard run continues, and the card keeps the command history.
+    assert len(list((run / "tb").iterdir())) == 1
+    assert card.resumed_with == [""] and card.config["total_timesteps"] == 512
+
+
+def test_resume_refuses_a_finished_run_and_changed_settings(tmp_path: Path) -> None:
+    from policies.config import ConfigError
+
+    run = tmp_path / "run"
+    train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None)
+    before = (run / "final" / "card.json").read_text()
+    cfg, bundle = resume(run)
+    with pytest.raises(ConfigError, match="already has 256 of total_timesteps 256"):
+        train(cfg, log=lambda _m: None, resume_from=bundle)
+    assert (run / "final" / "card.json").read_text() == before  # nothing overwritten
+    with pytest.raises(ConfigError, match="cannot change env_id, hyperparams when resuming"):
+        resume(run, ['env_id="telesurg/Reach-v0"', "hyperparams.gamma=0.5"])
+
+
+def test_best_score_survives_a_resume(tmp_path: Path) -> None:
+    from policies.train import best_score_from_log
+
+    run = tmp_path / "run"
+    train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None)
+    records = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: (r["success_rate"], -r["violation_rate"], r["mean_return"]))
+    assert best_score_from_log(run) == (best["success_rate"], -best["violation_rate"], best["mean_return"])
+    assert ModelCard.load(run / "best" / "card.json").training["timesteps_done"] == best["timesteps"]
+
+
+def test_training_envs_carry_the_shield_and_the_cost_term() -> None:
+    from envs.wrappers import CostPenalty, ForceShieldWrapper
+    from policies.train import EnvFactory
+
+    env = EnvFactory("telesurg/PalpateDense-v0", {"hard_N": 5.0}, shield=True, cost_weight=2.0, in_subprocess=False)()
+    chain, e = [], env
+    while hasattr(e, "env"):
+        chain.append(type(e))
+        e = e.env
+    assert ForceShieldWrapper in chain and CostPenalty in chain
+    assert env.unwrapped.limits.hard_N == 5.0
+    env.reset(seed=0)
+    saw = {"shield": False, "cost": False}
+    for _ in range(60):
+        _, reward, terminated, _, info = env.step(np.array([0.0, 0.0, -1.0, -1.0], dtype=np.float32))
+        saw["shield"] |= info["shield_active"]
+        saw["cost"] |= reward < info["reward_without_cost"]
+        assert not terminated
+    assert all(saw.values())
+    env.close()
 
 
 def test_resume_dqn_restores_replay_buffer(tmp_path: Path) -> None:
