@@ -251,6 +251,7 @@ def train(
     )
     progress = ProgressCallback(cfg.total_timesteps, clock, cfg.progress_every_s, log, lambda: evaluator.last)
     status = "final"
+    sigint_handler: Any = None
     log(
         f"training {cfg.algo.upper()} on {cfg.env_id}: {cfg.total_timesteps:,} steps, {cfg.n_envs} env(s) "
         f"({'subprocesses' if use_subprocesses(cfg) else 'in-process'}), shield {'on' if cfg.shield else 'off'}, "
@@ -273,9 +274,13 @@ def train(
     finally:
         # Saving must finish: a second Ctrl-C while it runs is ignored (SIGKILL still works).
         if status != "final" and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        save(run_dir / "final", status)
-        venv.close()
+            sigint_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            save(run_dir / "final", status)
+            venv.close()
+        finally:
+            if sigint_handler is not None and status == "failed":
+                signal.signal(signal.SIGINT, sigint_handler)
     log(
         f"{'interrupted' if status == 'interrupted' else 'finished'} at {model.num_timesteps:,} steps after "
         f"{clock.wall_s:.0f} s; model saved to {run_dir / 'final'}"
@@ -287,7 +292,8 @@ def train(
     write_summary(run_dir, cfg, model.num_timesteps, clock, status, final_eval)
     if status == "interrupted":
         log(f"resume with: telesurg train --resume {run_dir}")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if sigint_handler is not None:
+            signal.signal(signal.SIGINT, sigint_handler)
         raise KeyboardInterrupt
     policy = Policy(model, ModelCard.load(run_dir / "final" / CARD_FILE), _normalizer(venv))
     return TrainResult(run_dir, status, int(model.num_timesteps), clock.wall_s, best, final_eval, policy)
