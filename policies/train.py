@@ -215,12 +215,12 @@ def train(
     venv = make_vec_env(cfg)
     try:
         model = _load_model(cfg, venv, resume_from, run_dir) if resume_from else _new_model(cfg, venv, run_dir)
-    except Exception:
+        # Only now, with a model that trains, does the folder become a run.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(cfg.to_toml())
+    except BaseException:
         venv.close()
         raise
-    # Only now, with a model that trains, does the folder become a run.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(cfg.to_toml())
     if previous_card is not None:
         log(f"resuming {cfg.env_id} {cfg.algo.upper()} from {resume_from} at {model.num_timesteps:,} steps")
 
