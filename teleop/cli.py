@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 class CliError(Exception):
@@ -241,8 +242,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``telesurg train: error: …``), exit status 2; --help is unchanged."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="telesurg", description="telesurg: simulated surgical arm, tasks and teleoperation (research use only)."
     )
     sub = parser.add_subparsers(dest="command", required=True)

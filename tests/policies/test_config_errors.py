@@ -109,6 +109,18 @@ def test_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--timesteps", "many"], ["train", "--algo", "sac"], ["eval"], ["sweep", "x.toml", "--trials", "2.5"]],
+)
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"telesurg {argv[0]}: error: ")
+
+
 def test_overrides_are_typed_and_applied(tmp_path: Path) -> None:
     path = _write(tmp_path, 'env_id = "telesurg/Reach-v0"\n[hyperparams]\ngamma = 0.9\n')
     cfg = load_config(path, ["hyperparams.gamma=0.98", "eval.episodes=7", "shield=true", 'out="x y"', "env.hard_N=5"])
