@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, log: Callable[[str], 
     import ray
     from ray import tune
 
+    sigint_handler = signal.getsignal(signal.SIGINT)  # Tune installs its own; give the caller theirs back
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **local)
     try:
         cpus = max(1, int(spec.base.get("n_envs", 1)))
@@ -191,6 +193,7 @@ def run_sweep(spec: SweepSpec, address: str | None = None, log: Callable[[str], 
         grid = tuner.fit()
     finally:
         ray.shutdown()
+        signal.signal(signal.SIGINT, sigint_handler)
     rows = []
     for result in grid:
         df = result.metrics_dataframe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ def test_two_trial_sweep_reports_success_rate(tmp_path: Path) -> None:
     spec = load_sweep(ROOT / "launch/sweep/reach_ppo.toml", trials=2, out=str(tmp_path / "sweep"), overrides=TINY)
     spec.space = {"hyperparams.learning_rate": {"loguniform": [1e-4, 1e-3]}, "hyperparams.n_steps": {"choice": [64]}}
     lines: list[str] = []
+    handler = signal.getsignal(signal.SIGINT)
     rows = run_sweep(spec, log=lines.append)
+    assert signal.getsignal(signal.SIGINT) is handler  # Ray Tune's own Ctrl-C handler does not linger
     assert len(rows) == 2
     for row in rows:
         assert row["error"] is None
