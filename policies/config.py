@@ -201,18 +201,21 @@ def algorithm_class(algo: str) -> type:
 
 
 # ---------------------------------------------------------------------- loading
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a ``ConfigError`` naming ``what`` it is."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} not found")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a TOML file (or start from defaults when ``path`` is None), apply ``key=value``
     overrides, and validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+    data = read_toml(path, "config file") if path is not None else {}
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(data, key, value)

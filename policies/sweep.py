@@ -27,13 +27,12 @@ import dataclasses
 import json
 import os
 import signal
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies.config import ConfigError, TrainConfig, from_dict, parse_override, set_dotted
+from policies.config import ConfigError, TrainConfig, from_dict, parse_override, read_toml, set_dotted
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 #: Metrics a sweep may optimise, with the direction that is better.
@@ -71,25 +70,14 @@ def load_sweep(
     """Read and check a sweep file; every sampled value is validated against the training config
     before any trial starts."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"sweep file {str(p)!r} not found")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
+    data = read_toml(p, "sweep file")
     known = {f.name for f in dataclasses.fields(SweepSpec)} - {"base"} | {"train"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown sweep key(s) {unknown}; known: {', '.join(sorted(known))}")
     if "train" not in data:
         raise ConfigError(f"{p}: 'train' (the base training config file) is required")
-    train_path = (p.parent / data.pop("train")).resolve()
-    if not train_path.is_file():
-        raise ConfigError(f"{p}: training config {str(train_path)!r} not found")
-    try:
-        base = tomllib.loads(train_path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{train_path}: malformed TOML: {exc}") from None
+    base = read_toml((p.parent / data.pop("train")).resolve(), f"{p}: training config")
     space = data.pop("space", {})
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"{p}: [space] must name at least one parameter to sweep")
