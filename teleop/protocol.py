@@ -1,0 +1,306 @@
+"""The teleoperation wire protocol: typed, versioned messages encoded as msgpack (msgspec).
+
+Every message is a msgpack map with a ``type`` tag and ``v`` (the protocol version, currently
+``PROTOCOL_VERSION``). All quantities are SI: metres, seconds, newtons; positions and orientations
+are in the robot base frame; quaternions are (x, y, z, w), unit length. Times named ``*_console_s``
+are on the console's clock, ``*_robot_s`` on the robot's (both monotonic seconds since an arbitrary
+epoch; the clock sync relates them).
+
+Channels (ZeroMQ):
+
+- **cmd** (console PUB → robot SUB, CONFLATE, single frame): ``Command``.
+- **telemetry** (robot PUB → console SUB): ``Telemetry``.
+- **control** (console DEALER ↔ robot ROUTER, one frame each way): a request (``Hello``, ``Ping``,
+  ``Engage``, ``Disengage``, ``EStop``, ``Reset``, ``Offer``) answered by exactly one response
+  (``Welcome``, ``Pong``, ``Ack``, ``Answer``).
+
+Decoding is strict: unknown types, missing or extra-typed fields, a different protocol version,
+non-finite numbers, values out of range and messages above ``MAX_MESSAGE_BYTES`` raise
+``ProtocolError`` with a short ``reason`` code (counted by the receiver); nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+#: Largest encoded message accepted on any channel (bytes).
+MAX_MESSAGE_BYTES = 65_536
+#: Largest absolute coordinate accepted for a position (m); the arm's reach is far smaller.
+MAX_POSITION_M = 2.0
+MAX_ID_CHARS = 64
+MAX_SDP_CHARS = 32_768
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]
+Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+REASONS = ("too_large", "malformed", "version", "non_finite", "out_of_range", "unexpected_type")
+
+
+class ProtocolError(ValueError):
+    """A message that must be rejected; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    v: int = PROTOCOL_VERSION
+
+
+class Pose(msgspec.Struct, forbid_unknown_fields=True):
+    """A pose in the robot base frame: position (m) and unit quaternion (x, y, z, w)."""
+
+    pos_m: Vec3
+    quat_xyzw: Quat = (0.0, 0.0, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------- cmd channel
+class Command(Message, tag="cmd"):
+    """The console's newest intent. Absolute target (not a delta), so any command may be dropped.
+
+    ``seq`` rises strictly within a session; ``sent_console_s`` is the console's clock when sent.
+    ``jaw`` is the commanded opening, 0 closed to 1 fully open. ``clutch`` true means the surgeon's
+    hand is engaged (false: the robot holds). ``estop`` true latches the robot's e-stop.
+    """
+
+    arm: Id
+    session: Id
+    seq: Seq
+    sent_console_s: float
+    target: Pose
+    jaw: Unit = 0.0
+    clutch: bool = True
+    estop: bool = False
+
+
+# ---------------------------------------------------------------------- telemetry channel
+class Camera(msgspec.Struct, forbid_unknown_fields=True):
+    """The endoscope camera: pose (base frame; looks along its +z, image x right, y down) and
+    pinhole intrinsics in pixels for a ``width`` × ``height`` image; clipping planes in metres."""
+
+    pose: Pose
+    width: Annotated[int, msgspec.Meta(ge=1, le=16384)]
+    height: Annotated[int, msgspec.Meta(ge=1, le=16384)]
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    near_m: float
+    far_m: float
+
+
+class Telemetry(Message, tag="telemetry"):
+    """Robot state of one control period.
+
+    ``joint_pos`` in rad (revolute) and m (prismatic) in URDF order; ``tool`` is the tool-tip pose;
+    ``jaw`` the measured opening 0–1; ``force_N`` the contact force on the tool (base frame) and
+    ``force_mag_N`` its magnitude; ``state``/``reason`` the supervisor's state and why it entered it;
+    ``last_cmd_seq`` and ``last_cmd_sent_console_s`` echo the last applied command (end-to-end
+    latency = robot time now − (sent time + clock offset)); ``clock_offset_s`` = robot clock −
+    console clock and ``clock_rtt_s`` from the clock sync; ``objects`` are scene object poses for
+    the mirror; ``counters`` count rejected messages by reason.
+    """
+
+    arm: Id
+    seq: Seq
+    robot_s: float
+    joint_pos: list[float]
+    tool: Pose
+    jaw: Unit
+    force_N: Vec3
+    force_mag_N: float
+    state: Literal["IDLE", "ENGAGED", "HOLD", "ESTOP"]
+    reason: str
+    last_cmd_seq: Seq = 0
+    last_cmd_sent_console_s: float = 0.0
+    clock_offset_s: float = 0.0
+    clock_rtt_s: float = 0.0
+    objects: dict[str, Pose] = {}
+    camera: Camera | None = None
+    counters: dict[str, int] = {}
+
+
+# ---------------------------------------------------------------------- control channel
+class Hello(Message, tag="hello"):
+    """First request of a console: who it is and which protocol version it speaks."""
+
+    client: Id
+    protocol: int = PROTOCOL_VERSION
+
+
+class Ping(Message, tag="ping"):
+    """Clock-sync request: the console's send time t1."""
+
+    t1_console_s: float
+
+
+class Engage(Message, tag="engage"):
+    """Ask to drive ``arm``; answered by an ``Ack`` carrying the new session id, or a refusal."""
+
+    arm: Id
+    client: Id
+
+
+class Disengage(Message, tag="disengage"):
+    session: Id
+
+
+class EStop(Message, tag="estop"):
+    """Latch the e-stop (any client may press it)."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=256)] = "console e-stop"
+
+
+class Reset(Message, tag="reset"):
+    """Clear a latched e-stop (the arm returns to IDLE; driving needs a new engage)."""
+
+    client: Id
+
+
+class Offer(Message, tag="offer"):
+    """Reserved for WebRTC signalling: an SDP offer."""
+
+    sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
+
+
+class Welcome(Message, tag="welcome"):
+    """Answer to ``Hello``: the server's protocol version and the arms it serves."""
+
+    protocol: int
+    arms: list[Id]
+
+
+class Pong(Message, tag="pong"):
+    """Answer to ``Ping``: t1 echoed, t2 robot receive time, t3 robot send time. Offset estimate
+    ((t2 − t1) + (t3 − t4)) / 2 and round trip (t4 − t1) − (t3 − t2), with t4 the console's
+    receive time."""
+
+    t1_console_s: float
+    t2_robot_s: float
+    t3_robot_s: float
+
+
+class Ack(Message, tag="ack"):
+    """Answer to ``Engage``, ``Disengage``, ``EStop`` and ``Reset`` (and to any rejected request):
+    ``ok``, the ``request`` type it answers, a ``reason`` when refused, and ``session`` on engage."""
+
+    request: str
+    ok: bool
+    reason: str = ""
+    session: str = ""
+
+
+class Answer(Message, tag="answer"):
+    """Reserved for WebRTC signalling: an SDP answer."""
+
+    sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
+
+
+Request = Hello | Ping | Engage | Disengage | EStop | Reset | Offer
+Response = Welcome | Pong | Ack | Answer
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODERS: dict[Any, msgspec.msgpack.Decoder] = {
+    Command: msgspec.msgpack.Decoder(Command),
+    Telemetry: msgspec.msgpack.Decoder(Telemetry),
+    Request: msgspec.msgpack.Decoder(Request),
+    Response: msgspec.msgpack.Decoder(Response),
+}
+
+
+def encode(message: Message) -> bytes:
+    """msgpack bytes of a message (checked: a message we could not decode ourselves is a bug)."""
+    _check_values(message)
+    return _ENCODER.encode(message)
+
+
+def decode(data: bytes, kind: Any) -> Any:
+    """Decode ``data`` as ``kind`` (``Command``, ``Telemetry``, ``Request`` or ``Response``).
+
+    Raises ``ProtocolError`` for anything that is not a valid message of that kind."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError("malformed", f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        decoder = _DECODERS[kind]
+    except KeyError:
+        raise TypeError(f"cannot decode as {kind!r}") from None
+    try:
+        message = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        version = _peek_version(data)
+        if version is not None and version != PROTOCOL_VERSION:
+            raise ProtocolError("version", f"protocol version {version}, this side speaks {PROTOCOL_VERSION}") from None
+        raise ProtocolError(_classify(str(exc)), str(exc)) from None
+    except (msgspec.DecodeError, RecursionError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8
+        raise ProtocolError("malformed", str(exc) or "undecodable bytes") from None
+    if message.v != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {message.v}, this side speaks {PROTOCOL_VERSION}")
+    _check_values(message)
+    return message
+
+
+def _classify(text: str) -> str:
+    """Reason code for a msgspec validation message."""
+    if text.startswith("Invalid value") and text.endswith("`$.type`"):
+        return "unexpected_type"  # a well-formed message of another kind (or an unknown tag)
+    if any(mark in text for mark in (">=", "<=", "length", "matching regex")):
+        return "out_of_range"
+    return "malformed"
+
+
+def _peek_version(data: bytes) -> int | None:
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+    version = raw.get("v") if isinstance(raw, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _check_values(message: msgspec.Struct) -> None:
+    """Finite numbers everywhere, positions within ``MAX_POSITION_M``, unit quaternions."""
+    for name in message.__struct_fields__:
+        value = getattr(message, name)
+        _check_value(f"{type(message).__name__}.{name}", value)
+        if isinstance(value, Pose):
+            _check_pose(f"{type(message).__name__}.{name}", value)
+    if isinstance(message, Telemetry):
+        for key, pose in message.objects.items():
+            _check_pose(f"Telemetry.objects[{key!r}]", pose)
+        if message.camera is not None:
+            _check_pose("Telemetry.camera.pose", message.camera.pose)
+
+
+def _check_value(where: str, value: Any) -> None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ProtocolError("non_finite", f"{where} is {value}")
+    elif isinstance(value, tuple | list):
+        for i, item in enumerate(value):
+            _check_value(f"{where}[{i}]", item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(f"{where}[{key!r}]", item)
+    elif isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            _check_value(f"{where}.{name}", getattr(value, name))
+
+
+def _check_pose(where: str, pose: Pose) -> None:
+    _check_value(where, pose)
+    if any(abs(c) > MAX_POSITION_M for c in pose.pos_m):
+        raise ProtocolError("out_of_range", f"{where}.pos_m {pose.pos_m} beyond ±{MAX_POSITION_M} m")
+    norm = math.sqrt(sum(q * q for q in pose.quat_xyzw))
+    if abs(norm - 1.0) > 1e-3:
+        raise ProtocolError("out_of_range", f"{where}.quat_xyzw has norm {norm:.4f}, not 1")
