@@ -192,25 +192,15 @@ class SurgicalEnv(gym.Env):
         tip = self._step_result.arm.tip_position_m
         target = np.clip(tip + a[:3] * cfg.max_step_m, self._ws_low, self._ws_high)
         self.arm.command_tip(target, (a[3] + 1.0) / 2.0)
-        # Cull contact queries for a period in which nothing can touch the tool (most of free-space
-        # motion); the margin covers the commanded travel plus servo overshoot.
-        travel = math.dist(target.tolist(), tip.tolist()) + self.CONTACT_MARGIN_M
-        if self.grasper.holding_tissue or self.sim.may_touch(self.arm.name, self._tool_links, travel):
-            force_w, force_max = self.sim.advance(cfg.substeps, self.arm.name, self._before_physics_step)
-        else:
-            self.tissue.reset()
-            self.sim.advance_free(cfg.substeps)
-            force_w, force_max = None, 0.0
+        force_base, force_max = self.advance_physics(cfg.substeps, math.dist(target.tolist(), tip.tolist()))
         state = self.arm.read()
         if self.grasper.objects:
             self.grasper.update(state.jaw_opening, self.arm.base_to_world(state.tip_position_m))
         velocity = (state.tip_position_m - tip) / cfg.control_period_s
-        force_base = self.arm.base.vector_from_parent(np.array(force_w)) if force_w is not None else np.zeros(3)
         result = StepResult(state, force_base, force_max, cfg.control_period_s)
         self._step_result = result
         self.task.update(result)
-        obs = self._observe(result, velocity)
-        info = self._info(result, obs, clipped)
+        obs, info = self.measure(result, velocity, clipped)
         reward = float(
             self._reward(
                 obs["achieved_goal"],
@@ -263,6 +253,31 @@ class SurgicalEnv(gym.Env):
         else:
             reward = np.asarray(success, dtype=np.float64) - 1.0
         return reward - cfg.violation_penalty * np.asarray(exceeded, dtype=np.float64)
+
+    # ------------------------------------------------------------------ building blocks (the teleop server's sim arm)
+    def advance_physics(self, steps: int, travel_m: float) -> tuple[np.ndarray, float]:
+        """Run ``steps`` physics steps toward the arm's current servo target, with tissue contact.
+
+        ``travel_m`` is how far the tool may move meanwhile: a period in which nothing can touch
+        the tool skips the contact queries (most of free-space motion). Returns the contact force
+        on the tool after the last step (N, base frame) and the largest magnitude at any step (N).
+        """
+        margin = travel_m + self.CONTACT_MARGIN_M
+        if self.grasper.holding_tissue or self.sim.may_touch(self.arm.name, self._tool_links, margin):
+            force_w, force_max = self.sim.advance(steps, self.arm.name, self._before_physics_step)
+        else:
+            self.tissue.reset()
+            self.sim.advance_free(steps)
+            force_w, force_max = None, 0.0
+        force_base = self.arm.base.vector_from_parent(np.array(force_w)) if force_w is not None else np.zeros(3)
+        return force_base, force_max
+
+    def measure(
+        self, result: StepResult, velocity_m_s: np.ndarray, clipped: bool = False
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Observation and info for a period's ``StepResult`` (after ``task.update``)."""
+        obs = self._observe(result, velocity_m_s)
+        return obs, self._info(result, obs, clipped)
 
     # ------------------------------------------------------------------ helpers
     def _before_physics_step(self) -> tuple[float, float, float] | None:

@@ -53,8 +53,18 @@ class SceneConfig:
     workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
     workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
     with_needle: bool = True
+    #: Forbidden regions (e.g. a vessel the tool must never touch): axis-aligned boxes as
+    #: ((x, y, z) low, (x, y, z) high) in the world frame (m). Drawn translucent red; the teleop
+    #: supervisor never lets the tool tip enter them. None by default.
+    forbidden_m: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = ()
 
     def __post_init__(self) -> None:
+        for i, box in enumerate(self.forbidden_m):
+            low, high = np.asarray(box[0], dtype=float), np.asarray(box[1], dtype=float)
+            if low.shape != (3,) or high.shape != (3,) or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise ValueError(f"forbidden_m[{i}] must be ((x, y, z), (x, y, z)) finite metres, got {box}")
+            if np.any(low >= high):
+                raise ValueError(f"forbidden_m[{i}]: low must be below high on every axis, got {box}")
         t = np.asarray(self.trocar_m, dtype=float)
         if t.shape != (3,) or not np.all(np.isfinite(t)):
             raise ValueError(f"trocar_m must be three finite numbers (m), got {self.trocar_m}")
@@ -91,6 +101,15 @@ class PatientScene:
         self.tissue_bodies: list[tuple[str, int]] = [(self.TISSUE, -1)]
         if self.config.with_needle:
             self._add_needle()
+        for i, (low, high) in enumerate(self.config.forbidden_m):
+            lo, hi = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+            sim.create_body(
+                f"forbidden_{i}",
+                [{"kind": "box", "half_extents_m": tuple((hi - lo) / 2)}],
+                position_m=tuple((hi + lo) / 2),
+                collision=False,
+                rgba=(0.9, 0.1, 0.1, 0.35),
+            )
 
     @property
     def surface_z_m(self) -> float:

@@ -7,6 +7,10 @@
     telesurg train --resume runs/reach_ppo   # continue from the newest checkpoint
     telesurg eval assets/policies/reach_ppo --episodes 100 --video reach.mp4 --plot curve.png
     telesurg sweep launch/sweep/reach_ppo.toml --trials 8   # Ray Tune (pip install telesurg[distributed])
+    telesurg launch launch/local.toml  # robot server + scripted console on this host
+    telesurg robot --config launch/robot.toml --record session.mcap   # the robot server
+    telesurg console --config launch/console.toml --input keyboard    # a surgeon console
+    telesurg keys keys/ --name robot   # CURVE key pair (keys/robot.key, keys/robot.key_secret)
 
 Errors are reported as one line on stderr with a non-zero exit status.
 """
@@ -242,6 +246,85 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robot(args: argparse.Namespace) -> int:
+    import logging
+
+    from teleop.server import ServerConfig, serve
+    from teleop.settings import ConfigError, load_section
+
+    overrides = {
+        "arm.task": args.task,
+        "arm.seed": args.seed,
+        "record": args.record,
+        "endpoints.host": args.host,
+        "realtime": True if args.realtime else None,
+    }
+    try:
+        config = load_section(args.config, "robot", ServerConfig, "robot config", overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    try:
+        stats = serve(config)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    s = stats.summary()
+    print(
+        f"robot stopped after {s['periods']} periods: mean {s['mean_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms, "
+        f"max {s['max_ms']:.3f} ms, {s['within_20pct'] * 100:.1f}% within 20% of nominal, {s['overruns']} overruns",
+        flush=True,
+    )
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(s, indent=2) + "\n")
+    return 0
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from teleop.console import Console, ConsoleConfig, ConsoleError
+    from teleop.settings import ConfigError, load_section
+
+    overrides = {
+        "input": args.input,
+        "trace": args.trace,
+        "tasks": args.tasks,
+        "seed": args.seed,
+        "headless": False if args.interactive else None,
+        "summary_json": args.summary_json,
+        "record_trace": args.record_trace,
+        "endpoints.host": args.host,
+        "rate_hz": args.rate,
+    }
+    try:
+        config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
+        console = Console(config)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        raise CliError(str(exc)) from None
+    try:
+        return console.run()
+    except ConsoleError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from teleop.channels import generate_keys
+
+    try:
+        public, secret = generate_keys(Path(args.folder), args.name)
+    except (FileExistsError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"public key: {public} (give it to the other side)\nsecret key: {secret} (keep it here, mode 0600)")
+    return 0
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from teleop.launch import LaunchError, run_launch
+
+    try:
+        return run_launch(args.file, dry_run=args.dry_run)
+    except LaunchError as exc:
+        raise CliError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``telesurg train: error: …``), exit status 2; --help is unchanged."""
 
@@ -300,6 +383,39 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p_sweep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override applied to every trial")
     p_sweep.set_defaults(func=_cmd_sweep)
+
+    p_robot = sub.add_parser("robot", help="the robot server: simulated arm, safety supervisor, ZeroMQ channels")
+    p_robot.add_argument("--config", help="robot TOML ([robot] table), e.g. launch/robot.toml (default: built-in)")
+    p_robot.add_argument("--task", help="task scene to load (Reach, Palpate, Retract, Transfer, Trace)")
+    p_robot.add_argument("--seed", type=int, help="goal seed of the task")
+    p_robot.add_argument("--record", metavar="FILE.mcap", help="record every period, command and event to MCAP")
+    p_robot.add_argument("--host", help="address to listen on (default 127.0.0.1; others need CURVE keys)")
+    p_robot.add_argument("--realtime", action="store_true", help="ask for real-time scheduling (needs privilege)")
+    p_robot.add_argument("--stats-json", metavar="OUT.json", help="write the control-period statistics on exit")
+    p_robot.set_defaults(func=_cmd_robot)
+
+    p_console = sub.add_parser("console", help="a surgeon console: drive the robot server")
+    p_console.add_argument("--config", help="console TOML ([console] table), e.g. launch/console.toml")
+    p_console.add_argument("--input", choices=["scripted", "keyboard", "gamepad", "spacemouse", "trace"])
+    p_console.add_argument("--trace", metavar="FILE.csv", help="hand trace to replay (t,x,y,z,jaw; s, m)")
+    p_console.add_argument("--tasks", nargs="+", help="tasks for the scripted surgeon (default: Reach Palpate)")
+    p_console.add_argument("--seed", type=int, help="first episode seed")
+    p_console.add_argument("--interactive", action="store_true", help="live status line instead of log lines")
+    p_console.add_argument("--summary-json", metavar="OUT.json", help="write the summary as JSON")
+    p_console.add_argument("--record-trace", metavar="OUT.csv", help="save the hand motion as a trace CSV")
+    p_console.add_argument("--host", help="the robot's address (default 127.0.0.1)")
+    p_console.add_argument("--rate", type=float, help="command rate in Hz (default 200)")
+    p_console.set_defaults(func=_cmd_console)
+
+    p_keys = sub.add_parser("keys", help="generate a CURVE key pair for the robot or a console")
+    p_keys.add_argument("folder", help="folder for NAME.key (public) and NAME.key_secret (secret)")
+    p_keys.add_argument("--name", required=True, help="key name, e.g. robot or console1")
+    p_keys.set_defaults(func=_cmd_keys)
+
+    p_launch = sub.add_parser("launch", help="start the processes of a launch file (e.g. launch/local.toml)")
+    p_launch.add_argument("file", help="launch TOML")
+    p_launch.add_argument("--dry-run", action="store_true", help="check the file and print the commands only")
+    p_launch.set_defaults(func=_cmd_launch)
     return parser
 
 

@@ -11,8 +11,8 @@ Channels (ZeroMQ):
 - **cmd** (console PUB → robot SUB, CONFLATE, single frame): ``Command``.
 - **telemetry** (robot PUB → console SUB): ``Telemetry``.
 - **control** (console DEALER ↔ robot ROUTER, one frame each way): a request (``Hello``, ``Ping``,
-  ``Engage``, ``Disengage``, ``EStop``, ``Reset``, ``Offer``) answered by exactly one response
-  (``Welcome``, ``Pong``, ``Ack``, ``Answer``).
+  ``Engage``, ``Disengage``, ``EStop``, ``Reset``, ``LoadTask``, ``Offer``) answered by exactly one
+  response (``Welcome``, ``Pong``, ``Ack``, ``Answer``).
 
 Decoding is strict: unknown types, missing or extra-typed fields, a different protocol version,
 non-finite numbers, values out of range and messages above ``MAX_MESSAGE_BYTES`` raise
@@ -98,14 +98,32 @@ class Camera(msgspec.Struct, forbid_unknown_fields=True):
     far_m: float
 
 
+class TaskState(msgspec.Struct, forbid_unknown_fields=True):
+    """The simulated task's public state (simulation only; a real arm leaves ``Telemetry.task`` empty).
+
+    ``observation``, ``achieved_goal`` and ``desired_goal`` are the flat vectors of the Gymnasium
+    environment of the same task (layouts: ``telesurg envs --layout telesurg/<task>-v0``), so a
+    scripted surgeon or a policy can act on telemetry exactly as on the environment. ``success`` is
+    the task's own success test; ``episode_s`` the time since the task was loaded (s)."""
+
+    name: str
+    seed: int
+    observation: list[float]
+    achieved_goal: list[float]
+    desired_goal: list[float]
+    success: bool
+    episode_s: float
+
+
 class Telemetry(Message, tag="telemetry"):
     """Robot state of one control period.
 
     ``joint_pos`` in rad (revolute) and m (prismatic) in URDF order; ``tool`` is the tool-tip pose;
     ``jaw`` the measured opening 0–1; ``force_N`` the contact force on the tool (base frame) and
     ``force_mag_N`` its magnitude; ``state``/``reason`` the supervisor's state and why it entered it;
-    ``last_cmd_seq`` and ``last_cmd_sent_console_s`` echo the last applied command (end-to-end
-    latency = robot time now − (sent time + clock offset)); ``clock_offset_s`` = robot clock −
+    ``last_cmd_seq`` and ``last_cmd_sent_console_s`` echo the last accepted command and
+    ``last_cmd_accepted_robot_s`` is when the supervisor accepted it (command latency =
+    accepted − (sent + clock offset)); ``clock_offset_s`` = robot clock −
     console clock and ``clock_rtt_s`` from the clock sync; ``objects`` are scene object poses for
     the mirror; ``counters`` count rejected messages by reason.
     """
@@ -122,11 +140,13 @@ class Telemetry(Message, tag="telemetry"):
     reason: str
     last_cmd_seq: Seq = 0
     last_cmd_sent_console_s: float = 0.0
+    last_cmd_accepted_robot_s: float = 0.0
     clock_offset_s: float = 0.0
     clock_rtt_s: float = 0.0
     objects: dict[str, Pose] = {}
     camera: Camera | None = None
     counters: dict[str, int] = {}
+    task: TaskState | None = None
 
 
 # ---------------------------------------------------------------------- control channel
@@ -138,9 +158,14 @@ class Hello(Message, tag="hello"):
 
 
 class Ping(Message, tag="ping"):
-    """Clock-sync request: the console's send time t1."""
+    """Clock-sync request: the console's send time t1. ``prev_t1_console_s`` and
+    ``prev_t4_console_s`` report the console's send and receive times of its previous exchange, so
+    the robot completes that exchange (its own t2, t3) and keeps its own offset estimate: the robot
+    never takes the console's word for the offset."""
 
     t1_console_s: float
+    prev_t1_console_s: float | None = None
+    prev_t4_console_s: float | None = None
 
 
 class Engage(Message, tag="engage"):
@@ -166,6 +191,14 @@ class Reset(Message, tag="reset"):
     client: Id
 
 
+class LoadTask(Message, tag="load_task"):
+    """Simulation only: reload the scene with ``task`` (e.g. "Reach") and goal seed ``seed``; the arm
+    returns to its home pose. Refused while a console is engaged."""
+
+    task: Id
+    seed: Seq = 0
+
+
 class Offer(Message, tag="offer"):
     """Reserved for WebRTC signalling: an SDP offer."""
 
@@ -173,10 +206,13 @@ class Offer(Message, tag="offer"):
 
 
 class Welcome(Message, tag="welcome"):
-    """Answer to ``Hello``: the server's protocol version and the arms it serves."""
+    """Answer to ``Hello``: the server's protocol version, the arms it serves, the loaded task
+    (simulation) and the path of its recording ("" when not recording)."""
 
     protocol: int
     arms: list[Id]
+    task: str = ""
+    recording: str = ""
 
 
 class Pong(Message, tag="pong"):
@@ -190,7 +226,7 @@ class Pong(Message, tag="pong"):
 
 
 class Ack(Message, tag="ack"):
-    """Answer to ``Engage``, ``Disengage``, ``EStop`` and ``Reset`` (and to any rejected request):
+    """Answer to ``Engage``, ``Disengage``, ``EStop``, ``Reset`` and ``LoadTask`` (and to any rejected request):
     ``ok``, the ``request`` type it answers, a ``reason`` when refused, and ``session`` on engage."""
 
     request: str
@@ -205,7 +241,7 @@ class Answer(Message, tag="answer"):
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
 
 
-Request = Hello | Ping | Engage | Disengage | EStop | Reset | Offer
+Request = Hello | Ping | Engage | Disengage | EStop | Reset | LoadTask | Offer
 Response = Welcome | Pong | Ack | Answer
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -105,9 +105,26 @@ class SupervisorConfig:
 
 @dataclass(frozen=True)
 class Verdict:
+    """The supervisor's answer. ``code`` is a short machine-readable reason (counted in telemetry):
+    "" when accepted, else one of ``REFUSAL_CODES``."""
+
     accepted: bool
     reason: str = ""
     session: str = ""
+    code: str = ""
+
+
+REFUSAL_CODES = (
+    "estop_requested",
+    "estop_latched",
+    "foreign_session",
+    "out_of_order",
+    "invalid_target",
+    "clock_ahead",
+    "stale",
+    "engaged_elsewhere",
+    "not_engaged",
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,8 @@ class Supervisor:
         self.session = ""
         self.client = ""
         self.events: deque[Transition] = deque(maxlen=self.config.max_events)
+        #: Transitions logged since start (``events`` keeps only the newest ``max_events``).
+        self.events_total = 0
         self.shield = ForceShield(self.config.limits, self.config.shield)
         self.last_seq = 0
         self.last_sent_console_s = 0.0
@@ -155,13 +174,14 @@ class Supervisor:
         self._hold_at: np.ndarray | None = None
         self._workspace = Box(self.config.workspace_low_m, self.config.workspace_high_m)
         self.events.append(Transition(now_s, State.IDLE, State.IDLE, "started"))
+        self.events_total = 1
 
     # ------------------------------------------------------------------ control requests
     def engage(self, client: str, now_s: float) -> Verdict:
         if self.state == State.ESTOP:
-            return Verdict(False, f"e-stop latched ({self.reason}); reset first")
+            return Verdict(False, f"e-stop latched ({self.reason}); reset first", code="estop_latched")
         if self.session:
-            return Verdict(False, f"arm is engaged by {self.client}")
+            return Verdict(False, f"arm is engaged by {self.client}", code="engaged_elsewhere")
         self.session = f"{next(self._ids)}-{secrets.token_hex(4)}"
         self.client = client
         self.last_seq = 0
@@ -172,7 +192,7 @@ class Supervisor:
 
     def disengage(self, session: str, now_s: float) -> Verdict:
         if not self.session or session != self.session:
-            return Verdict(False, "not the engaged session")
+            return Verdict(False, "not the engaged session", code="not_engaged")
         self.session, self.client = "", ""
         if self.state != State.ESTOP:
             self._transition(State.IDLE, "disengaged", now_s)
@@ -188,6 +208,16 @@ class Supervisor:
             return Verdict(True, "nothing to reset")
         self._transition(State.IDLE, "e-stop reset", now_s)
         return Verdict(True)
+
+    def rebase(self) -> None:
+        """Forget the setpoint and hold point: the next ``tick`` starts from the measured tip (after
+        the arm was moved by something other than the supervisor, e.g. a scene reset while idle)."""
+        if self.session:
+            raise RuntimeError("cannot rebase while a session is engaged")
+        self._setpoint = None
+        self._hold_at = None
+        self._target = None
+        self.shield.reset()
 
     # ------------------------------------------------------------------ commands
     def on_command(
@@ -206,23 +236,27 @@ class Supervisor:
         cfg = self.config
         if estop:
             self.estop(f"flag in command {seq} of session {session}", received_s)
-            return Verdict(False, "e-stop requested")
+            return Verdict(False, "e-stop requested", code="estop_requested")
         if self.state == State.ESTOP:
-            return Verdict(False, "e-stop latched")
+            return Verdict(False, "e-stop latched", code="estop_latched")
         if not self.session or session != self.session:
-            return Verdict(False, "foreign session")
+            return Verdict(False, "foreign session", code="foreign_session")
         if seq <= self.last_seq:
-            return Verdict(False, f"sequence {seq} not above {self.last_seq}")
+            return Verdict(False, f"sequence {seq} not above {self.last_seq}", code="out_of_order")
         target = np.asarray(target_m, dtype=float)
         if target.shape != (3,) or not np.all(np.isfinite(target)) or not (math.isfinite(jaw) and 0 <= jaw <= 1):
-            return Verdict(False, "invalid target")
+            return Verdict(False, "invalid target", code="invalid_target")
         sent_robot_s = sent_console_s + clock.offset_s
         if sent_robot_s > received_s + clock.uncertainty_s + cfg.clock_tolerance_s:
-            return Verdict(False, f"sent {sent_robot_s - received_s:.3f} s after it was received: console clock ahead")
+            return Verdict(
+                False,
+                f"sent {sent_robot_s - received_s:.3f} s after it was received: console clock ahead",
+                code="clock_ahead",
+            )
         age = received_s - sent_robot_s
         if age > cfg.max_age_s:
             self._enter_hold(f"stale command: {age * 1000:.0f} ms old", received_s)
-            return Verdict(False, f"stale: {age * 1000:.0f} ms old")
+            return Verdict(False, f"stale: {age * 1000:.0f} ms old", code="stale")
         self.last_seq = seq
         self.last_sent_console_s = sent_console_s
         self.last_valid_s = received_s
@@ -308,5 +342,6 @@ class Supervisor:
         if self.state == State.ENGAGED and state != State.ENGAGED:
             self._hold_at = None  # latched at the next tick from the measured tip
         self.events.append(Transition(now_s, self.state, state, reason))
+        self.events_total += 1
         self.state = state
         self.reason = reason

@@ -1,0 +1,375 @@
+"""Surgeon inputs: devices that produce hand motion (hand space: x right, y up, z toward the surgeon,
+metres; see ``teleop.mapping``), a jaw opening (0 closed – 1 open) and buttons.
+
+- ``ScriptedSurgeon``: the envs expert for the loaded task decides where the tool should go, from
+  what the console shows (telemetry as it arrives, delayed — never the robot's true state); the
+  surgeon moves the hand so the tool heads there (the expert's tool-space intent divided by the
+  motion scale, through the hand–eye mapping), with physiological tremor (8–12 Hz, ~0.1 mm RMS)
+  and a little noise on top.
+- ``TraceReplay``: a CSV of ``t, x, y, z, jaw`` (seconds, hand-space metres, 0–1) replayed in time.
+- ``Keyboard``: a terminal in cbreak mode (w/s up/down, a/d left/right, r/f toward/away, space
+  clutch, o/c jaw, e engage/disengage, x e-stop, q quit).
+- ``Gamepad`` (pygame) and ``SpaceMouse`` (pyspacemouse): optional packages; rate control.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from envs.core import EnvConfig
+from envs.experts import EXPERTS, Expert
+from envs.layout import ROBOT_FIELDS, ObsLayout
+from envs.tasks import TASKS_BY_NAME
+from teleop import protocol as p
+from teleop.mapping import HandToTool
+
+
+@dataclass
+class HandInput:
+    """One reading of an input device. ``engage``/``estop``/``reset``/``quit`` are button presses
+    (events, true once); ``clutch`` is a held state."""
+
+    hand_m: np.ndarray
+    jaw: float = 0.0
+    clutch: bool = False
+    engage: bool = False
+    estop: bool = False
+    reset: bool = False
+    quit: bool = False
+
+
+class InputDevice(Protocol):
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- scripted surgeon
+@dataclass(frozen=True)
+class SurgeonConfig:
+    """The scripted surgeon. ``tremor_rms_m``: physiological tremor in hand space (m RMS per axis),
+    band ``tremor_band_hz``; ``noise_rms_m``: white noise on the hand; ``max_tool_speed_m_s``: how
+    fast the surgeon moves the tool (kept under the robot's limit); ``think_period_s``: how often
+    the surgeon re-decides (the expert's step, as in the environment)."""
+
+    tremor_rms_m: float = 1e-4
+    tremor_band_hz: tuple[float, float] = (8.0, 12.0)
+    noise_rms_m: float = 2e-5
+    max_tool_speed_m_s: float = 0.08
+    think_period_s: float = 0.04
+    seed: int = 0
+
+
+class Tremor:
+    """Physiological tremor: per axis, three sinusoids in the band with random phases and slowly
+    wandering amplitude, scaled to ``rms_m`` (m RMS)."""
+
+    def __init__(self, rms_m: float, band_hz: tuple[float, float], rng: np.random.Generator) -> None:
+        self.freqs = rng.uniform(band_hz[0], band_hz[1], size=(3, 3))
+        self.phases = rng.uniform(0, 2 * math.pi, size=(3, 3))
+        self.amp = rms_m * math.sqrt(2.0 / 3.0)  # three unit sinusoids of equal amplitude → rms_m
+        self.wander = rng.uniform(0.2, 0.5, size=3)  # Hz of the amplitude modulation
+
+    def at(self, t_s: float) -> np.ndarray:
+        mod = 1.0 + 0.2 * np.sin(2 * math.pi * self.wander * t_s)
+        return self.amp * mod * np.sin(2 * math.pi * self.freqs * t_s + self.phases).sum(axis=1) / math.sqrt(1.02)
+
+
+class ScriptedSurgeon:
+    """See the module docstring."""
+
+    def __init__(self, config: SurgeonConfig | None = None) -> None:
+        self.config = config or SurgeonConfig()
+        self.rng = np.random.default_rng(self.config.seed)
+        self.tremor = Tremor(self.config.tremor_rms_m, self.config.tremor_band_hz, self.rng)
+        self.hand_m = np.zeros(3)  # voluntary hand position (before tremor)
+        self.expert: Expert | None = None
+        self.task = ""
+        self.goal_m: np.ndarray | None = None
+        self.jaw = 0.0
+        self._last_think = -math.inf
+        self._last_now: float | None = None
+        self._last_telemetry_seq = -1
+
+    def start_task(self, task: str) -> None:
+        """A new episode of ``task`` (the expert starts over)."""
+        cls = TASKS_BY_NAME[task]
+        obs_layout = ObsLayout(ROBOT_FIELDS + cls.obs_fields)
+        goal_layout = ObsLayout(cls.goal_fields)
+        self.expert = EXPERTS[task](obs_layout, goal_layout, EnvConfig().max_step_m)
+        self.task = task
+        self.goal_m = None
+        self._last_think = -math.inf
+        self._last_now = None
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        cfg = self.config
+        dt = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
+        self._last_now = now_s
+        if telemetry is not None and telemetry.task is not None and self.expert is not None:
+            if telemetry.task.name != self.task:
+                self.start_task(telemetry.task.name)
+            if now_s - self._last_think >= cfg.think_period_s - 1e-9 and telemetry.seq != self._last_telemetry_seq:
+                self._last_think = now_s
+                self._last_telemetry_seq = telemetry.seq
+                t = telemetry.task
+                obs = {
+                    "observation": np.asarray(t.observation, dtype=np.float32),
+                    "achieved_goal": np.asarray(t.achieved_goal, dtype=np.float32),
+                    "desired_goal": np.asarray(t.desired_goal, dtype=np.float32),
+                }
+                assert self.expert is not None
+                command = self.expert.act(obs)
+                self.goal_m = np.asarray(command.target_m, dtype=float)
+                self.jaw = float(command.jaw_opening)
+            if self.goal_m is not None and mapping.clutched:
+                shown = np.asarray(telemetry.tool.pos_m, dtype=float)
+                # Head for the goal as seen on the screen, at most at the surgeon's speed.
+                assert self.expert is not None
+                speed = cfg.max_tool_speed_m_s * self.expert.speed_fraction
+                v = (self.goal_m - shown) / cfg.think_period_s
+                n = float(np.linalg.norm(v))
+                if n > speed:
+                    v *= speed / n
+                self.hand_m = self.hand_m + mapping.hand_velocity_for(v) * dt
+        noise = self.rng.normal(0.0, cfg.noise_rms_m, 3) if cfg.noise_rms_m > 0 else np.zeros(3)
+        hand = self.hand_m + self.tremor.at(now_s) + noise
+        return HandInput(hand_m=hand, jaw=self.jaw, clutch=True)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------- trace replay
+@dataclass
+class Trace:
+    """A hand trace: times (s, from 0), hand positions (m, hand space) and jaw openings."""
+
+    t_s: np.ndarray
+    hand_m: np.ndarray
+    jaw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """Read a CSV with header ``t,x,y,z,jaw`` (jaw optional). Errors name the file and line."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"trace file {path} not found")
+        rows: list[list[float]] = []
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if header[:4] != ["t", "x", "y", "z"] or header[4:] not in ([], ["jaw"]):
+                raise ValueError(f"{path}: header must be 't,x,y,z[,jaw]' (s, m, 0–1), got {','.join(header)!r}")
+            for line, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                try:
+                    values = [float(c) for c in row]
+                except ValueError:
+                    raise ValueError(f"{path}:{line}: not numbers: {row}") from None
+                if len(values) != len(header) or not all(math.isfinite(v) for v in values):
+                    raise ValueError(f"{path}:{line}: need {len(header)} finite numbers, got {row}")
+                rows.append(values)
+        if len(rows) < 2:
+            raise ValueError(f"{path}: a trace needs at least two samples")
+        a = np.asarray(rows)
+        if np.any(np.diff(a[:, 0]) <= 0):
+            raise ValueError(f"{path}: times must increase strictly")
+        jaw = np.clip(a[:, 4], 0.0, 1.0) if a.shape[1] == 5 else np.zeros(len(a))
+        return cls(a[:, 0] - a[0, 0], a[:, 1:4], jaw)
+
+    def save(self, path: str | Path) -> None:
+        with Path(path).open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["t", "x", "y", "z", "jaw"])
+            for t, h, j in zip(self.t_s, self.hand_m, self.jaw, strict=True):
+                w.writerow([f"{t:.6f}", f"{h[0]:.7f}", f"{h[1]:.7f}", f"{h[2]:.7f}", f"{j:.4f}"])
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.t_s[-1])
+
+
+class TraceReplay:
+    """Replays a ``Trace`` from the first ``read`` on; quits when it ends."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self._t0: float | None = None
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        if self._t0 is None:
+            self._t0 = now_s
+        t = now_s - self._t0
+        tr = self.trace
+        hand = np.array([np.interp(t, tr.t_s, tr.hand_m[:, i]) for i in range(3)])
+        jaw = float(np.interp(t, tr.t_s, tr.jaw))
+        return HandInput(hand_m=hand, jaw=jaw, clutch=True, quit=t > tr.duration_s)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------- keyboard
+class Keyboard:
+    """Terminal keys (see the module docstring); each press moves the hand ``step_m``."""
+
+    KEYS: ClassVar[dict[str, tuple[int, int]]] = {
+        "d": (0, +1),
+        "a": (0, -1),
+        "w": (1, +1),
+        "s": (1, -1),
+        "r": (2, +1),
+        "f": (2, -1),
+    }
+
+    def __init__(self, step_m: float = 0.002) -> None:
+        import termios
+        import tty
+
+        if not sys.stdin.isatty():
+            raise RuntimeError("the keyboard input needs an interactive terminal (stdin is not a TTY)")
+        self.step_m = step_m
+        self.hand_m = np.zeros(3)
+        self.jaw = 0.0
+        self.clutch = False
+        self._events: list[str] = []
+        self._lock = threading.Lock()
+        self._fd = sys.stdin.fileno()
+        self._saved = termios.tcgetattr(self._fd)
+        tty.setcbreak(self._fd)
+        self._thread = threading.Thread(target=self._reader, daemon=True)
+        self._thread.start()
+
+    def _reader(self) -> None:
+        while True:
+            ch = sys.stdin.read(1)
+            if not ch:
+                return
+            with self._lock:
+                self._events.append(ch)
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        out = HandInput(hand_m=self.hand_m)
+        with self._lock:
+            events, self._events = self._events, []
+        for ch in events:
+            if ch in self.KEYS:
+                axis, sign = self.KEYS[ch]
+                self.hand_m = self.hand_m.copy()
+                self.hand_m[axis] += sign * self.step_m
+            elif ch == " ":
+                self.clutch = not self.clutch
+            elif ch == "o":
+                self.jaw = min(1.0, self.jaw + 0.25)
+            elif ch == "c":
+                self.jaw = max(0.0, self.jaw - 0.25)
+            elif ch == "e":
+                out.engage = True
+            elif ch == "x":
+                out.estop = True
+            elif ch == "z":
+                out.reset = True
+            elif ch == "q":
+                out.quit = True
+        out.hand_m, out.jaw, out.clutch = self.hand_m, self.jaw, self.clutch
+        return out
+
+    def close(self) -> None:
+        import termios
+
+        termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+
+
+# ---------------------------------------------------------------------- rate-controlled devices
+class _RateDevice:
+    """Integrates a velocity command (m/s at full deflection: ``speed_m_s``) into a hand position."""
+
+    def __init__(self, speed_m_s: float) -> None:
+        self.speed_m_s = speed_m_s
+        self.hand_m = np.zeros(3)
+        self._last: float | None = None
+
+    def _integrate(self, now_s: float, axes: np.ndarray) -> np.ndarray:
+        dt = 0.0 if self._last is None else min(0.1, now_s - self._last)
+        self._last = now_s
+        axes = np.where(np.abs(axes) < 0.08, 0.0, axes)  # dead zone
+        self.hand_m = self.hand_m + self.speed_m_s * np.clip(axes, -1, 1) * dt
+        return self.hand_m
+
+
+class Gamepad(_RateDevice):
+    """A gamepad through pygame: left stick x/y → hand x/y, right stick y → z; A (button 0) held =
+    clutch; right trigger opens the jaw; B (1) e-stop; Y (3) engage; Back (6) quit."""
+
+    def __init__(self, speed_m_s: float = 0.05, index: int = 0) -> None:
+        super().__init__(speed_m_s)
+        try:
+            import os
+
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+            import pygame
+        except ImportError:
+            raise RuntimeError("the gamepad input needs pygame: pip install pygame") from None
+        pygame.init()
+        pygame.joystick.init()
+        if pygame.joystick.get_count() <= index:
+            raise RuntimeError(f"no gamepad {index} found ({pygame.joystick.get_count()} connected)")
+        self.pygame = pygame
+        self.pad = pygame.joystick.Joystick(index)
+        self._pressed: set[int] = set()
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        pg = self.pygame
+        pg.event.pump()
+        j = self.pad
+        axes = np.array([j.get_axis(0), -j.get_axis(1), -j.get_axis(4) if j.get_numaxes() > 4 else 0.0])
+        hand = self._integrate(now_s, axes)
+        buttons = {i for i in range(j.get_numbuttons()) if j.get_button(i)}
+        new = buttons - self._pressed
+        self._pressed = buttons
+        trigger = (j.get_axis(5) + 1) / 2 if j.get_numaxes() > 5 else 0.0
+        return HandInput(
+            hand_m=hand, jaw=float(trigger), clutch=0 in buttons, estop=1 in new, engage=3 in new, quit=6 in new
+        )
+
+    def close(self) -> None:
+        self.pygame.quit()
+
+
+class SpaceMouse(_RateDevice):
+    """A 3D mouse through pyspacemouse: translation → hand velocity; left button held = clutch;
+    right button toggles the jaw."""
+
+    def __init__(self, speed_m_s: float = 0.05) -> None:
+        super().__init__(speed_m_s)
+        try:
+            import pyspacemouse
+        except ImportError:
+            raise RuntimeError("the 3D-mouse input needs pyspacemouse: pip install pyspacemouse") from None
+        if not pyspacemouse.open():
+            raise RuntimeError("no 3D mouse found (pyspacemouse.open() failed)")
+        self.dev = pyspacemouse
+        self.jaw = 0.0
+        self._right = False
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        s = self.dev.read()
+        hand = self._integrate(now_s, np.array([s.x, s.z, -s.y]))
+        right = bool(s.buttons[1]) if len(s.buttons) > 1 else False
+        if right and not self._right:
+            self.jaw = 1.0 - self.jaw
+        self._right = right
+        return HandInput(hand_m=hand, jaw=self.jaw, clutch=bool(s.buttons[0]) if s.buttons else False)
+
+    def close(self) -> None:
+        self.dev.close()

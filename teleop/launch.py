@@ -1,0 +1,424 @@
+"""The process launcher behind ``telesurg launch FILE``: start the processes a TOML file names, show
+their output line by line with name prefixes, and stop them all together.
+
+A launch file::
+
+    description = "robot server and a scripted console on this host"   # optional, shown by --dry-run
+    stop_timeout_s = 5.0            # optional (default 5.0): grace after each stop signal, in seconds
+
+    [[process]]                     # one table per process, started in file order; at least one
+    name = "robot"                  # required, unique; letters, digits, "_", "." and "-"
+    command = ["telesurg", "robot", "--config", "launch/robot.toml"]   # required: non-empty list of strings
+    ready = "listening"             # optional: start the next process only once an output line contains this
+    ready_timeout_s = 60            # optional (default 60; only with ready): seconds to wait for it
+    env = { LP_NUM_THREADS = "2" }  # optional: extra environment variables (string values)
+    cwd = "."                       # optional: working directory (default: the launcher's)
+
+    [[process]]
+    name = "console"
+    command = ["telesurg", "console", "--config", "launch/console.toml", "--headless"]
+    main = true                     # optional (default false): see "ending" below
+
+Relative paths (``cwd``, and any path inside a ``command``) are relative to the directory
+``telesurg launch`` runs in, not to the launch file's, so files in ``launch/`` are written as run
+from the repository root. ``load_launch`` checks everything before anything starts: unknown keys,
+a missing or empty ``name``/``command``, duplicate names, wrong types, non-positive timeouts and a
+``cwd`` that is not a directory raise ``LaunchError`` with one line naming the file and the key.
+
+Running:
+
+- A command whose first element is ``telesurg`` runs as ``[sys.executable, "-m", "teleop.cli", ...]``,
+  so it works without an activated venv or the script on PATH.
+- Each process gets its own session (so its own process group): a terminal Ctrl-C reaches only the
+  launcher, which then stops the processes itself. stdin is /dev/null; ``PYTHONUNBUFFERED=1`` is set
+  (a file ``env`` entry wins). stdout and stderr are merged and printed whole line by whole line as
+  ``name    | text``, names padded to the longest, coloured when stdout is a terminal; the
+  launcher's own messages are prefixed ``launch``.
+- Ending: the launch ends when the first process exits, whichever it is. Its exit status is the
+  process's code if non-zero (128 + N if signal N killed it); 0 if it was a ``main`` process that
+  exited with 0; and 1 if a non-main process exited with 0, because non-main processes are services
+  meant to run for the whole launch. A file with no ``main`` process therefore runs until Ctrl-C or a
+  failure. A process that exits before printing its ``ready`` text, or has not printed it after
+  ``ready_timeout_s``, or cannot be started at all, ends the launch with 1. Ctrl-C ends it with 130,
+  SIGTERM or SIGHUP sent to the launcher with 128 + N.
+- Stopping: the processes still running are stopped one at a time in reverse start order: SIGINT
+  to the process group, after ``stop_timeout_s`` SIGTERM, after another ``stop_timeout_s`` SIGKILL.
+  A second Ctrl-C while stopping sends SIGKILL to all of them at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policies.config import ConfigError, read_toml
+
+DEFAULT_STOP_TIMEOUT_S = 5.0
+DEFAULT_READY_TIMEOUT_S = 60.0
+#: How often the launcher looks for exited processes (s).
+POLL_S = 0.05
+#: How long to wait for a process's last output lines once it has exited (s).
+DRAIN_S = 1.0
+LAUNCH_NAME = "launch"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: ANSI colours for process prefixes (cycled); the launcher's own lines are bold.
+COLOURS = ("36", "33", "35", "32", "34", "31")
+TOP_KEYS = ("description", "stop_timeout_s", "process")
+PROCESS_KEYS = ("name", "command", "ready", "ready_timeout_s", "env", "cwd", "main")
+
+
+class LaunchError(Exception):
+    """A bad launch file (reported to the user as one line naming the file and the key)."""
+
+
+@dataclass
+class ProcessSpec:
+    """One ``[[process]]`` table; ``command`` as written, ``argv`` as run."""
+
+    name: str
+    command: list[str]
+    ready: str | None = None
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    main: bool = False
+
+    @property
+    def argv(self) -> list[str]:
+        """The command to run: a leading ``telesurg`` becomes this interpreter's ``-m teleop.cli``."""
+        if self.command[0] == "telesurg":
+            return [sys.executable, "-m", "teleop.cli", *self.command[1:]]
+        return list(self.command)
+
+
+@dataclass
+class LaunchSpec:
+    """A whole launch file: its processes in start order."""
+
+    path: Path
+    processes: list[ProcessSpec]
+    description: str = ""
+    stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S
+
+
+# ---------------------------------------------------------------------- loading
+_REQUIRED = object()
+#: (accepts, description) pairs for the value checks in ``_Table.get``.
+_NAME = (lambda v: isinstance(v, str) and bool(NAME_RE.match(v)), "a name of letters, digits, '_', '.' and '-'")
+_STRING = (lambda v: isinstance(v, str), "a string")
+_TEXT = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+_ARGV = (
+    lambda v: isinstance(v, list) and v != [] and all(isinstance(a, str) for a in v) and v[0] != "",
+    "a non-empty list of strings",
+)
+_SECONDS = (
+    lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+    "a positive number of seconds",
+)
+_ENV = (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "a table of strings")
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+
+
+class _Table:
+    """One TOML table being checked; every error names the file, the table (``where``) and the key."""
+
+    def __init__(self, path: Path, where: str, data: dict[str, Any]) -> None:
+        self.path, self.where, self.data = path, where, data
+
+    def error(self, message: str) -> LaunchError:
+        return LaunchError(f"{self.path}: {self.where}{message}")
+
+    def check_keys(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self.error(f"unknown key {key!r} (known: {', '.join(known)})")
+
+    def get(self, key: str, check: tuple[Callable[[Any], bool], str], default: Any = _REQUIRED) -> Any:
+        if key not in self.data:
+            if default is _REQUIRED:
+                raise self.error(f"missing key {key!r}")
+            return default
+        accepts, expected = check
+        if not accepts(self.data[key]):
+            raise self.error(f"{key} must be {expected}, got {self.data[key]!r}")
+        return self.data[key]
+
+
+def _load_process(path: Path, number: int, data: Any) -> ProcessSpec:
+    table = _Table(path, f"process #{number}: ", data)
+    if not isinstance(data, dict):
+        raise table.error(f"process must be a [[process]] table, got {data!r}")
+    name = table.get("name", _NAME)
+    table.where = f"process {name!r}: "
+    table.check_keys(PROCESS_KEYS)
+    ready = table.get("ready", _TEXT, None)
+    if ready is None and "ready_timeout_s" in data:
+        raise table.error("ready_timeout_s is set but ready is not")
+    cwd = table.get("cwd", _TEXT, None)
+    if cwd is not None and not Path(cwd).is_dir():
+        raise table.error(f"cwd {cwd!r} is not a directory (relative to {Path.cwd()})")
+    return ProcessSpec(
+        name=name,
+        command=list(table.get("command", _ARGV)),
+        ready=ready,
+        ready_timeout_s=float(table.get("ready_timeout_s", _SECONDS, DEFAULT_READY_TIMEOUT_S)),
+        env=dict(table.get("env", _ENV, {})),
+        cwd=None if cwd is None else Path(cwd),
+        main=table.get("main", _BOOL, False),
+    )
+
+
+def load_launch(path: str | Path) -> LaunchSpec:
+    """Read and fully check a launch file (format in the module docstring)."""
+    p = Path(path)
+    try:
+        data = read_toml(p, "launch file")
+    except ConfigError as exc:
+        raise LaunchError(str(exc)) from None
+    top = _Table(p, "", data)
+    top.check_keys(TOP_KEYS)
+    description = top.get("description", _STRING, "")
+    stop_timeout_s = float(top.get("stop_timeout_s", _SECONDS, DEFAULT_STOP_TIMEOUT_S))
+    tables = data.get("process")
+    if not isinstance(tables, list) or not tables:
+        raise top.error(f"process must be one or more [[process]] tables, got {tables!r}")
+    processes = [_load_process(p, i + 1, t) for i, t in enumerate(tables)]
+    seen: set[str] = set()
+    for proc in processes:
+        if proc.name in seen:
+            raise top.error(f"process {proc.name!r}: name {proc.name!r} is used twice")
+        seen.add(proc.name)
+    return LaunchSpec(p, processes, description, stop_timeout_s)
+
+
+# ---------------------------------------------------------------------- running
+class _Output:
+    """Whole-line, prefixed writes to stdout from several threads."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.width = max(len(n) for n in [LAUNCH_NAME, *names])
+        self.colour = sys.stdout.isatty()
+        self.lock = threading.Lock()
+
+    def line(self, name: str, text: str, colour: str = "1") -> None:
+        prefix = f"{name:<{self.width}} |"
+        if self.colour:
+            prefix = f"\033[{colour}m{prefix}\033[0m"
+        with self.lock:
+            print(f"{prefix} {text}", flush=True)
+
+
+def _describe(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+class _Child:
+    """A started process and the thread that prints its output and watches for its ready text."""
+
+    def __init__(self, spec: ProcessSpec, out: _Output, colour: str) -> None:
+        self.spec = spec
+        self.out = out
+        self.colour = colour
+        self.ready = threading.Event()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        self.popen = subprocess.Popen(
+            spec.argv,
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, name=f"launch-{spec.name}", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        with self.popen.stdout as stream:
+            for raw in stream:
+                text = raw.decode(errors="replace").rstrip("\r\n")
+                self.out.line(self.spec.name, text, self.colour)
+                if self.spec.ready is not None and self.spec.ready in text:
+                    self.ready.set()
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Signal the whole process group (the child and anything it started), as a terminal would."""
+        if self.running():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signum)
+
+    def drain(self) -> None:
+        self.reader.join(DRAIN_S)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP to the launcher, handled like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+class _Launcher:
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.out = _Output([p.name for p in spec.processes])
+        self.children: list[_Child] = []
+
+    def log(self, text: str) -> None:
+        self.out.line(LAUNCH_NAME, text)
+
+    def run(self) -> int:
+        # Children do not share our session, so a kill of the launcher must stop them too.
+        handlers: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            try:
+                code = self._start_and_watch()
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                self.log(f"{signal.Signals(signum).name} received{self._stopping()}")
+                code = 128 + signum
+            finally:
+                self._stop_all()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        return code
+
+    def _start_and_watch(self) -> int:
+        for index, spec in enumerate(self.spec.processes):
+            try:
+                child = _Child(spec, self.out, COLOURS[index % len(COLOURS)])
+            except OSError as exc:
+                self.log(f"cannot start {spec.name}: {exc}{self._stopping()}")
+                return 1
+            self.children.append(child)
+            self.log(f"started {spec.name} (pid {child.popen.pid})")
+            if spec.ready is not None:
+                code = self._wait_ready(child)
+                if code is not None:
+                    return code
+                self.log(f"{spec.name} is ready")
+        while (exited := self._first_exited()) is None:
+            time.sleep(POLL_S)
+        return self._ended_by(exited)
+
+    def _wait_ready(self, child: _Child) -> int | None:
+        """None once ``child`` printed its ready text, else the launch's exit code."""
+        deadline = time.monotonic() + child.spec.ready_timeout_s
+        while not child.ready.wait(POLL_S):
+            exited = self._first_exited()
+            if exited is child:
+                child.drain()  # its ready line may still be in the pipe
+                if child.ready.is_set():
+                    return None
+                self.log(
+                    f"{child.spec.name} {_describe(child.popen.returncode)} before printing "
+                    f"{child.spec.ready!r}{self._stopping()}"
+                )
+                return 1
+            if exited is not None:
+                return self._ended_by(exited)
+            if time.monotonic() > deadline:
+                self.log(
+                    f"{child.spec.name} did not print {child.spec.ready!r} within "
+                    f"{child.spec.ready_timeout_s:g} s{self._stopping()}"
+                )
+                return 1
+        return None
+
+    def _first_exited(self) -> _Child | None:
+        return next((c for c in self.children if not c.running()), None)
+
+    def _ended_by(self, child: _Child) -> int:
+        child.drain()  # its last lines before our message
+        rc = child.popen.returncode
+        expected = rc != 0 or child.spec.main
+        note = "" if expected else " (not a main process)"
+        self.log(f"{child.spec.name} {_describe(rc)}{note}{self._stopping()}")
+        return (rc if rc >= 0 else 128 - rc) if expected else 1
+
+    def _stopping(self) -> str:
+        names = [c.spec.name for c in reversed(self.children) if c.running()]
+        return f"; stopping {', '.join(names)}" if names else ""
+
+    def _stop_all(self) -> None:
+        try:
+            for child in reversed(self.children):
+                self._stop(child)
+        except KeyboardInterrupt:
+            self.log("interrupted while stopping; sending SIGKILL to all")
+            for child in self.children:
+                child.signal(signal.SIGKILL)
+            for child in self.children:
+                child.popen.wait()
+        for child in self.children:
+            child.drain()
+
+    def _stop(self, child: _Child) -> None:
+        timeout_s = self.spec.stop_timeout_s
+        steps = ((signal.SIGINT, "sending SIGTERM"), (signal.SIGTERM, "sending SIGKILL"), (signal.SIGKILL, "giving up"))
+        for signum, then in steps:
+            if not child.running():
+                return
+            child.signal(signum)
+            try:
+                rc = child.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.log(f"{child.spec.name} did not stop in {timeout_s:g} s; {then}")
+                continue
+            child.drain()
+            self.log(f"stopped {child.spec.name} ({_describe(rc).removeprefix('was ')})")
+            return
+
+
+def _print_plan(spec: LaunchSpec) -> None:
+    out = _Output([p.name for p in spec.processes])
+    about = f"{spec.description}; " if spec.description else ""
+    out.line(LAUNCH_NAME, f"{spec.path}: {about}stop_timeout_s {spec.stop_timeout_s:g} (dry run: nothing started)")
+    for index, p in enumerate(spec.processes):
+        notes = ["main"] if p.main else []
+        if p.ready is not None:
+            notes.append(f"ready {p.ready!r} within {p.ready_timeout_s:g} s")
+        if p.cwd is not None:
+            notes.append(f"cwd {p.cwd.resolve()}")
+        notes += [f"env {k}={shlex.quote(v)}" for k, v in p.env.items()]
+        extra = f"  [{'; '.join(notes)}]" if notes else ""
+        out.line(p.name, shlex.join(p.argv) + extra, COLOURS[index % len(COLOURS)])
+
+
+def run_launch(path: str | Path, *, dry_run: bool = False) -> int:
+    """Run a launch file until it ends (see the module docstring) and return the exit status;
+    with ``dry_run``, only check it and print the commands. A bad file raises ``LaunchError``."""
+    spec = load_launch(path)
+    if dry_run:
+        _print_plan(spec)
+        return 0
+    return _Launcher(spec).run()

@@ -1,0 +1,305 @@
+"""The robot server's recorder and audit log: every message it sends, receives and decides, in an MCAP file.
+
+Each topic is an MCAP channel of one ``msgspec.Struct`` type. Messages are JSON (``message_encoding
+"json"``) described by a JSON schema (``schema encoding "jsonschema"``, schema name = the struct's class
+name), which Foxglove opens directly. The schema is msgspec's own, reshaped into the subset that
+Foxglove's JSON-schema parser accepts (see ``foxglove_schema``). msgspec writes non-finite floats as JSON
+``null``. All times are integer nanoseconds: ``log_time_ns`` is when the server logged the message,
+``publish_time_ns`` when it was sent or received (both on the clock the caller chooses; the server
+uses its monotonic clock).
+
+Durability: messages are gathered into compressed chunks. A chunk is closed and handed to the OS when
+it reaches ``chunk_size_bytes`` and whenever a ``write`` (or ``maybe_flush``) finds more than
+``flush_interval_s`` since the last flush. A file whose process is killed (even by SIGKILL) therefore
+reads, with ``read``, up to its last flush: it loses at most the last ``flush_interval_s`` of messages
+as long as the caller writes or calls ``maybe_flush`` at least that often. There is no fsync: a power
+cut can lose what the OS had not yet written back.
+
+Example::
+
+    with Recorder("runs/session.mcap") as rec:
+        tel = rec.channel("/telemetry", Telemetry)
+        rec.write(tel, telemetry, log_time_ns=time.monotonic_ns())
+    for msg in read("runs/session.mcap"):
+        print(msg.topic, msg.log_time_ns, msg.data)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from mcap.data_stream import ReadDataStream
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, Message, Schema
+from mcap.stream_reader import breakup_chunk
+from mcap.writer import CompressionType, Writer
+
+if not hasattr(Writer, "flush"):  # closes the open chunk and flushes the stream; in the pinned mcap 1.6.0
+    raise ImportError("teleop.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
+
+_MAGIC = b"\x89MCAP0\r\n"
+_RECORD_HEADER = struct.Struct("<BQ")  # opcode, body length: the framing of every MCAP record
+_COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
+
+
+class Recorder:
+    """Writes typed messages to a new MCAP file at ``path`` (parent directories are created).
+
+    ``flush_interval_s`` bounds what a killed process loses; ``chunk_size_bytes`` (uncompressed) bounds
+    a chunk; ``compression`` is ``"zstd"``, ``"lz4"`` or ``"none"``. An existing file is kept unless
+    ``overwrite``. ``close`` (or leaving the ``with`` block) writes the summary and footer.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        flush_interval_s: float = 0.5,
+        chunk_size_bytes: int = 1 << 20,
+        compression: str = "zstd",
+        overwrite: bool = False,
+    ) -> None:
+        if compression not in _COMPRESSION:
+            raise ValueError(f"compression must be one of {sorted(_COMPRESSION)}, not {compression!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file = open(self.path, "wb" if overwrite else "xb")  # noqa: SIM115 (closed in close())
+        except FileExistsError:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it") from None
+        self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=_COMPRESSION[compression])
+        self._writer.start(profile="", library="telesurg")
+        self._file.flush()  # the header is on disk: even a file killed at once is a valid (empty) MCAP
+        self._flush_interval_s = flush_interval_s
+        self._last_flush_s = time.monotonic()
+        self._schemas: dict[type, int] = {}
+        self._channels: dict[str, tuple[int, type]] = {}
+        self._closed = False
+        self.messages_written = 0
+
+    def channel(self, topic: str, struct_type: type[msgspec.Struct]) -> int:
+        """The channel id for ``topic`` carrying ``struct_type``, registered on first use."""
+        known = self._channels.get(topic)
+        if known is not None:
+            if known[1] is not struct_type:
+                raise ValueError(f"topic {topic!r} records {known[1].__name__}, not {struct_type.__name__}")
+            return known[0]
+        schema_id = self._schemas.get(struct_type)
+        if schema_id is None:
+            schema = json.dumps(foxglove_schema(struct_type)).encode()
+            schema_id = self._writer.register_schema(struct_type.__name__, "jsonschema", schema)
+            self._schemas[struct_type] = schema_id
+        channel_id = self._writer.register_channel(topic, "json", schema_id)
+        self._channels[topic] = (channel_id, struct_type)
+        return channel_id
+
+    def write(
+        self, channel_id: int, message: msgspec.Struct, log_time_ns: int, publish_time_ns: int | None = None
+    ) -> None:
+        """Records ``message`` on ``channel_id``; ``publish_time_ns`` defaults to ``log_time_ns``.
+
+        Cheap (a JSON encode and an append) except when it closes a chunk (size or flush interval).
+        """
+        if self._closed:
+            raise ValueError(f"recorder for {self.path} is closed")
+        publish = log_time_ns if publish_time_ns is None else publish_time_ns
+        self._writer.add_message(channel_id, log_time_ns, _ENCODE(message), publish)
+        self.messages_written += 1
+        if time.monotonic() - self._last_flush_s > self._flush_interval_s:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        """Flushes if more than ``flush_interval_s`` has passed since the last flush (for idle periods)."""
+        if not self._closed and time.monotonic() - self._last_flush_s > self._flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Closes the open chunk and hands everything written so far to the OS (no fsync)."""
+        self._writer.flush()
+        self._last_flush_s = time.monotonic()
+
+    def close(self) -> None:
+        """Writes the summary and footer and closes the file; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.finish()
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedMessage:
+    """One recorded message: its topic, schema (struct class) name, times (ns) and decoded JSON."""
+
+    topic: str
+    schema_name: str
+    log_time_ns: int
+    publish_time_ns: int
+    data: dict[str, Any]
+
+
+def read(path: str | Path) -> Iterator[RecordedMessage]:
+    """The messages of a file written by ``Recorder``, in file order (the order they were written).
+
+    Reads complete files and truncated ones (a killed recorder: no summary, maybe half a record) alike:
+    reading stops quietly at the first record that is cut short. A damaged complete record (a chunk
+    whose checksum fails) raises.
+    """
+    schemas: dict[int, Schema] = {}
+    channels: dict[int, Channel] = {}
+    for record in _records(Path(path)):
+        if isinstance(record, Schema):
+            schemas[record.id] = record
+        elif isinstance(record, Channel):
+            channels[record.id] = record
+        elif isinstance(record, Message):
+            channel = channels[record.channel_id]
+            schema = schemas.get(channel.schema_id)
+            yield RecordedMessage(
+                topic=channel.topic,
+                schema_name=schema.name if schema is not None else "",
+                log_time_ns=record.log_time,
+                publish_time_ns=record.publish_time,
+                data=_DECODE(record.data),
+            )
+
+
+def read_topic(path: str | Path, topic: str) -> list[dict[str, Any]]:
+    """The decoded messages of one topic, in file order."""
+    return [msg.data for msg in read(path) if msg.topic == topic]
+
+
+def _records(path: Path) -> Iterator[Schema | Channel | Message]:
+    """Schema, channel and message records of the data section, chunks opened.
+
+    The top-level framing (opcode, length, body) is walked here rather than by ``mcap``'s readers so that
+    a record cut short by a kill is recognised by its length (and ends the file) instead of surfacing as
+    whichever error the library's parser hits first. Parsing of whole records is left to ``mcap.records``.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(len(_MAGIC))
+        if magic != _MAGIC[: len(magic)]:
+            raise ValueError(f"{path} is not an MCAP file")
+        while True:
+            header = f.read(_RECORD_HEADER.size)
+            if len(header) < _RECORD_HEADER.size:
+                return
+            opcode, length = _RECORD_HEADER.unpack(header)
+            # Opcode 0 is reserved: a zero-filled tail (a power cut on some file systems) ends the data.
+            if opcode in (0, Opcode.DATA_END, Opcode.FOOTER):
+                return
+            body = f.read(length)
+            if len(body) < length:
+                return
+            stream = ReadDataStream(io.BytesIO(body))
+            if opcode == Opcode.CHUNK:
+                for inner in breakup_chunk(Chunk.read(stream), validate_crc=True):
+                    if isinstance(inner, Schema | Channel | Message):
+                        yield inner
+            elif opcode == Opcode.SCHEMA:
+                yield Schema.read(stream)
+            elif opcode == Opcode.CHANNEL:
+                yield Channel.read(stream)
+            elif opcode == Opcode.MESSAGE:
+                yield Message.read(stream, length)
+
+
+# ---------------------------------------------------------------------- schemas for Foxglove
+_SCALAR_TYPES = ("boolean", "string", "number", "integer")
+_ENUM_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def foxglove_schema(struct_type: type[msgspec.Struct]) -> dict[str, Any]:
+    """msgspec's JSON schema of ``struct_type`` in the form Foxglove's JSON-schema parser reads.
+
+    That parser (Foxglove Studio's ``parseJsonSchema``) wants ``"type": "object"`` with ``properties`` at
+    the root and a plain ``type`` on every field; it follows no ``$ref`` and knows no ``anyOf``,
+    ``prefixItems`` or type-less ``enum``, and one such field makes the whole topic unreadable there. So
+    references are inlined, tuples of one element type get ``items``, ``Literal`` enums get their
+    ``type``, maps get empty ``properties``, and ``X | None`` is described as ``X`` (Foxglove has no
+    nullable type, so a null there is the one value the schema does not admit). Fields with no such form
+    (other unions, arrays of arrays, recursive structs) are left out, and their object then allows
+    extra properties, so the schema still admits the message.
+    """
+    full = msgspec.json.schema(struct_type)
+    root = _fit(full, full.get("$defs", {}), ())
+    if root is None or root.get("type") != "object":
+        raise ValueError(f"{struct_type.__name__} does not encode as a JSON object (array_like?)")
+    root.pop("$defs", None)
+    return root
+
+
+def _fit(node: dict[str, Any], defs: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any] | None:
+    """``node`` reshaped for Foxglove (references inlined), or None where Foxglove has no type for it."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return None  # a recursive struct cannot be inlined
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return _fit({**defs[name], **rest}, defs, (*seen, name))
+    if "anyOf" in node:
+        options = [option for option in node["anyOf"] if option.get("type") != "null"]
+        if len(options) != 1:
+            return None
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return _fit({**rest, **options[0]}, defs, seen)
+    node = dict(node)
+    if "enum" in node and "type" not in node:
+        kinds = {type(value) for value in node["enum"]}
+        if len(kinds) != 1 or next(iter(kinds)) not in _ENUM_TYPES:
+            return None
+        node["type"] = _ENUM_TYPES[next(iter(kinds))]
+    kind = node.get("type")
+    if kind in _SCALAR_TYPES:
+        return node
+    if kind == "object":
+        properties = {}
+        for name, field in node.get("properties", {}).items():
+            fitted = _fit(field, defs, seen)
+            if fitted is None:
+                node.pop("additionalProperties", None)
+            else:
+                properties[name] = fitted
+        node["properties"] = properties
+        if "required" in node:
+            node["required"] = [name for name in node["required"] if name in properties]
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            fitted_extra = _fit(extra, defs, seen)
+            if fitted_extra is None:
+                del node["additionalProperties"]
+            else:
+                node["additionalProperties"] = fitted_extra
+        return node
+    if kind == "array":
+        if "prefixItems" in node:
+            prefix = [_fit(item, defs, seen) for item in node["prefixItems"]]
+            if not prefix or prefix[0] is None or any(item != prefix[0] for item in prefix):
+                return None  # an empty or mixed tuple has no Foxglove element type
+            node["prefixItems"] = prefix
+            items = prefix[0]
+        else:
+            items = _fit(node.get("items", {}), defs, seen)
+        if items is None or items.get("type") not in (*_SCALAR_TYPES, "object"):
+            return None
+        node["items"] = items
+        return node
+    return None

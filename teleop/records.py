@@ -1,0 +1,97 @@
+"""What the robot server records (MCAP, JSON schema + JSON, readable by Foxglove): the audit log.
+
+Topics:
+
+- ``/robot/state`` (``StateRecord``): every control period — measured tool tip, the supervisor's
+  setpoint, jaw, contact force, supervisor state, the period's length;
+- ``/robot/commands`` (``CommandRecord``): every decoded command, with the supervisor's verdict;
+- ``/robot/applied`` (``CommandRecord``): the commands the supervisor accepted (a subset of the above);
+- ``/robot/events`` (``EventRecord``): every supervisor transition, with its reason;
+- ``/robot/control`` (``ControlRecord``): every control request and the answer;
+- ``/robot/rejected`` (``RejectedRecord``): every message rejected before the supervisor (bad bytes,
+  version, NaN, ranges, sizes).
+
+Times named ``*_robot_s`` are the robot's monotonic clock (s); MCAP log times are the host's wall
+clock (ns).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+Vec3 = tuple[float, float, float]
+
+TOPIC_STATE = "/robot/state"
+TOPIC_COMMANDS = "/robot/commands"
+TOPIC_APPLIED = "/robot/applied"
+TOPIC_EVENTS = "/robot/events"
+TOPIC_CONTROL = "/robot/control"
+TOPIC_REJECTED = "/robot/rejected"
+
+
+class StateRecord(msgspec.Struct):
+    """One control period: robot time and period length (s), measured tip (m, base frame), the
+    supervisor's setpoint (m), jaw measured and commanded (0–1), contact force (N, base frame), its
+    magnitude and peak over the period (N), supervisor state and reason, last accepted sequence."""
+
+    robot_s: float
+    period_s: float
+    tip_m: Vec3
+    setpoint_m: Vec3
+    jaw: float
+    jaw_setpoint: float
+    force_N: Vec3
+    force_mag_N: float
+    force_peak_N: float
+    state: str
+    reason: str
+    last_cmd_seq: int
+    session: str
+
+
+class CommandRecord(msgspec.Struct):
+    """A decoded command and the verdict: ``accepted``, ``code`` ("" or a refusal code) and
+    ``reason``; ``age_s`` is receive time − (send time + clock offset) (s)."""
+
+    received_robot_s: float
+    session: str
+    seq: int
+    sent_console_s: float
+    target_m: Vec3
+    jaw: float
+    clutch: bool
+    estop: bool
+    accepted: bool
+    code: str
+    reason: str
+    age_s: float
+    clock_offset_s: float
+
+
+class EventRecord(msgspec.Struct):
+    """A supervisor transition."""
+
+    robot_s: float
+    previous: str
+    state: str
+    reason: str
+
+
+class ControlRecord(msgspec.Struct):
+    """A control request (its type and client) and the answer."""
+
+    received_robot_s: float
+    client: str
+    request: str
+    ok: bool
+    reason: str
+
+
+class RejectedRecord(msgspec.Struct):
+    """A message rejected at the boundary: channel, reason code, detail and size (bytes)."""
+
+    received_robot_s: float
+    channel: str
+    reason: str
+    detail: str
+    size_bytes: int

@@ -1,0 +1,627 @@
+"""The robot server (`telesurg robot`): a fixed-rate real-time loop around the arm and the supervisor.
+
+Every control period (default 2 ms, 500 Hz), in this order:
+
+1. answer up to ``max_control_per_period`` control requests (hello, clock ping, engage, …);
+2. take the newest command (the cmd socket is CONFLATE: older ones were already dropped), decode it
+   and hand it to the supervisor with its robot-clock receive time and this console's clock sync;
+3. read the arm, let the supervisor compute the setpoint (watchdog, freshness, speed and jaw rate,
+   workspace, forbidden regions, force shield, e-stop), command the arm, advance it one period;
+4. publish telemetry (default 250 Hz) and record the period (``--record``).
+
+Anything that fails to decode — bad bytes, another protocol version, NaN, out-of-range values,
+oversized frames — is counted by reason (``Telemetry.counters``, the log, the recording) and never
+reaches the supervisor; so are the supervisor's refusals. The loop sleeps to absolute deadlines;
+if it falls more than one period behind it starts afresh from now (counted as an overrun) rather
+than running periods back to back.
+
+The robot keeps its own clock-sync estimate per console (see ``teleop.protocol.Ping``): engage is
+refused until a console has completed a ping exchange, and commands are judged with the robot's
+estimate, never the console's word.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from teleop import protocol as p
+from teleop.channels import Endpoints, ServerKeys, ServerSockets
+from teleop.clock import ClockEstimator
+from teleop.records import (
+    TOPIC_APPLIED,
+    TOPIC_COMMANDS,
+    TOPIC_CONTROL,
+    TOPIC_EVENTS,
+    TOPIC_REJECTED,
+    TOPIC_STATE,
+    CommandRecord,
+    ControlRecord,
+    EventRecord,
+    RejectedRecord,
+    StateRecord,
+)
+from teleop.robot import SimArmConfig, SimulatedArm
+from teleop.supervisor import Box, ClockSync, State, Supervisor, SupervisorConfig
+from teleop.timing import sleep_until
+
+log = logging.getLogger("telesurg.robot")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The robot server. Rates in Hz; ``session_timeout_s``: an engaged console that sends neither a
+    valid command nor a control request for this long loses its session (the arm already holds after
+    the watchdog; this frees it for another console). ``record``: MCAP path or None. ``realtime``: ask
+    the OS for round-robin real-time scheduling (needs the privilege; a warning otherwise)."""
+
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    control_rate_hz: float = 500.0
+    telemetry_rate_hz: float = 250.0
+    session_timeout_s: float = 3.0
+    max_control_per_period: int = 16
+    record: str | None = None
+    record_flush_s: float = 0.5
+    realtime: bool = False
+    status_every_s: float = 5.0
+    keys: ServerKeys | None = None
+    arm: SimArmConfig = field(default_factory=SimArmConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+
+    def __post_init__(self) -> None:
+        if not 10.0 <= self.control_rate_hz <= 2000.0:
+            raise ValueError(f"control_rate_hz must be in [10, 2000], got {self.control_rate_hz}")
+        if not 1.0 <= self.telemetry_rate_hz <= self.control_rate_hz:
+            raise ValueError(f"telemetry_rate_hz must be in [1, control_rate_hz], got {self.telemetry_rate_hz}")
+        if self.session_timeout_s <= self.supervisor.watchdog_s:
+            raise ValueError("session_timeout_s must be longer than the supervisor's watchdog_s")
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+
+@dataclass
+class PeriodStats:
+    """Control-loop periods (s) as measured between the starts of successive periods."""
+
+    nominal_s: float
+    periods_s: array = field(default_factory=lambda: array("d"))
+    overruns: int = 0
+    limit: int = 600_000
+
+    def add(self, period_s: float) -> None:
+        if len(self.periods_s) < self.limit:
+            self.periods_s.append(period_s)
+
+    def summary(self) -> dict[str, float]:
+        x = np.frombuffer(self.periods_s, dtype=float) if len(self.periods_s) else np.zeros(1)
+        nominal = self.nominal_s
+        return {
+            "periods": len(self.periods_s),
+            "nominal_ms": nominal * 1e3,
+            "mean_ms": float(x.mean() * 1e3),
+            "p50_ms": float(np.percentile(x, 50) * 1e3),
+            "p99_ms": float(np.percentile(x, 99) * 1e3),
+            "max_ms": float(x.max() * 1e3),
+            "within_20pct": float(np.mean(np.abs(x - nominal) <= 0.2 * nominal)),
+            "over_5x": int(np.sum(x > 5 * nominal)),
+            "overruns": self.overruns,
+        }
+
+
+class _Client:
+    """What the server knows about one control-channel peer (by ZeroMQ routing id)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hello = False
+        self.clock = ClockEstimator()
+        self.pongs: dict[float, tuple[float, float]] = {}  # t1 → (t2, t3) of recent exchanges
+        self.last_seen_s = 0.0
+
+
+class RobotServer:
+    """See the module docstring. ``run()`` blocks until ``stop()`` (or SIGINT/SIGTERM in ``serve``)."""
+
+    def __init__(self, config: ServerConfig, robot: SimulatedArm | None = None) -> None:
+        self.config = config
+        self.robot = robot or SimulatedArm(config.arm)
+        self.arm_id = self.robot.arm_id
+        self.clock = time.monotonic
+        self.counters: Counter[str] = Counter()
+        self.stats = PeriodStats(config.period_s)
+        self._stop = threading.Event()
+        self._clients: dict[bytes, _Client] = {}
+        self._session_owner: bytes | None = None
+        self._last_accepted_s = 0.0
+        self._telemetry_seq = 0
+        self._last_event = 0
+        self.sockets: ServerSockets | None = None
+        self.recorder: Any = None
+        self.supervisor: Supervisor | None = None
+        self._camera: p.Camera | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Connect the arm, bind the sockets, open the recording (everything ``run`` needs)."""
+        self.robot.connect()
+        try:
+            self.supervisor = Supervisor(self._supervisor_config(), now_s=self.clock())
+            self.sockets = ServerSockets(self.config.endpoints, self.config.keys)
+            if self.config.record:
+                self._open_recorder(self.config.record)
+            cam = self.robot.camera()
+            self._camera = p.Camera(
+                pose=p.Pose(cam.pos_m, cam.quat_xyzw),
+                width=cam.width,
+                height=cam.height,
+                fx=cam.fx,
+                fy=cam.fy,
+                cx=cam.cx,
+                cy=cam.cy,
+                near_m=cam.near_m,
+                far_m=cam.far_m,
+            )
+        except Exception:
+            self.close()
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+        if self.sockets is not None:
+            self.sockets.close()
+            self.sockets = None
+        self.robot.disconnect()
+
+    def _supervisor_config(self) -> SupervisorConfig:
+        low, high = self.robot.workspace_m()
+        forbidden = tuple(
+            Box(tuple(float(v) for v in lo), tuple(float(v) for v in hi))  # type: ignore[arg-type]
+            for lo, hi in self.robot.forbidden_regions_m()
+        )
+        return dataclasses.replace(
+            self.config.supervisor,
+            workspace_low_m=tuple(float(v) for v in low),
+            workspace_high_m=tuple(float(v) for v in high),
+            forbidden=self.config.supervisor.forbidden + forbidden,
+            limits=self.robot.limits,
+        )
+
+    def _open_recorder(self, path: str) -> None:
+        from teleop.recorder import Recorder
+
+        self.recorder = Recorder(path, flush_interval_s=self.config.record_flush_s)
+        r = self.recorder
+        self._ch = {
+            TOPIC_STATE: r.channel(TOPIC_STATE, StateRecord),
+            TOPIC_COMMANDS: r.channel(TOPIC_COMMANDS, CommandRecord),
+            TOPIC_APPLIED: r.channel(TOPIC_APPLIED, CommandRecord),
+            TOPIC_EVENTS: r.channel(TOPIC_EVENTS, EventRecord),
+            TOPIC_CONTROL: r.channel(TOPIC_CONTROL, ControlRecord),
+            TOPIC_REJECTED: r.channel(TOPIC_REJECTED, RejectedRecord),
+        }
+
+    def _record(self, topic: str, message: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.write(self._ch[topic], message, time.time_ns())
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> PeriodStats:
+        if self.supervisor is None or self.sockets is None:
+            raise RuntimeError("call start() before run()")
+        period = self.config.period_s
+        telemetry_every = max(1, round(self.config.control_rate_hz / self.config.telemetry_rate_hz))
+        if self.config.realtime:
+            _try_realtime()
+        start = self.clock()
+        deadline = start
+        last_start = None
+        next_status = start + self.config.status_every_s
+        k = 0
+        while not self._stop.is_set():
+            now = self.clock()
+            if last_start is not None:
+                self.stats.add(now - last_start)
+            last_start = now
+            self._serve_control(now)
+            self._take_command(now)
+            self._control_period(now, period, publish=(k % telemetry_every == 0))
+            k += 1
+            if now >= next_status:
+                self._status(now)
+                next_status = now + self.config.status_every_s
+            deadline += period
+            late = self.clock() - deadline
+            if late > period:
+                self.stats.overruns += 1
+                deadline = self.clock()
+                continue
+            sleep_until(deadline, self.clock)
+        return self.stats
+
+    def _control_period(self, now: float, dt: float, publish: bool) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        self._check_session(now)
+        reading = self.robot.read()
+        setpoint = sup.tick(now, reading.tip_m, reading.jaw, dt, reading.force_N, reading.force_peak_N)
+        self.robot.command(setpoint.tip_m, setpoint.jaw)
+        self.robot.update(dt)
+        self._flush_events()
+        f = reading.force_N
+        fmag = math.sqrt(float(f @ f))
+        if self.recorder is not None:
+            self._record(
+                TOPIC_STATE,
+                StateRecord(
+                    robot_s=now,
+                    period_s=self.stats.periods_s[-1] if len(self.stats.periods_s) else dt,
+                    tip_m=_vec(reading.tip_m),
+                    setpoint_m=_vec(setpoint.tip_m),
+                    jaw=reading.jaw,
+                    jaw_setpoint=setpoint.jaw,
+                    force_N=_vec(f),
+                    force_mag_N=fmag,
+                    force_peak_N=reading.force_peak_N,
+                    state=str(sup.state),
+                    reason=sup.reason,
+                    last_cmd_seq=sup.last_seq,
+                    session=sup.session,
+                ),
+            )
+        if publish:
+            self._publish(now, reading, f, fmag)
+
+    def _publish(self, now: float, reading: Any, f: np.ndarray, fmag: float) -> None:
+        sup = self.supervisor
+        assert sup is not None and self.sockets is not None
+        self._telemetry_seq += 1
+        sync = self._owner_sync()
+        rtt = 0.0
+        owner = self._clients.get(self._session_owner) if self._session_owner else None
+        if owner is not None and owner.clock.ready:
+            rtt = owner.clock.best().rtt_s
+        snap = self.robot.task_snapshot()
+        msg = p.Telemetry(
+            arm=self.arm_id,
+            seq=self._telemetry_seq,
+            robot_s=now,
+            joint_pos=reading.joint_pos,
+            tool=p.Pose(_vec(reading.tip_m), reading.tip_quat_xyzw),
+            jaw=min(max(reading.jaw, 0.0), 1.0),
+            force_N=_vec(f),
+            force_mag_N=fmag,
+            state=str(sup.state),  # type: ignore[arg-type]
+            reason=sup.reason[:200],
+            last_cmd_seq=sup.last_seq,
+            last_cmd_sent_console_s=sup.last_sent_console_s,
+            last_cmd_accepted_robot_s=self._last_accepted_s,
+            clock_offset_s=sync.offset_s if sync else 0.0,
+            clock_rtt_s=rtt,
+            objects={name: p.Pose(pos, quat) for name, (pos, quat) in self.robot.objects().items()},  # type: ignore[arg-type]
+            camera=self._camera,
+            counters=dict(self.counters),
+            task=p.TaskState(
+                name=snap.name,
+                seed=snap.seed,
+                observation=snap.observation,
+                achieved_goal=snap.achieved_goal,
+                desired_goal=snap.desired_goal,
+                success=snap.success,
+                episode_s=snap.episode_s,
+            ),
+        )
+        try:
+            self.sockets.telemetry.send(p.encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["telemetry.dropped"] += 1
+
+    # ------------------------------------------------------------------ commands
+    def _take_command(self, now: float) -> None:
+        assert self.sockets is not None and self.supervisor is not None
+        try:
+            frames = self.sockets.cmd.recv_multipart(zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            return
+        if len(frames) != 1:  # CONFLATE delivers single frames; be strict anyway
+            self._reject("cmd", "malformed", f"{len(frames)} frames", sum(len(f) for f in frames), now)
+            return
+        data = frames[0]
+        try:
+            cmd = p.decode(data, p.Command)
+        except p.ProtocolError as exc:
+            self._reject("cmd", exc.reason, exc.detail, len(data), now)
+            return
+        self.counters["cmd.received"] += 1
+        if cmd.arm != self.arm_id:
+            self._reject("cmd", "wrong_arm", f"command for arm {cmd.arm!r}, this is {self.arm_id!r}", len(data), now)
+            return
+        sync = self._owner_sync() if self.supervisor.session == cmd.session else None
+        clock = sync or ClockSync(0.0, 0.0)
+        verdict = self.supervisor.on_command(
+            cmd.session,
+            cmd.seq,
+            cmd.sent_console_s,
+            np.asarray(cmd.target.pos_m, dtype=float),
+            cmd.jaw,
+            cmd.clutch,
+            cmd.estop,
+            now,
+            clock,
+        )
+        if verdict.accepted:
+            self._last_accepted_s = now
+            if self._session_owner in self._clients:
+                self._clients[self._session_owner].last_seen_s = now
+        else:
+            self.counters[f"cmd.{verdict.code}"] += 1
+        if self.recorder is not None:
+            rec = CommandRecord(
+                received_robot_s=now,
+                session=cmd.session,
+                seq=cmd.seq,
+                sent_console_s=cmd.sent_console_s,
+                target_m=cmd.target.pos_m,
+                jaw=cmd.jaw,
+                clutch=cmd.clutch,
+                estop=cmd.estop,
+                accepted=verdict.accepted,
+                code=verdict.code,
+                reason=verdict.reason,
+                age_s=now - (cmd.sent_console_s + clock.offset_s),
+                clock_offset_s=clock.offset_s,
+            )
+            self._record(TOPIC_COMMANDS, rec)
+            if verdict.accepted:
+                self._record(TOPIC_APPLIED, rec)
+        self._flush_events()
+
+    def _owner_sync(self) -> ClockSync | None:
+        owner = self._clients.get(self._session_owner) if self._session_owner else None
+        return owner.clock.sync() if owner is not None and owner.clock.ready else None
+
+    def _check_session(self, now: float) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        if not sup.session:
+            self._session_owner = None
+            return
+        owner = self._clients.get(self._session_owner) if self._session_owner else None
+        seen = max(sup.last_valid_s, owner.last_seen_s if owner else -math.inf)
+        if now - seen > self.config.session_timeout_s:
+            log.warning("session %s of %s timed out; the arm is free", sup.session, sup.client)
+            sup.disengage(sup.session, now)
+            sup.reason = f"session timed out after {self.config.session_timeout_s:.1f} s of silence"
+            self._session_owner = None
+
+    def _reject(self, channel: str, reason: str, detail: str, size: int, now: float) -> None:
+        self.counters[f"{channel}.{reason}"] += 1
+        if self.counters[f"{channel}.{reason}"] <= 5 or self.counters[f"{channel}.{reason}"] % 1000 == 0:
+            log.warning(
+                "rejected %s message (%s, %d bytes): %s [%d so far]",
+                channel,
+                reason,
+                size,
+                detail[:200],
+                self.counters[f"{channel}.{reason}"],
+            )
+        self._record(TOPIC_REJECTED, RejectedRecord(now, channel, reason, detail[:500], size))
+
+    def _flush_events(self) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        events = list(sup.events)
+        # events is a bounded deque; find the ones not written yet by their count.
+        new = events[len(events) - min(len(events), sup.events_total - self._last_event) :]
+        for ev in new:
+            log.info("supervisor %s → %s: %s", ev.previous, ev.state, ev.reason)
+            self._record(TOPIC_EVENTS, EventRecord(ev.time_s, str(ev.previous), str(ev.state), ev.reason))
+        self._last_event = sup.events_total
+
+    # ------------------------------------------------------------------ control channel
+    def _serve_control(self, now: float) -> None:
+        assert self.sockets is not None
+        sock = self.sockets.control
+        for _ in range(self.config.max_control_per_period):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ident, body = frames[0], frames[1:]
+            if len(body) != 1:
+                self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
+                self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
+                continue
+            try:
+                req = p.decode(body[0], p.Request)
+            except p.ProtocolError as exc:
+                self._reject("control", exc.reason, exc.detail, len(body[0]), now)
+                self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
+                continue
+            self._handle(ident, req, self.clock())
+
+    def _reply(self, ident: bytes, msg: p.Message) -> None:
+        assert self.sockets is not None
+        try:
+            self.sockets.control.send_multipart([ident, p.encode(msg)], zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["control.reply_dropped"] += 1
+
+    def _handle(self, ident: bytes, req: Any, now: float) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        client = self._clients.get(ident)
+        if client is None:
+            if len(self._clients) >= 64:  # forget the longest-silent peer: bounded memory
+                oldest = min(self._clients, key=lambda k: self._clients[k].last_seen_s)
+                if oldest != self._session_owner:
+                    del self._clients[oldest]
+            client = self._clients[ident] = _Client(ident.hex()[:16])
+        client.last_seen_s = now
+        kind = type(req).__name__
+        if isinstance(req, p.Ping):
+            t2 = now
+            if req.prev_t1_console_s is not None and req.prev_t4_console_s is not None:
+                prev = client.pongs.pop(req.prev_t1_console_s, None)
+                if prev is not None:
+                    try:
+                        client.clock.add(req.prev_t1_console_s, prev[0], prev[1], req.prev_t4_console_s)
+                    except ValueError as exc:
+                        self.counters["control.bad_clock_sample"] += 1
+                        log.warning("ignored clock sample from %s: %s", client.name, exc)
+            t3 = self.clock()
+            if len(client.pongs) > 32:
+                client.pongs.pop(next(iter(client.pongs)))
+            client.pongs[req.t1_console_s] = (t2, t3)
+            self._reply(ident, p.Pong(t1_console_s=req.t1_console_s, t2_robot_s=t2, t3_robot_s=t3))
+            return
+        if isinstance(req, p.Hello):
+            client.name = req.client
+            if req.protocol != p.PROTOCOL_VERSION:
+                self._answer(ident, now, client, "hello", False, f"protocol {req.protocol} not supported")
+                return
+            client.hello = True
+            self._reply(
+                ident,
+                p.Welcome(
+                    protocol=p.PROTOCOL_VERSION,
+                    arms=[self.arm_id],
+                    task=self.robot.task_name,
+                    recording=str(Path(self.config.record).resolve()) if self.config.record else "",
+                ),
+            )
+            self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
+            return
+        if not client.hello:
+            self._answer(ident, now, client, kind, False, "say hello first")
+            return
+        if isinstance(req, p.Engage):
+            if req.arm != self.arm_id:
+                self._answer(
+                    ident, now, client, "engage", False, f"no arm {req.arm!r}; this server has {self.arm_id!r}"
+                )
+                return
+            if not client.clock.ready:
+                self._answer(ident, now, client, "engage", False, "no clock sync yet: complete a ping exchange first")
+                return
+            verdict = sup.engage(req.client, now)
+            if verdict.accepted:
+                self._session_owner = ident
+                client.name = req.client
+            self._answer(ident, now, client, "engage", verdict.accepted, verdict.reason, verdict.session)
+        elif isinstance(req, p.Disengage):
+            verdict = sup.disengage(req.session, now)
+            if verdict.accepted:
+                self._session_owner = None
+            self._answer(ident, now, client, "disengage", verdict.accepted, verdict.reason)
+        elif isinstance(req, p.EStop):
+            sup.estop(f"{req.reason} (from {client.name})", now)
+            self._session_owner = None
+            self._answer(ident, now, client, "estop", True, "")
+        elif isinstance(req, p.Reset):
+            verdict = sup.reset(now)
+            self._answer(ident, now, client, "reset", verdict.accepted, verdict.reason)
+        elif isinstance(req, p.LoadTask):
+            self._load_task(ident, now, client, req)
+        else:  # Offer: the video channel arrives in a later version
+            self._answer(ident, now, client, kind.lower(), False, "video is not served by this robot server yet")
+        self._flush_events()
+
+    def _load_task(self, ident: bytes, now: float, client: _Client, req: p.LoadTask) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        if sup.session:
+            self._answer(ident, now, client, "load_task", False, f"arm is engaged by {sup.client}; disengage first")
+            return
+        if sup.state == State.ESTOP:
+            self._answer(ident, now, client, "load_task", False, "e-stop latched; reset first")
+            return
+        try:
+            self.robot.load_task(req.task, req.seed)
+        except ValueError as exc:
+            self._answer(ident, now, client, "load_task", False, str(exc))
+            return
+        sup.rebase()
+        self._answer(ident, now, client, "load_task", True, f"loaded {req.task} with seed {req.seed}")
+
+    def _answer(self, ident: bytes, now: float, client: _Client, request: str, ok: bool, reason: str, session=""):
+        if not ok:
+            self.counters[f"control.refused.{request}"] += 1
+        self._reply(ident, p.Ack(request=request, ok=ok, reason=reason[:500], session=session))
+        self._record(TOPIC_CONTROL, ControlRecord(now, client.name, request, ok, reason))
+
+    def _status(self, now: float) -> None:
+        s = self.stats
+        recent = np.frombuffer(s.periods_s, dtype=float)[-2500:] if len(s.periods_s) else np.zeros(1)
+        sup = self.supervisor
+        assert sup is not None
+        log.info(
+            "%s | period mean %.3f ms, max %.3f ms, overruns %d | commands %d | rejected %d",
+            sup.state,
+            recent.mean() * 1e3,
+            recent.max() * 1e3,
+            s.overruns,
+            self.counters["cmd.received"],
+            sum(v for k, v in self.counters.items() if k != "cmd.received" and not k.startswith("telemetry")),
+        )
+
+
+def _vec(v: Any) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
+def _try_realtime() -> None:
+    try:
+        import os
+
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+        log.info("running with SCHED_RR real-time priority")
+    except (AttributeError, PermissionError, OSError) as exc:
+        log.warning("real-time scheduling not available (%s); running at normal priority", exc)
+
+
+def serve(config: ServerConfig, ready_message: bool = True) -> PeriodStats:
+    """Run a server until SIGINT or SIGTERM; prints 'listening' once ready (launch files wait for it)."""
+    server = RobotServer(config)
+    server.start()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _stop(signum: int, _frame: Any) -> None:
+        server.stop()
+
+    for sig in previous:
+        signal.signal(sig, _stop)
+    try:
+        e = config.endpoints
+        if ready_message:
+            print(
+                f"robot {server.arm_id} ({server.robot.task_name}) listening on {e.host}: cmd {e.cmd_port}, "
+                f"telemetry {e.telemetry_port}, control {e.control_port}"
+                f"{' (CURVE)' if config.keys else ''}"
+                f"{'; recording to ' + str(config.record) if config.record else ''}",
+                flush=True,
+            )
+        stats = server.run()
+    finally:
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stats
