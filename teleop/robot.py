@@ -97,7 +97,8 @@ class SimArmConfig:
     """The simulated arm: which task's scene to load and the env options (``EnvConfig`` overrides,
     e.g. ``{"hard_N": 5.0}``, plus ``forbidden_m`` for the scene's forbidden regions, world frame).
     ``task_period_s`` is how often the task's own bookkeeping runs (its timers count in those
-    periods, as in the environment); ``camera_width``/``camera_height`` size the published
+    periods, as in the environment); ``preload``: tasks whose scenes are built at ``connect`` (so a
+    task switch never stalls the control loop); ``camera_width``/``camera_height`` size the published
     intrinsics."""
 
     task: str = "Reach"
@@ -106,12 +107,14 @@ class SimArmConfig:
     env_options: dict[str, Any] = field(default_factory=dict)
     forbidden_m: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = ()
     task_period_s: float = 0.04
+    preload: tuple[str, ...] = tuple(TASKS_BY_NAME)
     camera_width: int = 640
     camera_height: int = 480
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS_BY_NAME:
-            raise ValueError(f"unknown task {self.task!r}; known: {sorted(TASKS_BY_NAME)}")
+        for task in (self.task, *self.preload):
+            if task not in TASKS_BY_NAME:
+                raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS_BY_NAME)}")
 
 
 class SimulatedArm:
@@ -121,17 +124,30 @@ class SimulatedArm:
         self.config = config or SimArmConfig()
         self.arm_id = self.config.arm_id
         self.env: SurgicalEnv | None = None
+        self._envs: dict[str, SurgicalEnv] = {}
         self.task_name = self.config.task
         self.seed = self.config.seed
 
     # ------------------------------------------------------------------ RobotInterface
     def connect(self) -> None:
+        """Build every task's scene now (a scene takes tens of milliseconds to build: switching
+        tasks later must not stall the control loop), then load the configured one."""
+        for task in dict.fromkeys((self.config.task, *self.config.preload)):
+            if task not in self._envs:
+                self._envs[task] = self._build(task)
         self.load_task(self.config.task, self.config.seed)
 
     def disconnect(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+        self.env = None
+
+    def _build(self, task: str) -> SurgicalEnv:
+        cfg = EnvConfig().with_overrides(**dict(self.config.env_options))
+        if self.config.forbidden_m:
+            cfg = dataclasses.replace(cfg, scene=dataclasses.replace(cfg.scene, forbidden_m=self.config.forbidden_m))
+        return SurgicalEnv(TASKS_BY_NAME[task], config=cfg)
 
     def read(self) -> RobotReading:
         env = self._require()
@@ -181,14 +197,9 @@ class SimulatedArm:
         """(Re)build the scene for ``task`` and sample its goal from ``seed``; the arm goes home."""
         if task not in TASKS_BY_NAME:
             raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS_BY_NAME)}")
-        if self.env is None or task != self.task_name:
-            self.disconnect()
-            cfg = EnvConfig().with_overrides(**dict(self.config.env_options))
-            if self.config.forbidden_m:
-                cfg = dataclasses.replace(
-                    cfg, scene=dataclasses.replace(cfg.scene, forbidden_m=self.config.forbidden_m)
-                )
-            self.env = SurgicalEnv(TASKS_BY_NAME[task], config=cfg)
+        if task not in self._envs:
+            self._envs[task] = self._build(task)
+        self.env = self._envs[task]
         self.task_name, self.seed = task, seed
         obs, info = self.env.reset(seed=seed)
         self._obs, self._info = obs, info

@@ -4,7 +4,8 @@ Every control period (default 2 ms, 500 Hz), in this order:
 
 1. answer up to ``max_control_per_period`` control requests (hello, clock ping, engage, …);
 2. take the newest command (the cmd socket is CONFLATE: older ones were already dropped), decode it
-   and hand it to the supervisor with its robot-clock receive time and this console's clock sync;
+   and hand it to the supervisor with its robot-clock receive time and this console's clock sync
+   (while waiting for the next period, one command that arrives is judged at once as well);
 3. read the arm, let the supervisor compute the setpoint (watchdog, freshness, speed and jaw rate,
    workspace, forbidden regions, force shield, e-stop), command the arm, advance it one period;
 4. publish telemetry (default 250 Hz) and record the period (``--record``).
@@ -59,12 +60,16 @@ from teleop.timing import sleep_until
 
 log = logging.getLogger("telesurg.robot")
 
+#: A command arriving later than this before the next period waits for the period start.
+EARLY_COMMAND_MARGIN_S = 0.0005
+
 
 @dataclass(frozen=True)
 class ServerConfig:
     """The robot server. Rates in Hz; ``session_timeout_s``: an engaged console that sends neither a
     valid command nor a control request for this long loses its session (the arm already holds after
-    the watchdog; this frees it for another console). ``record``: MCAP path or None. ``realtime``: ask
+    the watchdog; this frees it for another console). ``record``: MCAP path or None; ``{time}`` in it
+    becomes the start time (YYYYmmdd-HHMMSS); an existing file is never overwritten. ``realtime``: ask
     the OS for round-robin real-time scheduling (needs the privilege; a warning otherwise)."""
 
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -151,6 +156,7 @@ class RobotServer:
         self._last_event = 0
         self.sockets: ServerSockets | None = None
         self.recorder: Any = None
+        self.record_path: Path | None = None
         self.supervisor: Supervisor | None = None
         self._camera: p.Camera | None = None
 
@@ -208,7 +214,8 @@ class RobotServer:
     def _open_recorder(self, path: str) -> None:
         from teleop.recorder import Recorder
 
-        self.recorder = Recorder(path, flush_interval_s=self.config.record_flush_s)
+        self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
+        self.recorder = Recorder(self.record_path, flush_interval_s=self.config.record_flush_s)
         r = self.recorder
         self._ch = {
             TOPIC_STATE: r.channel(TOPIC_STATE, StateRecord),
@@ -254,8 +261,28 @@ class RobotServer:
                 self.stats.overruns += 1
                 deadline = self.clock()
                 continue
-            sleep_until(deadline, self.clock)
+            self._wait(deadline)
         return self.stats
+
+    def _wait(self, deadline: float) -> None:
+        """Wait for the next period; a command arriving meanwhile is judged at once (at most one
+        per period, so a flood cannot eat the loop's time), which takes the wait for the period
+        boundary out of the command latency. The arm still moves only at period boundaries."""
+        assert self.sockets is not None
+        cmd = self.sockets.cmd
+        while True:
+            # Judging a command takes ~0.1 ms: too close to the deadline, it waits for the period start.
+            remaining = deadline - self.clock() - EARLY_COMMAND_MARGIN_S
+            if remaining <= 0:
+                break
+            # ZeroMQ polls in whole milliseconds; the last millisecond is polled in 0.1 ms naps.
+            ready = cmd.poll(int(remaining * 1000)) if remaining >= 0.001 else cmd.poll(0)
+            if ready:
+                self._take_command(self.clock())
+                break
+            if remaining < 0.001:
+                time.sleep(min(remaining, 0.0001))
+        sleep_until(deadline, self.clock)
 
     def _control_period(self, now: float, dt: float, publish: bool) -> None:
         sup = self.supervisor
@@ -505,7 +532,7 @@ class RobotServer:
                     protocol=p.PROTOCOL_VERSION,
                     arms=[self.arm_id],
                     task=self.robot.task_name,
-                    recording=str(Path(self.config.record).resolve()) if self.config.record else "",
+                    recording=str(self.record_path) if self.record_path else "",
                 ),
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
@@ -616,7 +643,7 @@ def serve(config: ServerConfig, ready_message: bool = True) -> PeriodStats:
                 f"robot {server.arm_id} ({server.robot.task_name}) listening on {e.host}: cmd {e.cmd_port}, "
                 f"telemetry {e.telemetry_port}, control {e.control_port}"
                 f"{' (CURVE)' if config.keys else ''}"
-                f"{'; recording to ' + str(config.record) if config.record else ''}",
+                f"{'; recording to ' + str(server.record_path) if server.record_path else ''}",
                 flush=True,
             )
         stats = server.run()
