@@ -2,7 +2,7 @@
 
 Three channels, all bound by the robot and connected to by the console (see ``teleop.protocol``):
 
-- cmd: console PUB → robot SUB, ``CONFLATE`` (the robot only ever sees the newest command);
+- cmd: console PUB → robot SUB, ``CONFLATE`` on both ends (only the newest command is ever queued);
 - telemetry: robot PUB → console SUB;
 - control: console DEALER ↔ robot ROUTER.
 
@@ -41,7 +41,7 @@ class Endpoints:
     def __post_init__(self) -> None:
         for name in ("cmd_port", "telemetry_port", "control_port"):
             port = getattr(self, name)
-            if not isinstance(port, int) or not 1 <= port <= 65535:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
                 raise ValueError(f"{name} must be a TCP port 1–65535, got {port!r}")
         if len({self.cmd_port, self.telemetry_port, self.control_port}) != 3:
             raise ValueError("cmd_port, telemetry_port and control_port must differ")
@@ -194,16 +194,18 @@ class ClientSockets:
                 "(the robot requires them off loopback)"
             )
         self._sockets: list[zmq.Socket] = []
-        self.cmd = self._connect(zmq.PUB, endpoints.url("cmd"))
-        self.cmd.setsockopt(zmq.SNDHWM, 10)
+        # Only the newest command matters on this side too: a congested link must drop old ones, not new.
+        self.cmd = self._connect(zmq.PUB, endpoints.url("cmd"), conflate=True)
         self.telemetry = self._connect(zmq.SUB, endpoints.url("telemetry"))
         self.telemetry.setsockopt(zmq.SUBSCRIBE, b"")
         self.telemetry.setsockopt(zmq.RCVHWM, 100)
         self.control = self._connect(zmq.DEALER, endpoints.url("control"))
 
-    def _connect(self, kind: int, url: str) -> zmq.Socket:
+    def _connect(self, kind: int, url: str, conflate: bool = False) -> zmq.Socket:
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if conflate:
+            sock.setsockopt(zmq.CONFLATE, 1)
         if self._curve is not None:
             public, secret, server = self._curve
             sock.curve_publickey = public

@@ -41,7 +41,7 @@ from teleop.inputs import (
     TraceReplay,
 )
 from teleop.mapping import HandToTool, MappingConfig
-from teleop.timing import sleep_until
+from teleop.timing import SPIN_S, sleep_until
 
 InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
 
@@ -111,8 +111,8 @@ class RobotLink:
     def request(self, msg: p.Message, timeout_s: float | None = None) -> Any:
         """Send a request and wait for its response (Pongs arriving meanwhile are processed)."""
         timeout = self.config.request_timeout_s if timeout_s is None else timeout_s
-        self.sockets.control.send(p.encode(msg))
         deadline = self.clock() + timeout
+        self._send_control(msg, deadline)
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
@@ -124,6 +124,22 @@ class RobotLink:
                 resp = self._read_control()
                 if resp is not None and not isinstance(resp, p.Pong):
                     return resp
+
+    def _send_control(self, msg: p.Message, deadline: float) -> None:
+        """Queue a request; a DEALER with no connected robot would block, so wait at most until
+        ``deadline`` for the connection."""
+        data = p.encode(msg)
+        while True:
+            try:
+                self.sockets.control.send(data, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                if self.clock() >= deadline:
+                    raise ConsoleError(
+                        f"no answer to {type(msg).__name__}: no connection to the robot at "
+                        f"{self.config.endpoints.host} (is `telesurg robot` running, with matching ports and keys?)"
+                    ) from None
+                time.sleep(0.01)
 
     def _read_control(self) -> Any:
         data = self.sockets.control.recv()
@@ -143,6 +159,20 @@ class RobotLink:
                 self._ping_pending = None
         return resp
 
+    def wait_until(self, deadline_s: float) -> None:
+        """Sleep to ``deadline_s`` (console clock), reading responses as they arrive: a Pong is
+        time-stamped on arrival, not at the next tick, which keeps the clock sync unbiased."""
+        sock = self.sockets.control
+        while True:
+            remaining = deadline_s - self.clock() - SPIN_S
+            if remaining <= 0:
+                break
+            if sock.poll(int(remaining * 1000)) if remaining >= 0.001 else sock.poll(0):
+                self._read_control()
+            elif remaining < 0.001:
+                time.sleep(min(remaining, 0.0001))
+        sleep_until(deadline_s, self.clock)
+
     def poll_control(self) -> None:
         """Process responses that arrived (Pongs) without blocking."""
         while self.sockets.control.poll(0):
@@ -160,9 +190,12 @@ class RobotLink:
             prev_t1_console_s=prev[0] if prev else None,
             prev_t4_console_s=prev[1] if prev else None,
         )
-        self._ping_pending = now
         self._last_ping = now
-        self.sockets.control.send(p.encode(msg))
+        try:
+            self.sockets.control.send(p.encode(msg), zmq.NOBLOCK)
+        except zmq.Again:
+            return  # not connected (robot down): the link watchdog notices
+        self._ping_pending = now
 
     def sync(self, exchanges: int = 5) -> None:
         """Complete ``exchanges`` ping exchanges (the robot keeps its own estimate from them)."""
@@ -433,7 +466,7 @@ class Console:
             deadline += period
             if self.link.clock() > deadline + period:
                 deadline = self.link.clock()
-            sleep_until(deadline, self.link.clock)
+            self.link.wait_until(deadline)
         return EpisodeResult(
             task=task,
             seed=seed,
@@ -474,7 +507,7 @@ class Console:
                 deadline += period
                 if self.link.clock() > deadline + period:
                     deadline = self.link.clock()
-                sleep_until(deadline, self.link.clock)
+                self.link.wait_until(deadline)
         except KeyboardInterrupt:
             pass
         finally:

@@ -114,8 +114,8 @@ class ScriptedSurgeon:
         cfg = self.config
         dt = 0.0 if self._last_now is None else max(0.0, now_s - self._last_now)
         self._last_now = now_s
-        if telemetry is not None and telemetry.task is not None and self.expert is not None:
-            if telemetry.task.name != self.task:
+        if telemetry is not None and telemetry.task is not None:
+            if self.expert is None or telemetry.task.name != self.task:
                 self.start_task(telemetry.task.name)
             if now_s - self._last_think >= cfg.think_period_s - 1e-9 and telemetry.seq != self._last_telemetry_seq:
                 self._last_think = now_s

@@ -249,7 +249,7 @@ class RobotServer:
                 self.stats.add(now - last_start)
             last_start = now
             self._serve_control(now)
-            self._take_command(now)
+            self._take_command(self.clock())
             self._control_period(now, period, publish=(k % telemetry_every == 0))
             k += 1
             if now >= next_status:
@@ -265,22 +265,30 @@ class RobotServer:
         return self.stats
 
     def _wait(self, deadline: float) -> None:
-        """Wait for the next period; a command arriving meanwhile is judged at once (at most one
-        per period, so a flood cannot eat the loop's time), which takes the wait for the period
-        boundary out of the command latency. The arm still moves only at period boundaries."""
+        """Wait for the next period, serving what arrives meanwhile: one command (at most one per
+        period, so a flood cannot eat the loop's time; this takes the wait for the period boundary
+        out of the command latency — the arm still moves only at period boundaries) and control
+        requests (a clock ping answered at once keeps the sync's round trip short and unbiased),
+        within the period's control budget."""
         assert self.sockets is not None
-        cmd = self.sockets.cmd
-        while True:
-            # Judging a command takes ~0.1 ms: too close to the deadline, it waits for the period start.
+        cmd, control = self.sockets.cmd, self.sockets.control
+        watch = [cmd, control]
+        served = 0
+        while watch:
+            # Serving takes ~0.1 ms: too close to the deadline, it waits for the period start.
             remaining = deadline - self.clock() - EARLY_COMMAND_MARGIN_S
             if remaining <= 0:
                 break
             # ZeroMQ polls in whole milliseconds; the last millisecond is polled in 0.1 ms naps.
-            ready = cmd.poll(int(remaining * 1000)) if remaining >= 0.001 else cmd.poll(0)
-            if ready:
+            ready, _, _ = zmq.select(watch, [], [], remaining if remaining >= 0.001 else 0)
+            if cmd in ready:
                 self._take_command(self.clock())
-                break
-            if remaining < 0.001:
+                watch.remove(cmd)
+            if control in ready:
+                served += self._serve_control(self.clock(), limit=1)
+                if served >= self.config.max_control_per_period:
+                    watch.remove(control)
+            if not ready and remaining < 0.001:
                 time.sleep(min(remaining, 0.0001))
         sleep_until(deadline, self.clock)
 
@@ -464,14 +472,17 @@ class RobotServer:
         self._last_event = sup.events_total
 
     # ------------------------------------------------------------------ control channel
-    def _serve_control(self, now: float) -> None:
+    def _serve_control(self, now: float, limit: int | None = None) -> int:
+        """Answer up to ``limit`` (default: the per-period budget) waiting requests; returns how many."""
         assert self.sockets is not None
         sock = self.sockets.control
-        for _ in range(self.config.max_control_per_period):
+        served = 0
+        for _ in range(self.config.max_control_per_period if limit is None else limit):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return served
+            served += 1
             ident, body = frames[0], frames[1:]
             if len(body) != 1:
                 self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
@@ -484,6 +495,7 @@ class RobotServer:
                 self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
                 continue
             self._handle(ident, req, self.clock())
+        return served
 
     def _reply(self, ident: bytes, msg: p.Message) -> None:
         assert self.sockets is not None

@@ -28,6 +28,8 @@ def load_section(
         if unknown:
             raise ConfigError(f"{path}: unknown table(s) {unknown}; expected [{section}]")
         table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(table, key, value)

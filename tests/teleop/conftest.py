@@ -1,0 +1,237 @@
+"""Helpers for the teleoperation system tests: a real `telesurg robot` subprocess on loopback ports,
+and a raw client speaking the protocol through the console's ``RobotLink``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teleop import protocol as p
+from teleop.channels import ClientKeys, Endpoints
+from teleop.console import ConsoleConfig, RobotLink
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return '"' + str(value) + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_toml(path: Path, section: str, tables: dict[str, dict[str, Any]]) -> Path:
+    """``tables``: "" → keys of [section], "x" → keys of [section.x]."""
+    lines = []
+    for name, keys in tables.items():
+        lines.append(f"[{section}{'.' + name if name else ''}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class RobotProcess:
+    """`telesurg robot` in a subprocess; its output lines are collected in ``lines``."""
+
+    def __init__(self, tmp: Path, record: bool = True, extra_args: tuple[str, ...] = (), **options: Any) -> None:
+        cmd_port, tel_port, ctl_port = free_ports(3)
+        self.endpoints = Endpoints("127.0.0.1", cmd_port, tel_port, ctl_port)
+        self.record = tmp / f"robot-{cmd_port}.mcap" if record else None
+        self.stats_json = tmp / f"stats-{cmd_port}.json"
+        tables: dict[str, dict[str, Any]] = {
+            "": {"status_every_s": 1.0, **({"record": str(self.record)} if self.record else {})},
+            "endpoints": {"cmd_port": cmd_port, "telemetry_port": tel_port, "control_port": ctl_port},
+            "arm": {"preload": ["Reach", "Palpate"]},
+        }
+        for key, value in options.items():
+            table, _, name = key.rpartition("__")
+            tables.setdefault(table, {})[name] = value
+        config = write_toml(tmp / f"robot-{cmd_port}.toml", "robot", tables)
+        self.lines: list[str] = []
+        argv = ["robot", "--config", str(config), "--stats-json", str(self.stats_json), *extra_args]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "teleop.cli", *argv],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(60):
+            self.kill()
+            raise RuntimeError("robot did not start:\n" + "\n".join(self.lines[-30:]))
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if "listening on" in line:
+                self._ready.set()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        if self.alive:
+            self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.alive:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Client:
+    """A console's protocol side without a device: requests, pings, commands, telemetry."""
+
+    def __init__(self, endpoints: Endpoints, name: str = "test", keys: ClientKeys | None = None) -> None:
+        self.config = ConsoleConfig(endpoints=endpoints, keys=keys, client=name, request_timeout_s=3.0)
+        self.link = RobotLink(self.config)
+        self.session = ""
+        self.seq = 0
+
+    def close(self) -> None:
+        self.link.close()
+
+    def hello(self) -> Any:
+        return self.link.request(p.Hello(client=self.config.client))
+
+    def connect(self) -> None:
+        welcome = self.hello()
+        assert isinstance(welcome, p.Welcome), welcome
+        self.link.sync(3)
+
+    def engage(self) -> p.Ack:
+        ack = self.link.request(p.Engage(arm="psm1", client=self.config.client))
+        if ack.ok:
+            self.session, self.seq = ack.session, 0
+        return ack
+
+    def command(
+        self,
+        target: tuple[float, float, float],
+        *,
+        seq: int | None = None,
+        session: str | None = None,
+        sent_console_s: float | None = None,
+        jaw: float = 0.0,
+        clutch: bool = True,
+        estop: bool = False,
+    ) -> int:
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        self.link.send(
+            p.Command(
+                arm="psm1",
+                session=self.session if session is None else session,
+                seq=seq,
+                sent_console_s=self.link.clock() if sent_console_s is None else sent_console_s,
+                target=p.Pose(tuple(float(v) for v in target)),  # type: ignore[arg-type]
+                jaw=jaw,
+                clutch=clutch,
+                estop=estop,
+            )
+        )
+        return seq
+
+    def telemetry(self, timeout_s: float = 3.0) -> p.Telemetry:
+        """The newest telemetry (waits for one that arrived after this call)."""
+        start = self.link.telemetry_count
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.link.poll_telemetry()
+            self.link.poll_control()
+            if self.link.telemetry_count > start:
+                assert self.link.telemetry is not None
+                return self.link.telemetry
+            time.sleep(0.002)
+        raise TimeoutError("no telemetry")
+
+    def wait_for(self, predicate: Callable[[p.Telemetry], bool], timeout_s: float = 5.0) -> p.Telemetry:
+        deadline = time.monotonic() + timeout_s
+        tel = self.telemetry(timeout_s)
+        while not predicate(tel):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met; last telemetry state {tel.state} ({tel.reason})")
+            tel = self.telemetry(timeout_s)
+        return tel
+
+    def drive(
+        self,
+        target: tuple[float, float, float],
+        duration_s: float,
+        rate_hz: float = 200.0,
+        expect_telemetry: bool = True,
+        **kw: Any,
+    ) -> p.Telemetry | None:
+        """Send ``target`` at ``rate_hz`` for ``duration_s`` (pinging as a console does); then the
+        newest telemetry."""
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            self.link.ping()
+            self.link.poll_control()
+            self.link.poll_telemetry()
+            self.command(target, **kw)
+            time.sleep(1.0 / rate_hz)
+        return self.telemetry() if expect_telemetry else None
+
+
+@pytest.fixture
+def robot(tmp_path: Path) -> Iterator[Callable[..., RobotProcess]]:
+    started: list[RobotProcess] = []
+
+    def _start(**options: Any) -> RobotProcess:
+        r = RobotProcess(tmp_path, **options)
+        started.append(r)
+        return r
+
+    yield _start
+    for r in started:
+        r.kill()
+
+
+@pytest.fixture
+def client() -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
+
+    def _make(endpoints: Endpoints, name: str = "test", keys: ClientKeys | None = None) -> Client:
+        c = Client(endpoints, name, keys)
+        made.append(c)
+        return c
+
+    yield _make
+    for c in made:
+        c.close()
