@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,distributed]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## run the headless demo (scripted experts solve every task; PNGs in demo_out/)
-	$(VENV)/bin/telesurg demo $(ARGS)
+demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted surgeon console over loopback
+	$(VENV)/bin/telesurg launch launch/local.toml $(ARGS)
 
 test: $(STAMP) lint  ## lint, then the whole test suite
 	$(VENV)/bin/python -m pytest $(ARGS)
