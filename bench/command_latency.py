@@ -390,7 +390,7 @@ def drive(endpoints: Endpoints, rate_hz: float, seconds: float, on_hello: Any = 
             if clock() - next_send > period:
                 result.send_overruns += 1
                 next_send = clock()
-            sleep_until(next_send, clock)
+            link.wait_until(next_send)  # reads Pongs on arrival, as the console does
         result.duration_s = clock() - t0
 
         # The newest counters: telemetry of a period after the last command.
