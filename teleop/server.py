@@ -549,6 +549,12 @@ class RobotServer:
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
             return
+        if isinstance(req, p.EStop):  # honoured from anyone, hello or not
+            sup.estop(f"{req.reason} (from {client.name})", now)
+            self._session_owner = None
+            self._answer(ident, now, client, "estop", True, "")
+            self._flush_events()
+            return
         if not client.hello:
             self._answer(ident, now, client, kind, False, "say hello first")
             return
@@ -571,10 +577,6 @@ class RobotServer:
             if verdict.accepted:
                 self._session_owner = None
             self._answer(ident, now, client, "disengage", verdict.accepted, verdict.reason)
-        elif isinstance(req, p.EStop):
-            sup.estop(f"{req.reason} (from {client.name})", now)
-            self._session_owner = None
-            self._answer(ident, now, client, "estop", True, "")
         elif isinstance(req, p.Reset):
             verdict = sup.reset(now)
             self._answer(ident, now, client, "reset", verdict.accepted, verdict.reason)

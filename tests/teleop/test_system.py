@@ -155,8 +155,9 @@ def test_estop_latches_also_from_the_command_flag(robot, client):
     assert c.link.request(p.Reset(client="test")).ok
     c.wait_for(lambda t: t.state == "IDLE")
     assert c.engage().ok
-    # The e-stop request on the control channel latches too.
-    assert c.link.request(p.EStop(reason="test button")).ok
+    # The e-stop request on the control channel latches too, from anyone (no hello needed).
+    stranger = client(r.endpoints, "stranger")
+    assert stranger.link.request(p.EStop(reason="test button")).ok
     tel = c.wait_for(lambda t: t.state == "ESTOP")
     assert "test button" in tel.reason
 
