@@ -49,7 +49,8 @@ InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
 @dataclass(frozen=True)
 class ConsoleConfig:
     """The console. Rates in Hz, times in s. ``tasks``/``seed``/``episode_timeout_s`` are for the
-    scripted surgeon; ``trace`` is the CSV for ``input = "trace"``; ``record_trace`` saves the
+    scripted surgeon (a trace replay loads ``tasks[0]`` with ``seed`` first); ``trace`` is the CSV for
+    ``input = "trace"``; ``record_trace`` saves the
     hand motion (hand space, before mapping) as such a CSV; ``summary_json`` writes the summary."""
 
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -483,6 +484,13 @@ class Console:
         period = 1.0 / cfg.rate_hz
         auto_engage = isinstance(self.device, TraceReplay)
         if auto_engage:
+            # A trace is replayed open loop from the task's start: load the first task (simulation).
+            if cfg.tasks:
+                try:
+                    self.load_task(cfg.tasks[0], cfg.seed)
+                    self._wait_for_task(cfg.tasks[0], cfg.seed)
+                except ConsoleError as exc:
+                    print(f"console: replaying from the current pose: {exc}", file=sys.stderr)
             self.engage()
         start = deadline = self.link.clock()
         self._latencies, self._max_force = [], 0.0

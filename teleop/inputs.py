@@ -200,10 +200,12 @@ class Trace:
 
 
 class TraceReplay:
-    """Replays a ``Trace`` from the first ``read`` on; quits when it ends."""
+    """Replays a ``Trace`` from the first ``read`` on; holds the last sample for ``hold_end_s``
+    (the arm catches up) and then quits."""
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, hold_end_s: float = 0.5) -> None:
         self.trace = trace
+        self.hold_end_s = hold_end_s
         self._t0: float | None = None
 
     def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
@@ -213,7 +215,7 @@ class TraceReplay:
         tr = self.trace
         hand = np.array([np.interp(t, tr.t_s, tr.hand_m[:, i]) for i in range(3)])
         jaw = float(np.interp(t, tr.t_s, tr.jaw))
-        return HandInput(hand_m=hand, jaw=jaw, clutch=True, quit=t > tr.duration_s)
+        return HandInput(hand_m=hand, jaw=jaw, clutch=True, quit=t > tr.duration_s + self.hold_end_s)
 
     def close(self) -> None:
         pass
