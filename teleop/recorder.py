@@ -5,8 +5,8 @@ Each topic is an MCAP channel of one ``msgspec.Struct`` type. Messages are JSON 
 name), which Foxglove opens directly. The schema is msgspec's own, reshaped into the subset that
 Foxglove's JSON-schema parser accepts (see ``foxglove_schema``). msgspec writes non-finite floats as JSON
 ``null``. All times are integer nanoseconds: ``log_time_ns`` is when the server logged the message,
-``publish_time_ns`` when it was sent or received (both on the clock the caller chooses; the server
-uses its monotonic clock).
+``publish_time_ns`` when it was sent or received (both on the clock the caller chooses; the robot server
+uses the wall clock, and its records carry the robot's monotonic time as ``*_robot_s`` fields).
 
 Durability: messages are gathered into compressed chunks. A chunk is closed and handed to the OS when
 it reaches ``chunk_size_bytes`` and whenever a ``write`` (or ``maybe_flush``) finds more than
