@@ -127,9 +127,13 @@ def test_trace_replay_interpolates_from_its_first_read_and_quits_after_the_end()
     np.testing.assert_allclose(at_end.hand_m, trace.hand_m[-1])
     assert not at_end.quit
 
-    after = replay.read(t0 + 3.01, None, HandToTool())
+    # It holds the last sample (no extrapolation) for hold_end_s (0.5 s by default), then quits.
+    holding = replay.read(t0 + 3.4, None, HandToTool())
+    assert not holding.quit
+    np.testing.assert_allclose(holding.hand_m, trace.hand_m[-1])
+    after = replay.read(t0 + 3.51, None, HandToTool())
     assert after.quit
-    np.testing.assert_allclose(after.hand_m, trace.hand_m[-1])  # holds the last sample, no extrapolation
+    np.testing.assert_allclose(after.hand_m, trace.hand_m[-1])
 
 
 # ---------------------------------------------------------------------- scripted surgeon
