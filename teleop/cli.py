@@ -22,6 +22,7 @@ import importlib.util
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -325,6 +326,18 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def _cmd_safety(args: argparse.Namespace) -> int:
+    from teleop.harness import run_safety
+
+    out = Path(args.out or time.strftime("runs/safety/%Y%m%d-%H%M%S"))
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"{out} exists and is not empty; choose another --out")
+    try:
+        return run_safety(out, quick=args.quick, jobs=args.jobs, only=args.cells, negative=args.negative_control)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``telesurg train: error: …``), exit status 2; --help is unchanged."""
 
@@ -416,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_launch.add_argument("file", help="launch TOML")
     p_launch.add_argument("--dry-run", action="store_true", help="check the file and print the commands only")
     p_launch.set_defaults(func=_cmd_launch)
+
+    p_safety = sub.add_parser("safety", help="latency-injection safety harness: link conditions × faults, invariants")
+    p_safety.add_argument("--quick", action="store_true", help="the reduced matrix (a handful of cells; CI runs it)")
+    p_safety.add_argument("--out", help="report folder (default runs/safety/<time>)")
+    p_safety.add_argument("--jobs", type=int, help="cells in parallel (default: one per two cores, one core spare)")
+    p_safety.add_argument("--cells", nargs="+", metavar="REGEX", help="only cells whose name matches")
+    p_safety.add_argument(
+        "--negative-control",
+        nargs="+",
+        choices=["watchdog", "speed"],
+        help="TEST ONLY: disable the supervisor's watchdog or speed limit to prove the checks fail",
+    )
+    p_safety.set_defaults(func=_cmd_safety)
     return parser
 
 

@@ -42,13 +42,25 @@ def exchange(t1: float, t2: float, t3: float, t4: float) -> SyncSample:
 class ClockEstimator:
     """Offset and round trip from the best of the last ``window`` exchanges."""
 
-    def __init__(self, window: int = 16) -> None:
+    def __init__(self, window: int = 16, jump_margin_s: float = 0.002) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.samples: deque[SyncSample] = deque(maxlen=window)
+        self.jump_margin_s = jump_margin_s
+        #: How many clock jumps were detected (each restarted the estimate).
+        self.jumps = 0
 
     def add(self, t1: float, t2: float, t3: float, t4: float) -> SyncSample:
+        """Add one exchange. A sample whose offset disagrees with the current best by more than
+        both their uncertainties (plus ``jump_margin_s``) means a clock jumped (or the other side
+        restarted): the window is emptied and the estimate restarts from the new sample, so a
+        stale pre-jump sample with a short round trip cannot keep the estimate wrong."""
         sample = exchange(t1, t2, t3, t4)
+        if self.samples:
+            best = self.best()
+            if abs(sample.offset_s - best.offset_s) > (sample.rtt_s + best.rtt_s) / 2 + self.jump_margin_s:
+                self.samples.clear()
+                self.jumps += 1
         self.samples.append(sample)
         return sample
 

@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +41,9 @@ from teleop.inputs import (
     Trace,
     TraceReplay,
 )
+from teleop.linkspec import LinkSpec
 from teleop.mapping import HandToTool, MappingConfig
+from teleop.netem import DelayLine, LinkModel
 from teleop.timing import SPIN_S, sleep_until
 
 InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
@@ -73,6 +76,22 @@ class ConsoleConfig:
     hud_every_s: float = 0.1
     summary_json: str | None = None
     record_trace: str | None = None
+    #: Re-send an unanswered request this often (s); requests are idempotent.
+    request_retry_s: float = 0.5
+    #: When another console holds the arm (perhaps a dead one, until its session times out), keep
+    #: asking to engage for this long (s).
+    engage_wait_s: float = 5.0
+    #: Emulated network (``teleop.linkspec`` format) on every channel and direction, and per-channel
+    #: overrides: keys ``cmd``, ``telemetry``, ``control`` (both ways), ``control_up``, ``control_down``.
+    link: str = ""
+    links: dict[str, str] = field(default_factory=dict)
+    #: Scripted runs: load each task first (false: continue with whatever the robot has).
+    load_task: bool = True
+    #: Fault injection for the safety harness: the console's clock jumps by ``clock_jump_s`` this
+    #: long after the first engage; the surgeon presses e-stop ``estop_at_s`` after it.
+    clock_jump_s: float = 0.0
+    clock_jump_at_s: float = 0.0
+    estop_at_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.rate_hz <= 2000.0:
@@ -81,6 +100,24 @@ class ConsoleConfig:
             raise ValueError("input 'trace' needs a trace file (trace = 'file.csv' or --trace)")
         if self.input not in ("scripted", "keyboard", "gamepad", "spacemouse", "trace"):
             raise ValueError(f"unknown input {self.input!r}")
+        unknown = sorted(set(self.links) - {"cmd", "telemetry", "control", "control_up", "control_down"})
+        if unknown:
+            raise ValueError(
+                f"links: unknown channel(s) {unknown}; use cmd, telemetry, control, control_up, control_down"
+            )
+        self.link_specs()  # validates every spec
+
+    def link_specs(self) -> dict[str, LinkSpec]:
+        """The emulated link of each channel and direction ({} for a real network)."""
+        out: dict[str, LinkSpec] = {}
+        if self.link.strip():
+            base = LinkSpec.parse(self.link)
+            out = dict.fromkeys(RobotLink.CHANNELS, base)
+        for key, text in self.links.items():
+            spec = LinkSpec.parse(text)
+            for channel in ("control_up", "control_down") if key == "control" else (key,):
+                out[channel] = spec
+        return out
 
 
 class ConsoleError(RuntimeError):
@@ -88,67 +125,142 @@ class ConsoleError(RuntimeError):
 
 
 class RobotLink:
-    """The console's side of the three channels: requests with timeouts, clock pings, commands and
-    the newest telemetry."""
+    """The console's side of the three channels: requests with timeouts and retries, clock pings,
+    commands and the newest telemetry — optionally through the link emulator.
 
-    def __init__(self, config: ConsoleConfig) -> None:
+    With ``links`` (one ``LinkSpec`` per channel and direction, see ``teleop.linkspec``) every
+    message the console sends is held in a delay line until the emulated network delivers it, and
+    every message the robot sends is held after arrival until then; message-level links may drop,
+    reorder and duplicate, TCP-faithful links only delay (in order). The robot side is untouched,
+    so this is the same as putting the network between the two processes. Timestamps in messages
+    use ``clock`` (the console's clock, which a harness may make jump); scheduling and the emulated
+    network use the true monotonic clock.
+    """
+
+    CHANNELS = ("cmd", "control_up", "telemetry", "control_down")
+
+    def __init__(self, config: ConsoleConfig, links: dict[str, LinkSpec] | None = None) -> None:
         self.config = config
         self.sockets = ClientSockets(config.endpoints, config.keys)
-        self.clock = time.monotonic
+        self.clock = time.monotonic  # the console's clock (message timestamps)
+        self.true_clock = time.monotonic  # scheduling and the emulated network
         self.estimator = ClockEstimator()
         self.telemetry: p.Telemetry | None = None
-        self.telemetry_at_s = -math.inf
+        self.telemetry_at_s = -math.inf  # true clock
         self.telemetry_count = 0
         self.bad_telemetry = 0
         self._prev_exchange: tuple[float, float] | None = None
         self._ping_pending: float | None = None
         self._last_ping = -math.inf
-        self._responses: list[Any] = []
+        self._responses: deque[Any] = deque(maxlen=64)
+        self._tel_ready: deque[bytes] = deque(maxlen=1000)
+        self._ctl_ready: deque[bytes] = deque(maxlen=1000)
+        self.lines: dict[str, DelayLine] = {}
+        if links:
+            now = self.true_clock()
+            for stream, name in enumerate(self.CHANNELS, start=1):
+                spec = links.get(name)
+                if spec is not None:
+                    self.lines[name] = DelayLine(LinkModel(spec, now, stream=stream))
 
     def close(self) -> None:
         self.sockets.close()
 
+    def restart_links(self) -> None:
+        """Re-anchor the emulated links' schedules (outage times count from now)."""
+        now = self.true_clock()
+        for line in self.lines.values():
+            line.model.restart(now)
+
+    # -------------------------------------------------------------- the emulated network
+    def _out(self, channel: str, data: bytes) -> None:
+        line = self.lines.get(channel)
+        if line is not None:
+            line.put(self.true_clock(), data)
+            self._release()
+        else:
+            self._send_now(channel, data)
+
+    def _send_now(self, channel: str, data: bytes) -> None:
+        sock = self.sockets.cmd if channel == "cmd" else self.sockets.control
+        with contextlib.suppress(zmq.Again):  # no robot connected: lost, as on a dead link
+            sock.send(data, zmq.NOBLOCK)
+
+    def _release(self) -> None:
+        """Hand every due outbound message to its socket; move arrived inbound ones along."""
+        now = self.true_clock()
+        for channel in ("cmd", "control_up"):
+            line = self.lines.get(channel)
+            if line is not None:
+                for data in line.pop_due(now):
+                    self._send_now(channel, data)
+        for sock, channel, ready in (
+            (self.sockets.telemetry, "telemetry", self._tel_ready),
+            (self.sockets.control, "control_down", self._ctl_ready),
+        ):
+            line = self.lines.get(channel)
+            while True:
+                try:
+                    data = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if line is None:
+                    ready.append(data)
+                else:
+                    line.put(now, data)
+            if line is not None:
+                ready.extend(line.pop_due(now))
+
+    def _next_due(self) -> float | None:
+        due = [d for line in self.lines.values() if (d := line.next_due()) is not None]
+        return min(due) if due else None
+
+    def _wait_io(self, timeout_s: float) -> None:
+        """Block up to ``timeout_s`` for an arrival or the next emulated delivery."""
+        due = self._next_due()
+        if due is not None:
+            timeout_s = min(timeout_s, max(0.0, due - self.true_clock()))
+        if timeout_s <= 0:
+            return
+        if timeout_s >= 0.001:
+            zmq.select([self.sockets.telemetry, self.sockets.control], [], [], timeout_s)
+        else:
+            time.sleep(min(timeout_s, 0.0001))
+
     # -------------------------------------------------------------- control channel
     def request(self, msg: p.Message, timeout_s: float | None = None) -> Any:
-        """Send a request and wait for its response (Pongs arriving meanwhile are processed)."""
+        """Send a request and wait for its answer, re-sending it every ``request_retry_s`` (a lossy
+        link may drop it; the requests are idempotent). Pongs arriving meanwhile are processed."""
         timeout = self.config.request_timeout_s if timeout_s is None else timeout_s
-        deadline = self.clock() + timeout
-        self._send_control(msg, deadline)
+        start = self.true_clock()
+        deadline = start + timeout
+        expected = _expected_answer(msg)
+        data = p.encode(msg)
+        self._responses.clear()
+        next_send = start
         while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
+            now = self.true_clock()
+            if now >= next_send:
+                self._out("control_up", data)
+                next_send = now + self.config.request_retry_s
+            self.poll_control()
+            while self._responses:
+                resp = self._responses.popleft()
+                if _answers(resp, expected):
+                    return resp
+            if now >= deadline:
                 raise ConsoleError(
                     f"no answer to {type(msg).__name__} from the robot at {self.config.endpoints.host} "
                     f"within {timeout:.1f} s (is `telesurg robot` running, with matching ports and keys?)"
                 )
-            if self.sockets.control.poll(max(1, int(remaining * 1000))):
-                resp = self._read_control()
-                if resp is not None and not isinstance(resp, p.Pong):
-                    return resp
+            self._wait_io(min(deadline, next_send) - now)
 
-    def _send_control(self, msg: p.Message, deadline: float) -> None:
-        """Queue a request; a DEALER with no connected robot would block, so wait at most until
-        ``deadline`` for the connection."""
-        data = p.encode(msg)
-        while True:
-            try:
-                self.sockets.control.send(data, zmq.NOBLOCK)
-                return
-            except zmq.Again:
-                if self.clock() >= deadline:
-                    raise ConsoleError(
-                        f"no answer to {type(msg).__name__}: no connection to the robot at "
-                        f"{self.config.endpoints.host} (is `telesurg robot` running, with matching ports and keys?)"
-                    ) from None
-                time.sleep(0.01)
-
-    def _read_control(self) -> Any:
-        data = self.sockets.control.recv()
+    def _handle_control(self, data: bytes) -> None:
         try:
             resp = p.decode(data, p.Response)
         except p.ProtocolError as exc:
             print(f"console: ignored a bad response from the robot: {exc}", file=sys.stderr)
-            return None
+            return
         if isinstance(resp, p.Pong):
             t4 = self.clock()
             if self._ping_pending is not None and resp.t1_console_s == self._ping_pending:
@@ -158,87 +270,106 @@ class RobotLink:
                 except ValueError:
                     pass
                 self._ping_pending = None
-        return resp
-
-    def wait_until(self, deadline_s: float) -> None:
-        """Sleep to ``deadline_s`` (console clock), reading responses as they arrive: a Pong is
-        time-stamped on arrival, not at the next tick, which keeps the clock sync unbiased."""
-        sock = self.sockets.control
-        while True:
-            remaining = deadline_s - self.clock() - SPIN_S
-            if remaining <= 0:
-                break
-            if sock.poll(int(remaining * 1000)) if remaining >= 0.001 else sock.poll(0):
-                self._read_control()
-            elif remaining < 0.001:
-                time.sleep(min(remaining, 0.0001))
-        sleep_until(deadline_s, self.clock)
+            return
+        self._responses.append(resp)
 
     def poll_control(self) -> None:
-        """Process responses that arrived (Pongs) without blocking."""
-        while self.sockets.control.poll(0):
-            self._read_control()
+        """Process responses that were delivered (Pongs at once; others kept for ``request``)."""
+        self._release()
+        while self._ctl_ready:
+            self._handle_control(self._ctl_ready.popleft())
+
+    def wait_until(self, deadline_s: float) -> None:
+        """Sleep to ``deadline_s`` (true clock), serving the link meanwhile: a Pong is time-stamped
+        on delivery, not at the next tick (an unbiased clock sync), and emulated messages leave on
+        time."""
+        while True:
+            self.poll_control()
+            remaining = deadline_s - self.true_clock() - SPIN_S
+            if remaining <= 0:
+                break
+            self._wait_io(remaining)
+        sleep_until(deadline_s, self.true_clock)
+        self._release()
 
     def ping(self, force: bool = False) -> None:
-        now = self.clock()
+        now = self.true_clock()
         if not force and (now - self._last_ping < self.config.ping_every_s):
             return
         if self._ping_pending is not None and now - self._last_ping < 1.0 and not force:
             return
+        t1 = self.clock()
         prev = self._prev_exchange
         msg = p.Ping(
-            t1_console_s=now,
+            t1_console_s=t1,
             prev_t1_console_s=prev[0] if prev else None,
             prev_t4_console_s=prev[1] if prev else None,
         )
         self._last_ping = now
-        try:
-            self.sockets.control.send(p.encode(msg), zmq.NOBLOCK)
-        except zmq.Again:
-            return  # not connected (robot down): the link watchdog notices
-        self._ping_pending = now
+        self._ping_pending = t1
+        self._out("control_up", p.encode(msg))
 
     def sync(self, exchanges: int = 5) -> None:
         """Complete ``exchanges`` ping exchanges (the robot keeps its own estimate from them)."""
-        deadline = self.clock() + self.config.request_timeout_s
+        deadline = self.true_clock() + self.config.request_timeout_s
         done = 0
         while done < exchanges:
-            if self.clock() > deadline:
+            if self.true_clock() > deadline:
                 raise ConsoleError("clock sync: the robot does not answer pings")
             self.ping(force=True)
             sent = self._ping_pending
-            while self._ping_pending == sent and self.clock() < deadline:
-                if self.sockets.control.poll(50):
-                    self._read_control()
-            done += 1
+            resend = self.true_clock() + self.config.request_retry_s
+            while self._ping_pending == sent and self.true_clock() < min(deadline, resend):
+                self.poll_control()
+                self._wait_io(0.005)
+            if self._ping_pending != sent:
+                done += 1
         self.ping(force=True)  # carries the last exchange to the robot
 
     # -------------------------------------------------------------- telemetry and commands
     def poll_telemetry(self) -> p.Telemetry | None:
-        """Drain the telemetry socket; keep the newest valid message."""
-        sock = self.sockets.telemetry
-        while True:
-            try:
-                data = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        """Take the delivered telemetry; keep the newest valid message."""
+        self._release()
+        while self._tel_ready:
+            data = self._tel_ready.popleft()
             try:
                 msg = p.decode(data, p.Telemetry)
             except p.ProtocolError:
                 self.bad_telemetry += 1
                 continue
+            if self.telemetry is not None and msg.seq <= self.telemetry.seq and msg.robot_s <= self.telemetry.robot_s:
+                continue  # an older one delivered late (reordered or duplicated on the link)
             self.telemetry = msg
-            self.telemetry_at_s = self.clock()
+            self.telemetry_at_s = self.true_clock()
             self.telemetry_count += 1
         return self.telemetry
 
     def send(self, cmd: p.Command) -> None:
-        with contextlib.suppress(zmq.Again):
-            self.sockets.cmd.send(p.encode(cmd), zmq.NOBLOCK)
+        self._out("cmd", p.encode(cmd))
+
+    def send_request(self, msg: p.Message) -> None:
+        """Send a request without waiting for the answer (e.g. a repeated e-stop)."""
+        self._out("control_up", p.encode(msg))
 
     @property
     def link_ok(self) -> bool:
-        return self.clock() - self.telemetry_at_s <= self.config.link_timeout_s
+        return self.true_clock() - self.telemetry_at_s <= self.config.link_timeout_s
+
+
+def _expected_answer(msg: p.Message) -> str:
+    if isinstance(msg, p.Hello):
+        return "hello"
+    if isinstance(msg, p.Offer):
+        return "offer"
+    return type(msg).__struct_config__.tag  # type: ignore[attr-defined]
+
+
+def _answers(resp: Any, expected: str) -> bool:
+    if isinstance(resp, p.Welcome):
+        return expected == "hello"
+    if isinstance(resp, p.Answer):
+        return expected == "offer"
+    return isinstance(resp, p.Ack) and resp.request in (expected, "?")
 
 
 @dataclass
@@ -273,7 +404,7 @@ class Console:
 
     def __init__(self, config: ConsoleConfig, device: InputDevice | None = None) -> None:
         self.config = config
-        self.link = RobotLink(config)
+        self.link = RobotLink(config, config.link_specs())
         self.mapping = HandToTool(config.mapping)
         self.device = device or make_device(config)
         self.session = ""
@@ -285,6 +416,13 @@ class Console:
         self._latencies: list[float] = []
         self._last_echo = 0
         self._max_force = 0.0
+        self.estop_pressed = False
+        self._estop_acked = False
+        self._estop_sent = -math.inf
+        self._jump_at: float | None = None
+        self._jump_first_seq: int | None = None
+        self._jump_session = ""
+        self.rehandshakes = 0
 
     # -------------------------------------------------------------- requests
     def hello(self) -> p.Welcome:
@@ -303,11 +441,22 @@ class Console:
         return resp
 
     def engage(self) -> str:
-        ack = self._ack(p.Engage(arm=self.config.arm, client=self.config.client))
-        if not ack.ok:
-            raise ConsoleError(f"engage refused: {ack.reason}")
+        """Engage; while another console holds the arm (perhaps a dead one whose session has not
+        timed out yet), keep asking for ``engage_wait_s``."""
+        give_up = self.link.true_clock() + self.config.engage_wait_s
+        while True:
+            ack = self._ack(p.Engage(arm=self.config.arm, client=self.config.client))
+            if ack.ok:
+                break
+            if "engaged by" not in ack.reason or self.link.true_clock() > give_up:
+                raise ConsoleError(f"engage refused: {ack.reason}")
+            self.link.wait_until(self.link.true_clock() + 0.25)
         self.session, self.seq = ack.session, 0
         self.mapping.release()
+        if self._jump_at is None and self.config.clock_jump_s:
+            self._jump_at = self.link.true_clock() + self.config.clock_jump_at_s
+            jump, at, true = self.config.clock_jump_s, self._jump_at, self.link.true_clock
+            self.link.clock = lambda: true() + (jump if true() >= at else 0.0)
         return ack.session
 
     def disengage(self) -> None:
@@ -325,8 +474,25 @@ class Console:
             raise ConsoleError(f"load task {task} refused: {ack.reason}")
 
     # -------------------------------------------------------------- one command period
+    def press_estop(self) -> None:
+        """E-stop: every command from now on carries the flag, and the request is repeated until the
+        robot acknowledges it (a lossy or broken link must not swallow it)."""
+        self.estop_pressed = True
+
+    def _serve_estop(self, now: float) -> None:
+        if not self.estop_pressed or self._estop_acked:
+            return
+        for resp in list(self.link._responses):
+            if isinstance(resp, p.Ack) and resp.request == "estop" and resp.ok:
+                self._estop_acked = True
+                return
+        if now - self._estop_sent >= 0.2:
+            self._estop_sent = now
+            self.link.send_request(p.EStop(reason=f"e-stop pressed on {self.config.client}"))
+
     def tick(self, now: float) -> HandInput:
-        """Read telemetry and the device, send one command when engaged, update the HUD."""
+        """Read telemetry and the device, send one command when engaged, update the HUD. ``now``
+        is the true (scheduling) clock; message timestamps use the console's clock."""
         link = self.link
         link.poll_control()
         link.ping()
@@ -336,6 +502,9 @@ class Console:
                 self.mapping.set_camera(tel.camera.pose.quat_xyzw)
             self._observe(tel)
         hand = self.device.read(now, tel, self.mapping)
+        if hand.estop:
+            self.press_estop()
+        self._serve_estop(now)
         if self.config.record_trace:
             self._trace_rows.append((now, *hand.hand_m.tolist(), hand.jaw))
         if self.session and tel is not None:
@@ -343,17 +512,19 @@ class Console:
             clutch = hand.clutch and link.link_ok
             target = self.mapping.update(hand.hand_m, clutch, shown_tool)
             self.seq += 1
+            if self._jump_at is not None and self._jump_first_seq is None and now >= self._jump_at:
+                self._jump_first_seq, self._jump_session = self.seq, self.session
             pos = target if target is not None else shown_tool
             self.link.send(
                 p.Command(
                     arm=self.config.arm,
                     session=self.session,
                     seq=self.seq,
-                    sent_console_s=now,
+                    sent_console_s=link.clock(),
                     target=p.Pose((float(pos[0]), float(pos[1]), float(pos[2]))),
                     jaw=float(min(max(hand.jaw, 0.0), 1.0)),
-                    clutch=target is not None,
-                    estop=hand.estop,
+                    clutch=target is not None and not self.estop_pressed,
+                    estop=self.estop_pressed,
                 )
             )
         self._hud(now, tel)
@@ -402,17 +573,21 @@ class Console:
         cfg = self.config
         for i, task in enumerate(cfg.tasks):
             seed = cfg.seed + i
-            self.load_task(task, seed)
-            self._wait_for_task(task, seed)
+            if cfg.load_task:
+                self.load_task(task, seed)
+                self._wait_for_task(task, seed)
             self.device.start_task(task)
             self.link.sync(2)
             self.engage()
+            self.link.restart_links()  # emulated outages count from the episode's start
             result = self._episode(task, seed)
             self.results.append(result)
             try:
                 self.disengage()
             except ConsoleError as exc:
                 result.reason += f"; disengage failed: {exc}"
+            if self.estop_pressed:
+                break
             print(
                 f"console: {task} seed {seed}: {'success' if result.success else 'FAILED'} in {result.time_s:.2f} s, "
                 f"max force {result.max_force_N:.2f} N ({result.reason})",
@@ -422,8 +597,8 @@ class Console:
         return 0 if all(r.success for r in self.results) else 1
 
     def _wait_for_task(self, task: str, seed: int) -> None:
-        deadline = self.link.clock() + self.config.request_timeout_s
-        while self.link.clock() < deadline:
+        deadline = self.link.true_clock() + self.config.request_timeout_s
+        while self.link.true_clock() < deadline:
             tel = self.link.poll_telemetry()
             task_state = tel.task if tel is not None else None
             if (
@@ -432,29 +607,47 @@ class Console:
                 and task_state.episode_s < 1
             ):
                 return
-            self.link.sockets.telemetry.poll(20)
+            self.link.wait_until(self.link.true_clock() + 0.02)
         raise ConsoleError(f"no telemetry of task {task} (seed {seed}) after loading it")
 
     def _episode(self, task: str, seed: int) -> EpisodeResult:
+        """Run the scripted surgeon until the task succeeds, the e-stop latches or the time is up.
+        When telemetry stops, the console stops commanding motion; when it returns and the session
+        is gone (the robot restarted, or the session timed out), it handshakes again and goes on."""
         cfg = self.config
+        link = self.link
         period = 1.0 / cfg.rate_hz
         self._latencies, self._last_echo, self._max_force = [], 0, 0.0
-        start = self.link.clock()
+        start = link.true_clock()
         deadline = start
         sent_before = self.seq
         success_since: float | None = None
         reason = "timeout"
         success = False
+        lost = False
         while True:
-            now = self.link.clock()
+            now = link.true_clock()
+            if cfg.estop_at_s is not None and now - start >= cfg.estop_at_s and not self.estop_pressed:
+                print("console: e-stop pressed", flush=True)
+                self.press_estop()
             self.tick(now)
-            tel = self.link.telemetry
+            tel = link.telemetry
             if now - start > cfg.episode_timeout_s:
                 break
-            if not self.link.link_ok and now - start > cfg.link_timeout_s:
-                reason = "lost telemetry"
-                break
-            if tel is not None and tel.state == "ESTOP":
+            if not link.link_ok:
+                if not lost:
+                    print("console: no telemetry: stopped commanding motion", flush=True)
+                lost = True
+            elif lost:
+                lost = False
+                if tel is not None and tel.state == "IDLE" and not self.estop_pressed:
+                    print("console: telemetry is back but the session is gone: handshaking again", flush=True)
+                    try:
+                        self._rehandshake()
+                    except ConsoleError as exc:
+                        reason = f"re-handshake failed: {exc}"
+                        break
+            if tel is not None and tel.state == "ESTOP" and link.link_ok:
                 reason = f"e-stop: {tel.reason}"
                 break
             if tel is not None and tel.task is not None and tel.task.success and tel.task.name == task:
@@ -465,19 +658,28 @@ class Console:
             else:
                 success_since = None
             deadline += period
-            if self.link.clock() > deadline + period:
-                deadline = self.link.clock()
-            self.link.wait_until(deadline)
+            if link.true_clock() > deadline + period:
+                deadline = link.true_clock()
+            link.wait_until(deadline)
         return EpisodeResult(
             task=task,
             seed=seed,
             success=success,
-            time_s=(success_since if success_since is not None else self.link.clock()) - start,
+            time_s=(success_since if success_since is not None else link.true_clock()) - start,
             max_force_N=self._max_force,
             latencies_s=list(self._latencies),
             commands_sent=self.seq - sent_before,
             reason=reason,
         )
+
+    def _rehandshake(self) -> None:
+        self.session = ""
+        self.rehandshakes += 1
+        self.link.estimator.reset()
+        self.link._prev_exchange = None
+        self.hello()
+        self.link.sync(2)
+        self.engage()
 
     def _run_interactive(self) -> int:
         cfg = self.config
@@ -492,11 +694,11 @@ class Console:
                 except ConsoleError as exc:
                     print(f"console: replaying from the current pose: {exc}", file=sys.stderr)
             self.engage()
-        start = deadline = self.link.clock()
+        start = deadline = self.link.true_clock()
         self._latencies, self._max_force = [], 0.0
         try:
             while True:
-                now = self.link.clock()
+                now = self.link.true_clock()
                 hand = self.tick(now)
                 if hand.quit:
                     break
@@ -513,8 +715,8 @@ class Console:
                         except ConsoleError as exc:
                             print(f"\nconsole: {exc}", file=sys.stderr)
                 deadline += period
-                if self.link.clock() > deadline + period:
-                    deadline = self.link.clock()
+                if self.link.true_clock() > deadline + period:
+                    deadline = self.link.true_clock()
                 self.link.wait_until(deadline)
         except KeyboardInterrupt:
             pass
@@ -528,7 +730,7 @@ class Console:
                 task=tel.task.name if tel and tel.task else "",
                 seed=tel.task.seed if tel and tel.task else 0,
                 success=bool(tel and tel.task and tel.task.success),
-                time_s=self.link.clock() - start,
+                time_s=self.link.true_clock() - start,
                 max_force_N=self._max_force,
                 latencies_s=list(self._latencies),
                 commands_sent=self.seq,
@@ -556,6 +758,15 @@ class Console:
             "latency_p99_ms": float(np.percentile(lat, 99) * 1e3),
             "latency_samples": len(all_lat),
             "recording": self.welcome.recording if self.welcome else "",
+            "rehandshakes": self.rehandshakes,
+            "estop_pressed": self.estop_pressed,
+            "clock_jump": {
+                "jump_s": self.config.clock_jump_s,
+                "session": self._jump_session,
+                "first_seq": self._jump_first_seq,
+            }
+            if self._jump_first_seq is not None
+            else None,
         }
 
     def print_summary(self) -> None:

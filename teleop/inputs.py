@@ -58,13 +58,16 @@ class SurgeonConfig:
     """The scripted surgeon. ``tremor_rms_m``: physiological tremor in hand space (m RMS per axis),
     band ``tremor_band_hz``; ``noise_rms_m``: white noise on the hand; ``max_tool_speed_m_s``: how
     fast the surgeon moves the tool (kept under the robot's limit); ``think_period_s``: how often
-    the surgeon re-decides (the expert's step, as in the environment)."""
+    the surgeon re-decides (the expert's step, as in the environment); ``lag_caution``: the approach
+    time grows by this many seconds per second of round trip (a surgeon slows down under lag)."""
 
     tremor_rms_m: float = 1e-4
     tremor_band_hz: tuple[float, float] = (8.0, 12.0)
     noise_rms_m: float = 2e-5
     max_tool_speed_m_s: float = 0.08
     think_period_s: float = 0.04
+    #: How much the surgeon slows down per second of round trip it perceives (see ``read``).
+    lag_caution: float = 1.5
     seed: int = 0
 
 
@@ -135,7 +138,10 @@ class ScriptedSurgeon:
                 # Head for the goal as seen on the screen, at most at the surgeon's speed.
                 assert self.expert is not None
                 speed = cfg.max_tool_speed_m_s * self.expert.speed_fraction
-                v = (self.goal_m - shown) / cfg.think_period_s
+                # A surgeon who sees the lag slows down: the approach time grows with the round trip
+                # (move-and-wait), which keeps the loop through the delay from overshooting.
+                tau = cfg.think_period_s + cfg.lag_caution * max(telemetry.clock_rtt_s, 0.0)
+                v = (self.goal_m - shown) / tau
                 n = float(np.linalg.norm(v))
                 if n > speed:
                     v *= speed / n

@@ -9,7 +9,9 @@ Topics:
 - ``/robot/events`` (``EventRecord``): every supervisor transition, with its reason;
 - ``/robot/control`` (``ControlRecord``): every control request and the answer;
 - ``/robot/rejected`` (``RejectedRecord``): every message rejected before the supervisor (bad bytes,
-  version, NaN, ranges, sizes).
+  version, NaN, ranges, sizes);
+- ``/robot/config`` (``ConfigRecord``): the limits in force, at start and whenever a task is loaded
+  (what the safety harness judges the other topics against).
 
 Times named ``*_robot_s`` are the robot's monotonic clock (s); MCAP log times are the host's wall
 clock (ns).
@@ -27,6 +29,7 @@ TOPIC_APPLIED = "/robot/applied"
 TOPIC_EVENTS = "/robot/events"
 TOPIC_CONTROL = "/robot/control"
 TOPIC_REJECTED = "/robot/rejected"
+TOPIC_CONFIG = "/robot/config"
 
 
 class StateRecord(msgspec.Struct):
@@ -66,6 +69,7 @@ class CommandRecord(msgspec.Struct):
     reason: str
     age_s: float
     clock_offset_s: float
+    clock_uncertainty_s: float = 0.0
 
 
 class EventRecord(msgspec.Struct):
@@ -78,13 +82,14 @@ class EventRecord(msgspec.Struct):
 
 
 class ControlRecord(msgspec.Struct):
-    """A control request (its type and client) and the answer."""
+    """A control request (its type and client) and the answer (``session``: granted by an engage)."""
 
     received_robot_s: float
     client: str
     request: str
     ok: bool
     reason: str
+    session: str = ""
 
 
 class RejectedRecord(msgspec.Struct):
@@ -95,3 +100,25 @@ class RejectedRecord(msgspec.Struct):
     reason: str
     detail: str
     size_bytes: int
+
+
+class ConfigRecord(msgspec.Struct):
+    """The limits in force (SI units; positions in the base frame): control period, watchdog,
+    command ages, speed and jaw-rate limits, hard force limit, workspace box, forbidden boxes
+    (low, high corners), the loaded task, and whether a harness negative control is active."""
+
+    robot_s: float
+    arm: str
+    task: str
+    seed: int
+    control_period_s: float
+    watchdog_s: float
+    age_slowdown_s: float
+    max_age_s: float
+    max_tip_speed_m_s: float
+    max_jaw_rate_per_s: float
+    hard_force_N: float
+    workspace_low_m: Vec3
+    workspace_high_m: Vec3
+    forbidden_m: list[tuple[Vec3, Vec3]]
+    negative_controls: list[str]

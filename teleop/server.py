@@ -44,11 +44,13 @@ from teleop.clock import ClockEstimator
 from teleop.records import (
     TOPIC_APPLIED,
     TOPIC_COMMANDS,
+    TOPIC_CONFIG,
     TOPIC_CONTROL,
     TOPIC_EVENTS,
     TOPIC_REJECTED,
     TOPIC_STATE,
     CommandRecord,
+    ConfigRecord,
     ControlRecord,
     EventRecord,
     RejectedRecord,
@@ -224,7 +226,38 @@ class RobotServer:
             TOPIC_EVENTS: r.channel(TOPIC_EVENTS, EventRecord),
             TOPIC_CONTROL: r.channel(TOPIC_CONTROL, ControlRecord),
             TOPIC_REJECTED: r.channel(TOPIC_REJECTED, RejectedRecord),
+            TOPIC_CONFIG: r.channel(TOPIC_CONFIG, ConfigRecord),
         }
+        self._record_config(self.clock())
+
+    def _record_config(self, now: float) -> None:
+        sup = self.supervisor
+        if self.recorder is None or sup is None:
+            return
+        cfg = sup.config
+        negative = [n for n in ("test_disable_watchdog", "test_disable_speed_limit") if getattr(cfg, n)]
+        self._record(
+            TOPIC_CONFIG,
+            ConfigRecord(
+                robot_s=now,
+                arm=self.arm_id,
+                task=self.robot.task_name,
+                seed=self.robot.seed,
+                control_period_s=self.config.period_s,
+                watchdog_s=cfg.watchdog_s,
+                age_slowdown_s=cfg.age_slowdown_s,
+                max_age_s=cfg.max_age_s,
+                max_tip_speed_m_s=cfg.max_tip_speed_m_s,
+                max_jaw_rate_per_s=cfg.max_jaw_rate_per_s,
+                hard_force_N=cfg.limits.hard_N,
+                workspace_low_m=_vec(cfg.workspace_low_m),
+                workspace_high_m=_vec(cfg.workspace_high_m),
+                forbidden_m=[(_vec(b.low_m), _vec(b.high_m)) for b in cfg.forbidden],
+                negative_controls=negative,
+            ),
+        )
+        if negative:
+            log.warning("NEGATIVE CONTROL ACTIVE (harness test only): %s", ", ".join(negative))
 
     def _record(self, topic: str, message: Any) -> None:
         if self.recorder is not None:
@@ -423,6 +456,7 @@ class RobotServer:
                 reason=verdict.reason,
                 age_s=now - (cmd.sent_console_s + clock.offset_s),
                 clock_offset_s=clock.offset_s,
+                clock_uncertainty_s=clock.uncertainty_s,
             )
             self._record(TOPIC_COMMANDS, rec)
             if verdict.accepted:
@@ -567,6 +601,10 @@ class RobotServer:
             if not client.clock.ready:
                 self._answer(ident, now, client, "engage", False, "no clock sync yet: complete a ping exchange first")
                 return
+            if sup.session and ident == self._session_owner:
+                # A repeated engage (its answer was lost on the way): the same session, not a refusal.
+                self._answer(ident, now, client, "engage", True, "already engaged", sup.session)
+                return
             verdict = sup.engage(req.client, now)
             if verdict.accepted:
                 self._session_owner = ident
@@ -601,13 +639,14 @@ class RobotServer:
             self._answer(ident, now, client, "load_task", False, str(exc))
             return
         sup.rebase()
+        self._record_config(now)
         self._answer(ident, now, client, "load_task", True, f"loaded {req.task} with seed {req.seed}")
 
     def _answer(self, ident: bytes, now: float, client: _Client, request: str, ok: bool, reason: str, session=""):
         if not ok:
             self.counters[f"control.refused.{request}"] += 1
         self._reply(ident, p.Ack(request=request, ok=ok, reason=reason[:500], session=session))
-        self._record(TOPIC_CONTROL, ControlRecord(now, client.name, request, ok, reason))
+        self._record(TOPIC_CONTROL, ControlRecord(now, client.name, request, ok, reason, session))
 
     def _status(self, now: float) -> None:
         s = self.stats

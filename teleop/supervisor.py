@@ -94,6 +94,9 @@ class SupervisorConfig:
     limits: ForceLimits = field(default_factory=ForceLimits)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     max_events: int = 1000
+    #: Negative controls for the safety harness ONLY (prove its checks can fail): never set these on an arm.
+    test_disable_watchdog: bool = False
+    test_disable_speed_limit: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.age_slowdown_s < self.max_age_s:
@@ -288,7 +291,7 @@ class Supervisor:
         tip = np.asarray(tip_m, dtype=float)
         if self._setpoint is None:
             self._setpoint, self._jaw = tip.copy(), float(jaw)
-        if self.state == State.ENGAGED and now_s - self.last_valid_s > cfg.watchdog_s:
+        if self.state == State.ENGAGED and now_s - self.last_valid_s > cfg.watchdog_s and not cfg.test_disable_watchdog:
             gap = now_s - self.last_valid_s
             self._enter_hold(f"watchdog: no valid command for {gap * 1000:.0f} ms", now_s)
         if self.state != State.ENGAGED or self._target is None:
@@ -302,7 +305,7 @@ class Supervisor:
             step = self._target - self._setpoint
             limit = cfg.max_tip_speed_m_s * self._speed_scale * dt_s
             dist = float(np.linalg.norm(step))
-            if dist > limit:
+            if dist > limit and not cfg.test_disable_speed_limit:
                 step *= limit / dist
             jaw_step = float(
                 np.clip(self._jaw_target - self._jaw, -cfg.max_jaw_rate_per_s * dt_s, cfg.max_jaw_rate_per_s * dt_s)
@@ -310,6 +313,11 @@ class Supervisor:
             self._jaw = float(np.clip(self._jaw + jaw_step, 0.0, 1.0))
         if force_N is not None:
             step = self.shield.filter(step, np.asarray(force_N, dtype=float), force_peak_N)
+            # The shield's back-off out of tissue obeys the speed limit too (never a jump).
+            cap = cfg.max_tip_speed_m_s * dt_s
+            dist = float(np.linalg.norm(step))
+            if dist > cap and not cfg.test_disable_speed_limit:
+                step *= cap / dist
         new = self._constrain(self._setpoint, self._setpoint + step)
         self._setpoint = new
         if self._hold_at is not None and force_N is not None:

@@ -42,3 +42,17 @@ def test_bad_timestamps_are_refused() -> None:
         exchange(1.0, 5.0, 5.0, 0.5)
     with pytest.raises(RuntimeError):
         ClockEstimator().sync()
+
+
+def test_a_clock_jump_restarts_the_estimate_at_once() -> None:
+    est = ClockEstimator(window=16)
+    for i in range(8):
+        est.add(*_ping(1.0 + i, offset=0.0, up=0.0001, down=0.0001))  # short round trips
+    # The console clock jumps 1 s ahead: robot − console offset becomes −1 s. One exchange with a
+    # longer round trip must replace the old best, not lose to it.
+    est.add(*_ping(20.0, offset=-1.0, up=0.002, down=0.002))
+    assert est.jumps == 1
+    assert abs(est.sync().offset_s - (-1.0)) <= est.sync().uncertainty_s + 1e-12
+    # Ordinary queueing noise (within the uncertainties) is not a jump.
+    est.add(*_ping(21.0, offset=-1.0, up=0.004, down=0.0001))
+    assert est.jumps == 1

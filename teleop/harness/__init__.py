@@ -1,0 +1,70 @@
+"""The latency-injection safety harness (`telesurg safety`): scripted surgeons through a matrix of
+link conditions and process faults, invariants judged on the robot's recordings, a report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from teleop.harness.cells import Cell, full_matrix, quick_matrix
+from teleop.harness.report import cell_line, verdict, write_report
+from teleop.harness.runner import CellResult, run_cell
+
+NEGATIVE_CONTROLS = {"watchdog": "test_disable_watchdog", "speed": "test_disable_speed_limit"}
+
+
+def default_jobs() -> int:
+    """Cells in parallel: each cell is a robot (a real-time loop that must keep its 2 ms period) and a
+    console, so one cell per two cores, leaving one core spare."""
+    return max(1, ((os.cpu_count() or 1) - 1) // 2)
+
+
+def run_safety(
+    out: Path,
+    quick: bool = False,
+    jobs: int | None = None,
+    only: list[str] | None = None,
+    negative: list[str] | None = None,
+    log=print,
+) -> int:
+    """Run the matrix, write the report into ``out``; returns 0 when every invariant held."""
+    cells: list[Cell] = quick_matrix() if quick else full_matrix()
+    if only:
+        patterns = [re.compile(p) for p in only]
+        cells = [c for c in cells if any(p.search(c.name) for p in patterns)]
+        if not cells:
+            raise ValueError(f"no cell matches {only}")
+    controls = tuple(NEGATIVE_CONTROLS[n] for n in (negative or []))
+    jobs = jobs or default_jobs()
+    started = time.monotonic()
+    results: list[CellResult] = []
+    log(f"safety: {len(cells)} cells, {jobs} at a time, report in {out}")
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_cell, c, out / "cells" / c.name.replace("/", "_"), controls): c for c in cells}
+        for done, fut in enumerate(as_completed(futures), start=1):
+            result = fut.result()
+            results.append(result)
+            elapsed = time.monotonic() - started
+            eta = elapsed / done * (len(cells) - done)
+            line = cell_line(result.to_dict())
+            log(f"[{done:3d}/{len(cells)}] {line}  elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min")
+    order = {c.name: i for i, c in enumerate(cells)}
+    results.sort(key=lambda r: order[r.cell.name])
+    meta = {
+        "matrix": "quick" if quick else "full",
+        "cells": len(cells),
+        "jobs": jobs,
+        "wall_s": time.monotonic() - started,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "negative_controls": list(negative or []),
+        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
+    }
+    summary = write_report(out, results, meta)
+    ok = verdict(results)
+    failed = [r.cell.name for r in results if not r.ok]
+    log(f"safety: {'every invariant held' if ok else 'FAILED: ' + ', '.join(failed)}; report {summary}")
+    return 0 if ok else 1

@@ -1,0 +1,126 @@
+"""The cells of a safety run: a task, a link condition (``teleop.linkspec`` text and fidelity) and an
+optional process fault. ``full_matrix`` is the default run, ``quick_matrix`` the reduced one CI runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAULTS = ("", "console_kill", "console_restart", "robot_restart", "clock_jump_ahead", "clock_jump_back", "estop_outage")
+
+#: One-way delay (s) at or beyond which commands arrive older than the supervisor's maximum command age:
+#: such cells are expected to hold safely, not to succeed.
+MAX_COMMAND_AGE_S = 0.75
+#: Outages start this long after the console engages (the arm is moving by then).
+OUTAGE_AT_S = 0.3
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run: ``link`` is applied to every channel in both directions with ``mode`` fidelity."""
+
+    name: str
+    task: str
+    link: str
+    mode: str = "tcp"
+    fault: str = ""
+    delay_s: float = 0.0
+    jitter: float = 0.0  # fraction of the delay
+    loss: float = 0.0
+    outage_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; known: {[f for f in FAULTS if f]}")
+        if self.mode not in ("tcp", "message"):
+            raise ValueError(f"mode must be tcp or message, got {self.mode!r}")
+
+    @property
+    def expect_hold(self) -> bool:
+        """Commands arrive older than the maximum age: the arm must hold (safely), not move."""
+        return self.delay_s >= MAX_COMMAND_AGE_S
+
+    @property
+    def spec(self) -> str:
+        return f"{self.link} mode={self.mode}".strip()
+
+    @property
+    def timeout_s(self) -> float:
+        """Episode budget: generous with delay (the loop closes through it twice), short when the
+        arm is expected to hold."""
+        if self.expect_hold:
+            return 6.0
+        base = {"Reach": 8.0, "Palpate": 12.0, "Trace": 25.0}.get(self.task, 15.0)
+        return base + 20.0 * self.delay_s + self.outage_s
+
+
+def _link(delay_s: float, jitter: float, loss: float, seed: int) -> str:
+    parts = [f"delay={round(delay_s * 1000)}ms"]
+    if jitter:
+        parts.append(f"jitter={round(jitter * 100)}%")
+    if loss:
+        parts.append(f"loss={round(loss * 100)}%")
+    parts.append(f"seed={seed}")
+    return " ".join(parts)
+
+
+def delay_cells(
+    delays_s: tuple[float, ...],
+    jitters: tuple[float, ...],
+    losses: tuple[float, ...],
+    task: str = "Reach",
+    seed: int = 0,
+) -> list[Cell]:
+    """delay × jitter × loss on ``task``, in both fidelities where they differ (jitter reorders and
+    loss drops only at message level; with neither, both fidelities are the same link)."""
+    cells = []
+    for d in delays_s:
+        for j in jitters:
+            for loss in losses:
+                differ = loss > 0 or (j > 0 and d > 0)
+                modes = ("tcp", "message") if differ else ("tcp",)
+                for mode in modes:
+                    name = f"{task.lower()}/d{round(d * 1000)}/j{round(j * 100)}/l{round(loss * 100)}/{mode}"
+                    cells.append(Cell(name, task, _link(d, j, loss, seed), mode, "", d, j, loss, 0.0, seed))
+    return cells
+
+
+def outage_cells(tasks: tuple[str, ...], durations_s: tuple[float, ...], modes=("tcp", "message")) -> list[Cell]:
+    cells = []
+    for task in tasks:
+        for dur in durations_s:
+            for mode in modes:
+                link = f"delay=20ms outage={dur:g}s@{OUTAGE_AT_S:g}s"
+                name = f"{task.lower()}/outage{dur:g}s/{mode}"
+                cells.append(Cell(name, task, link, mode, "", 0.02, 0.0, 0.0, dur))
+    return cells
+
+
+def fault_cells(faults: tuple[str, ...] = FAULTS[1:]) -> list[Cell]:
+    cells = []
+    for fault in faults:
+        if fault == "estop_outage":
+            for mode in ("tcp", "message"):
+                link = f"delay=20ms outage=2s@{OUTAGE_AT_S:g}s"
+                cells.append(Cell(f"palpate/{fault}/{mode}", "Palpate", link, mode, fault, 0.02, outage_s=2.0))
+        else:
+            cells.append(Cell(f"palpate/{fault}", "Palpate", "delay=20ms", "tcp", fault, 0.02))
+    return cells
+
+
+def full_matrix() -> list[Cell]:
+    return (
+        delay_cells((0.0, 0.1, 0.2, 0.5, 1.0), (0.0, 0.2), (0.0, 0.05, 0.2))
+        + outage_cells(("Reach", "Palpate", "Trace"), (0.2, 1.0, 5.0))
+        + fault_cells()
+    )
+
+
+def quick_matrix() -> list[Cell]:
+    """A handful of cells covering delay, loss, an outage and a console kill (CI runs this)."""
+    return (
+        delay_cells((0.0, 0.2), (0.0,), (0.0,))
+        + [c for c in delay_cells((0.1,), (0.2,), (0.2,)) if c.mode == "message"]
+        + outage_cells(("Reach",), (1.0,), modes=("tcp",))
+        + fault_cells(("console_kill",))
+    )

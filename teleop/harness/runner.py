@@ -1,0 +1,332 @@
+"""Run one cell: a real `telesurg robot` and a scripted `telesurg console` as separate processes on
+loopback, the link emulator inside the console process (every channel, both directions), the
+cell's process fault injected from here, then the invariants judged on the robot's recordings."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teleop.harness.cells import OUTAGE_AT_S, Cell
+from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
+
+REPO = Path(__file__).resolve().parents[2]
+FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
+#: When a fault is injected, counted from the console's engage.
+FAULT_AT_S = 0.5
+CLOCK_JUMP_S = 1.0
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    checks: list[Check]
+    success: bool
+    completion_s: float
+    tracking_rms_m: float
+    held_safely: bool
+    recordings: list[str]
+    wall_s: float
+    console_exit: int | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.cell
+        return {
+            "name": c.name,
+            "task": c.task,
+            "link": c.spec,
+            "mode": c.mode,
+            "fault": c.fault,
+            "delay_s": c.delay_s,
+            "jitter": c.jitter,
+            "loss": c.loss,
+            "outage_s": c.outage_s,
+            "expect_hold": c.expect_hold,
+            "invariants_ok": self.ok,
+            "checks": [ch.to_dict() for ch in self.checks],
+            "success": self.success,
+            "completion_s": self.completion_s,
+            "tracking_rms_m": self.tracking_rms_m,
+            "held_safely": self.held_safely,
+            "recordings": self.recordings,
+            "wall_s": self.wall_s,
+            "console_exit": self.console_exit,
+            "notes": self.notes,
+        }
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def _write(path: Path, section: str, tables: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for name, keys in tables.items():
+        lines.append(f"[{section}{'.' + name if name else ''}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class _Proc:
+    """A subprocess whose merged output is collected line by line (and kept in a log file)."""
+
+    def __init__(self, argv: list[str], log: Path, ready: str | None = None) -> None:
+        self.lines: list[str] = []
+        self.log = log.open("a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "teleop.cli", *argv],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._ready = threading.Event()
+        self._marker = ready
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            self.log.write(line)
+            if self._marker and self._marker in line:
+                self._ready.set()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def wait_for(self, text: str, timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if any(text in line for line in self.lines):
+                return True
+            if self.proc.poll() is not None:
+                return any(text in line for line in self.lines)
+            time.sleep(0.01)
+        return False
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._thread.join(2)
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ()) -> CellResult:
+    """Run ``cell`` with its files (configs, logs, recordings, console summary) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    ports = _free_ports(3)
+    endpoints = {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]}
+    recordings: list[Path] = []
+    notes: list[str] = []
+
+    def start_robot(index: int) -> _Proc:
+        rec = out_dir / f"robot-{index}.mcap"
+        if rec.exists():
+            rec.unlink()
+        recordings.append(rec)
+        supervisor = {name: True for name in negative_controls}
+        cfg = _write(
+            out_dir / f"robot-{index}.toml",
+            "robot",
+            {
+                "": {"record": str(rec), "record_flush_s": 0.2, "status_every_s": 2.0},
+                "endpoints": endpoints,
+                "arm": {"task": cell.task, "seed": cell.seed, "preload": [cell.task], "forbidden_m": FORBIDDEN_M},
+                **({"supervisor": supervisor} if supervisor else {}),
+            },
+        )
+        proc = _Proc(["robot", "--config", str(cfg)], out_dir / "robot.log", ready="listening")
+        if not proc.wait_ready(60):
+            proc.kill()
+            raise RuntimeError(f"{cell.name}: robot did not start:\n" + "\n".join(proc.lines[-20:]))
+        return proc
+
+    def start_console(index: int, load_task: bool = True) -> _Proc:
+        console: dict[str, Any] = {
+            "client": f"harness-{index}",
+            "tasks": [cell.task],
+            "seed": cell.seed,
+            "episode_timeout_s": cell.timeout_s,
+            "request_timeout_s": 3.0 + 4.0 * cell.delay_s,
+            "link_timeout_s": 1.0 + 2.0 * cell.delay_s,
+            "link": cell.spec,
+            "load_task": load_task,
+            "summary_json": str(out_dir / f"console-{index}.json"),
+            "engage_wait_s": 6.0,
+        }
+        if cell.fault == "clock_jump_ahead":
+            console |= {"clock_jump_s": CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
+        if cell.fault == "clock_jump_back":
+            console |= {"clock_jump_s": -CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
+        if cell.fault == "estop_outage":
+            console["estop_at_s"] = OUTAGE_AT_S + cell.outage_s / 2
+        cfg = _write(out_dir / f"console-{index}.toml", "console", {"": console, "endpoints": endpoints})
+        return _Proc(["console", "--config", str(cfg)], out_dir / "console.log")
+
+    robot = start_robot(0)
+    console = start_console(0)
+    consoles = [console]
+    try:
+        if cell.fault:
+            if not robot.wait_for("→ ENGAGED", 20 + 4 * cell.delay_s):
+                notes.append("the console never engaged")
+            time.sleep(FAULT_AT_S)
+            robot = _inject(cell, robot, console, consoles, start_robot, start_console, notes)
+        deadline = time.monotonic() + cell.timeout_s + 30 + 8 * cell.delay_s
+        for c in consoles:
+            while c.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if c.proc.poll() is None:
+                notes.append("console did not finish in time; stopped")
+                c.stop(5)
+        time.sleep(0.5 if cell.fault != "estop_outage" else 1.0)  # the robot keeps recording after the end
+    finally:
+        console_exit = consoles[-1].stop(5)
+        for c in consoles[:-1]:
+            c.stop(2)
+        robot.stop(10)
+    jumps = _jumps(cell, out_dir)
+    checks = merge([check_recording(r, jumps) for r in recordings if r.exists()])
+    summary = _summary(out_dir / f"console-{len(consoles) - 1}.json")
+    episode = summary["episodes"][0] if summary and summary.get("episodes") else {}
+    if cell.fault == "estop_outage":
+        estop_ok, note = _estop_held(recordings[-1])
+        notes.append(note)
+        checks.append(Check("estop", estop_ok, 0.0 if estop_ok else 1.0, 0.0, "", note))
+    success = bool(episode.get("success"))
+    tracking = _tracking_rms(recordings)
+    held = cell.expect_hold and all(c.ok for c in checks) and not success
+    return CellResult(
+        cell=cell,
+        checks=checks,
+        success=success,
+        completion_s=float(episode.get("time_s", float("nan"))),
+        tracking_rms_m=tracking,
+        held_safely=held,
+        recordings=[str(r) for r in recordings if r.exists()],
+        wall_s=time.monotonic() - started,
+        console_exit=console_exit,
+        notes=notes,
+    )
+
+
+def _inject(cell: Cell, robot: _Proc, console: _Proc, consoles: list, start_robot, start_console, notes) -> _Proc:
+    """Inject the cell's process fault; returns the robot process now running."""
+    if cell.fault == "console_kill":
+        console.kill()
+        notes.append("console SIGKILLed mid-motion")
+    elif cell.fault == "console_restart":
+        console.kill()
+        time.sleep(0.3)
+        consoles.append(start_console(1, load_task=False))
+        notes.append("console SIGKILLed and restarted (re-engages once the old session times out)")
+    elif cell.fault == "robot_restart":
+        robot.kill()
+        time.sleep(0.5)
+        robot = start_robot(1)
+        notes.append("robot SIGKILLed and restarted on the same ports")
+    return robot
+
+
+def _jumps(cell: Cell, out_dir: Path) -> tuple[ClockJump, ...]:
+    if not cell.fault.startswith("clock_jump"):
+        return ()
+    info = _summary(out_dir / "console-0.json") or {}
+    jump = info.get("clock_jump")
+    if not jump:
+        return ()
+    return (ClockJump(jump["session"], jump["first_seq"], jump["jump_s"]),)
+
+
+def _summary(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _tracking_rms(recordings: list[Path]) -> float:
+    """RMS distance (m) between the tool tip and the newest received command target while ENGAGED."""
+    errors: list[float] = []
+    for rec in recordings:
+        if not rec.exists():
+            continue
+        t = load(rec)
+        cmds = sorted((c["received_robot_s"], c["target_m"]) for c in t.get("commands", []) if c["clutch"])
+        times = [c[0] for c in cmds]
+        for s in t.get("state", []):
+            if s["state"] != "ENGAGED":
+                continue
+            i = bisect.bisect_right(times, s["robot_s"])
+            if i:
+                errors.append(float(np.linalg.norm(np.asarray(s["tip_m"]) - np.asarray(cmds[i - 1][1]))))
+    return float(np.sqrt(np.mean(np.square(errors)))) if errors else float("nan")
+
+
+def _estop_held(recording: Path) -> tuple[bool, str]:
+    """After the e-stop latched the arm stays in ESTOP and does not move."""
+    t = load(recording)
+    events = [e for e in t.get("events", []) if e["state"] == "ESTOP"]
+    if not events:
+        return False, "the e-stop never reached the robot"
+    at = events[0]["robot_s"]
+    after = [s for s in t.get("state", []) if s["robot_s"] >= at + 0.05]
+    if not after:
+        return False, "no recording after the e-stop"
+    tips = np.array([s["tip_m"] for s in after])
+    moved = float(np.max(np.linalg.norm(tips - tips[0], axis=1)))
+    states = {s["state"] for s in after}
+    ok = states == {"ESTOP"} and moved < 0.0005
+    return (
+        ok,
+        f"e-stop latched {at - t['state'][0]['robot_s']:.2f} s into the recording; moved {moved * 1000:.3f} mm after",
+    )
