@@ -149,6 +149,8 @@ class RobotLink:
         self.telemetry_at_s = -math.inf  # true clock
         self.telemetry_count = 0
         self.bad_telemetry = 0
+        #: Telemetry numbering restarted (the robot server was restarted); sessions did not survive.
+        self.robot_restarts = 0
         self._prev_exchange: tuple[float, float] | None = None
         self._ping_pending: float | None = None
         self._last_ping = -math.inf
@@ -337,8 +339,10 @@ class RobotLink:
             except p.ProtocolError:
                 self.bad_telemetry += 1
                 continue
-            if self.telemetry is not None and msg.seq <= self.telemetry.seq and msg.robot_s <= self.telemetry.robot_s:
-                continue  # an older one delivered late (reordered or duplicated on the link)
+            if self.telemetry is not None and msg.seq <= self.telemetry.seq:
+                if msg.robot_s <= self.telemetry.robot_s:
+                    continue  # an older one delivered late (reordered or duplicated on the link)
+                self.robot_restarts += 1  # numbering started again, later in time: a new robot process
             self.telemetry = msg
             self.telemetry_at_s = self.true_clock()
             self.telemetry_count += 1
@@ -625,6 +629,7 @@ class Console:
         reason = "timeout"
         success = False
         lost = False
+        restarts = link.robot_restarts
         while True:
             now = link.true_clock()
             if cfg.estop_at_s is not None and now - start >= cfg.estop_at_s and not self.estop_pressed:
@@ -638,10 +643,12 @@ class Console:
                 if not lost:
                     print("console: no telemetry: stopped commanding motion", flush=True)
                 lost = True
-            elif lost:
+            elif lost or link.robot_restarts != restarts:
                 lost = False
-                if tel is not None and tel.state == "IDLE" and not self.estop_pressed:
-                    print("console: telemetry is back but the session is gone: handshaking again", flush=True)
+                restarted = link.robot_restarts != restarts
+                restarts = link.robot_restarts
+                if tel is not None and (tel.state == "IDLE" or restarted) and not self.estop_pressed:
+                    print("console: the robot restarted or dropped the session: handshaking again", flush=True)
                     try:
                         self._rehandshake()
                     except ConsoleError as exc:

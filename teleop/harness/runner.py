@@ -295,13 +295,13 @@ def _summary(path: Path) -> dict[str, Any] | None:
 
 
 def _tracking_rms(recordings: list[Path]) -> float:
-    """RMS distance (m) between the tool tip and the newest received command target while ENGAGED."""
+    """RMS distance (m) between the tool tip and the newest applied command target while ENGAGED."""
     errors: list[float] = []
     for rec in recordings:
         if not rec.exists():
             continue
         t = load(rec)
-        cmds = sorted((c["received_robot_s"], c["target_m"]) for c in t.get("commands", []) if c["clutch"])
+        cmds = sorted((c["received_robot_s"], c["target_m"]) for c in t.get("applied", []) if c["clutch"])
         times = [c[0] for c in cmds]
         for s in t.get("state", []):
             if s["state"] != "ENGAGED":

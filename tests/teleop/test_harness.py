@@ -1,0 +1,242 @@
+"""The safety harness: the reduced matrix passes every invariant; negative controls (the watchdog or
+the speed limit disabled through a test-only setting) make the matching invariant fail; each check
+fails on a recording that breaks it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from teleop.harness.invariants import ClockJump, check_recording
+from teleop.recorder import Recorder
+from teleop.records import (
+    TOPIC_APPLIED,
+    TOPIC_CONFIG,
+    TOPIC_CONTROL,
+    TOPIC_EVENTS,
+    TOPIC_STATE,
+    CommandRecord,
+    ConfigRecord,
+    ControlRecord,
+    EventRecord,
+    StateRecord,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _safety(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "teleop.cli", "safety", "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _cells(out: Path) -> dict[str, dict]:
+    return {c["name"]: c for c in json.loads((out / "cells.json").read_text())["cells"]}
+
+
+@pytest.mark.slow
+def test_the_quick_matrix_passes_every_invariant_and_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = _safety(out, "--quick")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cells = _cells(out)
+    names = set(cells)
+    # Delay, loss (message level), an outage and a console kill are all covered.
+    assert any("/d200/" in n for n in names) and any("/l20/message" in n for n in names)
+    assert any("outage" in n for n in names) and any("console_kill" in n for n in names)
+    for cell in cells.values():
+        assert cell["invariants_ok"], cell
+        assert {c["name"] for c in cell["checks"]} >= {"force", "hold", "commands", "speed", "workspace", "stall"}
+        assert cell["recordings"] and all(Path(r).is_file() for r in cell["recordings"])
+    assert cells["reach/d0/j0/l0/tcp"]["success"]
+    summary = (out / "summary.md").read_text()
+    assert "every invariant held in every cell" in summary
+    assert (out / "heatmap_tcp.png").stat().st_size > 1000 and (out / "outage_timeline.png").stat().st_size > 1000
+    assert "[5/5]" in proc.stdout  # progress lines
+
+
+@pytest.mark.slow
+def test_negative_control_watchdog_off_fails_the_hold_invariant(tmp_path: Path) -> None:
+    out = tmp_path / "neg"
+    proc = _safety(out, "--quick", "--cells", "console_kill", "--negative-control", "watchdog")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    (cell,) = _cells(out).values()
+    checks = {c["name"]: c for c in cell["checks"]}
+    assert not checks["hold"]["ok"] and checks["hold"]["figure"] > 0.5, checks["hold"]
+    assert "INVARIANTS FAILED" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_negative_control_speed_limit_off_fails_the_speed_invariant(tmp_path: Path) -> None:
+    # After an outage the console's target has run ahead: without the limit the arm jumps to it.
+    out = tmp_path / "neg"
+    proc = _safety(out, "--quick", "--cells", "outage", "--negative-control", "speed")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    (cell,) = _cells(out).values()
+    checks = {c["name"]: c for c in cell["checks"]}
+    assert not checks["speed"]["ok"] and checks["speed"]["figure"] > 0.2, checks["speed"]
+
+
+# ---------------------------------------------------------------------- each check on crafted recordings
+CONFIG = dict(
+    arm="psm1",
+    task="Reach",
+    seed=0,
+    control_period_s=0.002,
+    watchdog_s=0.1,
+    age_slowdown_s=0.3,
+    max_age_s=0.75,
+    max_tip_speed_m_s=0.1,
+    max_jaw_rate_per_s=1.0,
+    hard_force_N=6.0,
+    workspace_low_m=(-0.1, -0.1, -0.1),
+    workspace_high_m=(0.1, 0.1, 0.1),
+    forbidden_m=[((0.05, 0.05, 0.05), (0.08, 0.08, 0.08))],
+    negative_controls=[],
+)
+
+
+def _record(path: Path, n: int = 500, **change) -> Path:
+    """A clean recording of an engaged arm moving at 0.05 m/s along x, commanded every period;
+    ``change`` hooks alter single periods: state(i, dict), applied(i, dict)."""
+    with Recorder(path) as rec:
+        ch = {
+            t: rec.channel(t, c)
+            for t, c in (
+                (TOPIC_CONFIG, ConfigRecord),
+                (TOPIC_STATE, StateRecord),
+                (TOPIC_APPLIED, CommandRecord),
+                (TOPIC_EVENTS, EventRecord),
+                (TOPIC_CONTROL, ControlRecord),
+            )
+        }
+        rec.write(ch[TOPIC_CONFIG], ConfigRecord(robot_s=0.0, **CONFIG), 1)
+        rec.write(ch[TOPIC_CONTROL], ControlRecord(1.0, "c", "engage", True, "", "1-aa"), 2)
+        rec.write(ch[TOPIC_EVENTS], EventRecord(1.0, "IDLE", "ENGAGED", "engaged by c"), 3)
+        for i in range(n):
+            t = 1.0 + 0.002 * i
+            x = -0.02 + 0.0001 * i
+            state = dict(
+                robot_s=t,
+                period_s=0.002,
+                tip_m=(x, 0.0, 0.0),
+                setpoint_m=(x, 0.0, 0.0),
+                jaw=0.0,
+                jaw_setpoint=0.0,
+                force_N=(0.0, 0.0, 0.0),
+                force_mag_N=0.0,
+                force_peak_N=0.0,
+                state="ENGAGED",
+                reason="",
+                last_cmd_seq=i + 1,
+                session="1-aa",
+            )
+            cmd = dict(
+                received_robot_s=t + 0.0005,
+                session="1-aa",
+                seq=i + 1,
+                sent_console_s=t + 0.0004,
+                target_m=(x, 0.0, 0.0),
+                jaw=0.0,
+                clutch=True,
+                estop=False,
+                accepted=True,
+                code="",
+                reason="",
+                age_s=0.0001,
+                clock_offset_s=0.0,
+                clock_uncertainty_s=0.0001,
+            )
+            if "state" in change:
+                change["state"](i, state)
+            skip = "applied" in change and change["applied"](i, cmd) is False
+            rec.write(ch[TOPIC_STATE], StateRecord(**state), 10 + i)
+            if not skip:
+                rec.write(ch[TOPIC_APPLIED], CommandRecord(**cmd), 10 + i)
+    return path
+
+
+def _failed(path: Path, jumps=()) -> set[str]:
+    return {c.name for c in check_recording(path, jumps) if not c.ok}
+
+
+def test_a_clean_recording_passes(tmp_path: Path) -> None:
+    assert _failed(_record(tmp_path / "ok.mcap")) == set()
+
+
+def test_each_invariant_fails_on_a_recording_that_breaks_it(tmp_path: Path) -> None:
+    def force(i, s):
+        if i == 200:
+            s["force_peak_N"] = 6.5
+
+    def gap(i, c):
+        return not 100 <= i < 200  # 200 ms without a valid command while ENGAGED
+
+    def stale(i, c):
+        if i == 300:
+            c["sent_console_s"] -= 1.0
+
+    def foreign(i, c):
+        if i == 310:
+            c["session"] = "2-bb"
+
+    def reorder(i, c):
+        if i == 320:
+            c["seq"] = 5
+
+    def jump(i, s):
+        if i >= 250:
+            s["tip_m"] = (s["tip_m"][0] + 0.01, 0.0, 0.0)  # a 10 mm jump
+            s["setpoint_m"] = s["tip_m"]
+
+    def forbidden(i, s):
+        if i == 400:
+            s["tip_m"] = s["setpoint_m"] = (0.06, 0.06, 0.06)
+
+    def stall(i, s):
+        if i == 100:
+            s["period_s"] = 0.02
+
+    cases = {
+        "force": dict(state=force),
+        "hold": dict(applied=gap),
+        "commands": dict(applied=stale),
+        "speed": dict(state=jump),
+        "workspace": dict(state=forbidden),
+        "stall": dict(state=stall),
+    }
+    for name, change in cases.items():
+        assert name in _failed(_record(tmp_path / f"{name}.mcap", **change)), name
+    for name, hook in (("foreign", foreign), ("reorder", reorder)):
+        assert "commands" in _failed(_record(tmp_path / f"{name}.mcap", applied=hook)), name
+
+
+def test_an_injected_clock_jump_is_undone_before_judging_age(tmp_path: Path) -> None:
+    def ahead(i, c):
+        if i >= 100:
+            c["sent_console_s"] += 1.0  # the console clock jumped 1 s ahead from seq 101 on
+
+    def behind(i, c):
+        if i >= 100:
+            c["sent_console_s"] -= 1.0  # … or 1 s back: these look 1 s old unless undone
+
+    assert "commands" not in _failed(_record(tmp_path / "a.mcap", applied=ahead), (ClockJump("1-aa", 101, 1.0),))
+    path = _record(tmp_path / "b.mcap", applied=behind)
+    assert "commands" in _failed(path)
+    assert "commands" not in _failed(path, (ClockJump("1-aa", 101, -1.0),))
+
+
+def test_records_are_plain_structs() -> None:
+    assert msgspec.json.decode(msgspec.json.encode(ConfigRecord(robot_s=0.0, **CONFIG)))["hard_force_N"] == 6.0
