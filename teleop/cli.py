@@ -11,6 +11,8 @@
     telesurg robot --config launch/robot.toml --record session.mcap   # the robot server
     telesurg console --config launch/console.toml --input keyboard    # a surgeon console
     telesurg keys keys/ --name robot   # CURVE key pair (keys/robot.key, keys/robot.key_secret)
+    telesurg safety --quick            # latency-injection safety harness (report in runs/safety/)
+    telesurg netem --to 10.0.0.5 --link "delay=100ms loss=1%"   # emulated network as a proxy
 
 Errors are reported as one line on stderr with a non-zero exit status.
 """
@@ -294,6 +296,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         "record_trace": args.record_trace,
         "endpoints.host": args.host,
         "rate_hz": args.rate,
+        "link": args.link,
     }
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
@@ -335,6 +338,26 @@ def _cmd_safety(args: argparse.Namespace) -> int:
     try:
         return run_safety(out, quick=args.quick, jobs=args.jobs, only=args.cells, negative=args.negative_control)
     except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_netem(args: argparse.Namespace) -> int:
+    from teleop.channels import Endpoints
+    from teleop.linkspec import LinkSpec, LinkSpecError
+    from teleop.netem_proxy import Route, channel_routes, serve_proxy
+
+    try:
+        both = LinkSpec.parse(args.link or "")
+        up = LinkSpec.parse(args.up) if args.up is not None else both
+        down = LinkSpec.parse(args.down) if args.down is not None else both
+        if args.route:
+            routes = [Route.parse(r) for r in args.route]
+        else:
+            target = Endpoints(args.to, *args.robot_ports)
+            listen = Endpoints(args.listen_host, *args.listen_ports)
+            routes = channel_routes(target, listen)
+        return serve_proxy(routes, up, down, allow_remote=args.allow_remote, log=lambda m: print(m, flush=True))
+    except (LinkSpecError, ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -418,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.add_argument("--record-trace", metavar="OUT.csv", help="save the hand motion as a trace CSV")
     p_console.add_argument("--host", help="the robot's address (default 127.0.0.1)")
     p_console.add_argument("--rate", type=float, help="command rate in Hz (default 200)")
+    p_console.add_argument("--link", help='emulated network on every channel, e.g. "delay=100ms jitter=10ms loss=1%%"')
     p_console.set_defaults(func=_cmd_console)
 
     p_keys = sub.add_parser("keys", help="generate a CURVE key pair for the robot or a console")
@@ -442,6 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="TEST ONLY: disable the supervisor's watchdog or speed limit to prove the checks fail",
     )
     p_safety.set_defaults(func=_cmd_safety)
+
+    p_netem = sub.add_parser(
+        "netem", help="a proxy with an emulated network between a console and a robot (delay, jitter, loss, outages)"
+    )
+    p_netem.add_argument(
+        "--link", help='spec for both directions, e.g. "delay=200ms jitter=20ms loss=1%% outage=5s@10s"'
+    )
+    p_netem.add_argument("--up", help="spec console → robot (overrides --link)")
+    p_netem.add_argument("--down", help="spec robot → console (overrides --link)")
+    p_netem.add_argument("--to", default="127.0.0.1", help="the robot's host (default 127.0.0.1)")
+    p_netem.add_argument("--robot-ports", nargs=3, type=int, default=[5570, 5571, 5572], metavar="PORT")
+    p_netem.add_argument("--listen-host", default="127.0.0.1", help="where consoles connect (default loopback)")
+    p_netem.add_argument("--listen-ports", nargs=3, type=int, default=[6570, 6571, 6572], metavar="PORT")
+    p_netem.add_argument("--route", action="append", metavar="[LHOST:]LPORT:THOST:TPORT", help="explicit routes")
+    p_netem.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    p_netem.set_defaults(func=_cmd_netem)
     return parser
 
 

@@ -59,7 +59,8 @@ def _link(delay_s: float, jitter: float, loss: float, seed: int) -> str:
     if jitter:
         parts.append(f"jitter={round(jitter * 100)}%")
     if loss:
-        parts.append(f"loss={round(loss * 100)}%")
+        # TCP recovers most losses by fast retransmit after about a round trip, not a full RTO.
+        parts.append(f"loss={round(loss * 100)}% rto={round(max(2 * delay_s + 0.01, 0.02) * 1000)}ms")
     parts.append(f"seed={seed}")
     return " ".join(parts)
 

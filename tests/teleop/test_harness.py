@@ -64,7 +64,7 @@ def test_the_quick_matrix_passes_every_invariant_and_writes_the_report(tmp_path:
     summary = (out / "summary.md").read_text()
     assert "every invariant held in every cell" in summary
     assert (out / "heatmap_tcp.png").stat().st_size > 1000 and (out / "outage_timeline.png").stat().st_size > 1000
-    assert "[5/5]" in proc.stdout  # progress lines
+    assert "[  5/5]" in proc.stdout and "ETA" in proc.stdout  # progress lines
 
 
 @pytest.mark.slow
