@@ -152,7 +152,8 @@ class RobotLink:
         #: Telemetry numbering restarted (the robot server was restarted); sessions did not survive.
         self.robot_restarts = 0
         self._prev_exchange: tuple[float, float] | None = None
-        self._ping_pending: float | None = None
+        self._pings: dict[float, None] = {}  # console send times (t1) of unanswered pings, oldest first
+        self.exchanges = 0  # completed ping exchanges
         self._last_ping = -math.inf
         self._responses: deque[Any] = deque(maxlen=64)
         self._tel_ready: deque[bytes] = deque(maxlen=1000)
@@ -244,7 +245,7 @@ class RobotLink:
             now = self.true_clock()
             if now >= next_send:
                 self._out("control_up", data)
-                next_send = now + self.config.request_retry_s
+                next_send = now + self.retry_s()
             self.poll_control()
             while self._responses:
                 resp = self._responses.popleft()
@@ -265,13 +266,19 @@ class RobotLink:
             return
         if isinstance(resp, p.Pong):
             t4 = self.clock()
-            if self._ping_pending is not None and resp.t1_console_s == self._ping_pending:
+            if resp.t1_console_s in self._pings:
+                # Any outstanding ping counts (on a slow link several are in flight); older ones are
+                # given up: their answers were lost or will arrive later still.
+                for t1 in list(self._pings):
+                    del self._pings[t1]
+                    if t1 == resp.t1_console_s:
+                        break
                 try:
                     self.estimator.add(resp.t1_console_s, resp.t2_robot_s, resp.t3_robot_s, t4)
                     self._prev_exchange = (resp.t1_console_s, t4)
+                    self.exchanges += 1
                 except ValueError:
                     pass
-                self._ping_pending = None
             return
         self._responses.append(resp)
 
@@ -298,8 +305,6 @@ class RobotLink:
         now = self.true_clock()
         if not force and (now - self._last_ping < self.config.ping_every_s):
             return
-        if self._ping_pending is not None and now - self._last_ping < 1.0 and not force:
-            return
         t1 = self.clock()
         prev = self._prev_exchange
         msg = p.Ping(
@@ -308,24 +313,33 @@ class RobotLink:
             prev_t4_console_s=prev[1] if prev else None,
         )
         self._last_ping = now
-        self._ping_pending = t1
+        self._pings[t1] = None
+        while len(self._pings) > 16:
+            del self._pings[next(iter(self._pings))]
         self._out("control_up", p.encode(msg))
+
+    def retry_s(self) -> float:
+        """How long to wait for an answer before asking again: ``request_retry_s``, or longer on a
+        slow link (twice the best round trip seen), so a slow answer is not mistaken for a lost one."""
+        rtt = self.estimator.best().rtt_s if self.estimator.ready else 0.0
+        return max(self.config.request_retry_s, 2.0 * rtt + 0.05)
 
     def sync(self, exchanges: int = 5) -> None:
         """Complete ``exchanges`` ping exchanges (the robot keeps its own estimate from them)."""
         deadline = self.true_clock() + self.config.request_timeout_s
-        done = 0
-        while done < exchanges:
+        target = self.exchanges + exchanges
+        while self.exchanges < target:
             if self.true_clock() > deadline:
-                raise ConsoleError("clock sync: the robot does not answer pings")
+                raise ConsoleError(
+                    f"clock sync: {target - self.exchanges} of {exchanges} ping exchanges unanswered "
+                    f"within {self.config.request_timeout_s:.1f} s"
+                )
             self.ping(force=True)
-            sent = self._ping_pending
-            resend = self.true_clock() + self.config.request_retry_s
-            while self._ping_pending == sent and self.true_clock() < min(deadline, resend):
+            before = self.exchanges
+            resend = self.true_clock() + self.retry_s()
+            while self.exchanges == before and self.true_clock() < min(deadline, resend):
                 self.poll_control()
                 self._wait_io(0.005)
-            if self._ping_pending != sent:
-                done += 1
         self.ping(force=True)  # carries the last exchange to the robot
 
     # -------------------------------------------------------------- telemetry and commands

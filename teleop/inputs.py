@@ -68,6 +68,8 @@ class SurgeonConfig:
     think_period_s: float = 0.04
     #: How much the surgeon slows down per second of round trip it perceives (see ``read``).
     lag_caution: float = 1.5
+    #: No new telemetry for this long (s): the surgeon stops moving until the picture moves again.
+    freeze_s: float = 0.15
     seed: int = 0
 
 
@@ -101,6 +103,8 @@ class ScriptedSurgeon:
         self._last_think = -math.inf
         self._last_now: float | None = None
         self._last_telemetry_seq = -1
+        self._seen_seq = -1
+        self._fresh_at = -math.inf
 
     def start_task(self, task: str) -> None:
         """A new episode of ``task`` (the expert starts over)."""
@@ -120,6 +124,8 @@ class ScriptedSurgeon:
         if telemetry is not None and telemetry.task is not None:
             if self.expert is None or telemetry.task.name != self.task:
                 self.start_task(telemetry.task.name)
+            if telemetry.seq != self._seen_seq:
+                self._seen_seq, self._fresh_at = telemetry.seq, now_s
             if now_s - self._last_think >= cfg.think_period_s - 1e-9 and telemetry.seq != self._last_telemetry_seq:
                 self._last_think = now_s
                 self._last_telemetry_seq = telemetry.seq
@@ -140,8 +146,17 @@ class ScriptedSurgeon:
                 speed = cfg.max_tool_speed_m_s * self.expert.speed_fraction
                 # A surgeon who sees the lag slows down: the approach time grows with the round trip
                 # (move-and-wait), which keeps the loop through the delay from overshooting.
-                tau = cfg.think_period_s + cfg.lag_caution * max(telemetry.clock_rtt_s, 0.0)
+                # The lag it perceives: the round trip, or twice the age of the newest command the robot
+                # applied (a late, bursty link shows there before the pings catch up).
+                cmd_age = 0.0
+                if telemetry.last_cmd_seq > 0:
+                    sent_robot = telemetry.last_cmd_sent_console_s + telemetry.clock_offset_s
+                    cmd_age = max(0.0, telemetry.robot_s - sent_robot)
+                lag = max(telemetry.clock_rtt_s, 2.0 * cmd_age, 0.0)
+                tau = cfg.think_period_s + cfg.lag_caution * lag
                 v = (self.goal_m - shown) / tau
+                if now_s - self._fresh_at > cfg.freeze_s:
+                    v = np.zeros(3)  # the picture froze: a surgeon does not move blind
                 n = float(np.linalg.norm(v))
                 if n > speed:
                     v *= speed / n
