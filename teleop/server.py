@@ -24,6 +24,7 @@ estimate, never the console's word.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import signal
@@ -62,6 +63,8 @@ from teleop.timing import sleep_until
 
 log = logging.getLogger("telesurg.robot")
 
+#: A period longer than this many nominal periods is a stall (logged with where its time went).
+STALL_FACTOR = 5.0
 #: A command arriving later than this before the next period waits for the period start.
 EARLY_COMMAND_MARGIN_S = 0.0005
 
@@ -271,19 +274,29 @@ class RobotServer:
         telemetry_every = max(1, round(self.config.control_rate_hz / self.config.telemetry_rate_hz))
         if self.config.realtime:
             _try_realtime()
+        # Everything built so far lives as long as the server: take it out of the garbage collector's
+        # sight, so a full collection in the loop is short (~10 ms otherwise, five periods).
+        gc.collect()
+        gc.freeze()
         start = self.clock()
         deadline = start
         last_start = None
+        marks = (start,) * 5
         next_status = start + self.config.status_every_s
         k = 0
         while not self._stop.is_set():
             now = self.clock()
             if last_start is not None:
                 self.stats.add(now - last_start)
+                if now - last_start > STALL_FACTOR * period:
+                    self._log_stall(now - last_start, marks)
             last_start = now
             self._serve_control(now)
-            self._take_command(self.clock())
+            t_control = self.clock()
+            self._take_command(t_control)
+            t_command = self.clock()
             self._control_period(now, period, publish=(k % telemetry_every == 0))
+            t_period = self.clock()
             k += 1
             if now >= next_status:
                 self._status(now)
@@ -293,9 +306,26 @@ class RobotServer:
             if late > period:
                 self.stats.overruns += 1
                 deadline = self.clock()
+                marks = (now, t_control, t_command, t_period, t_period)
                 continue
             self._wait(deadline)
+            marks = (now, t_control, t_command, t_period, self.clock())
         return self.stats
+
+    def _log_stall(self, length_s: float, marks: tuple[float, ...]) -> None:
+        """Say where the time of a long period went (control requests, command, arm + supervisor +
+        telemetry + recording, waiting)."""
+        start, control, command, period, waited = marks
+        log.warning(
+            "long control period: %.1f ms (control %.2f, command %.2f, arm/supervisor/telemetry/record %.2f, "
+            "wait %.2f, unaccounted %.2f ms)",
+            length_s * 1e3,
+            (control - start) * 1e3,
+            (command - control) * 1e3,
+            (period - command) * 1e3,
+            (waited - period) * 1e3,
+            (length_s - (waited - start)) * 1e3,
+        )
 
     def _wait(self, deadline: float) -> None:
         """Wait for the next period, serving what arrives meanwhile: one command (at most one per

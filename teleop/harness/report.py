@@ -90,7 +90,10 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: list[Path
     ]
     for r in rows:
         by = {c["name"]: c for c in r["checks"]}
-        task = "held safely (beyond max command age)" if r["held_safely"] else ("✓" if r["success"] else "✗")
+        if r["held_safely"]:
+            task = "held safely (beyond max command age)" if r["expect_hold"] else "held safely (no fresh command)"
+        else:
+            task = "✓" if r["success"] else "✗"
         if r.get("fault"):
             task += f" [{r['fault']}]"
         extra = [by[n] for n in by if n not in NAMES]
@@ -129,7 +132,8 @@ def _heatmaps(out: Path, rows: list[dict[str, Any]], mode: str) -> Path | None:
             cell = [r for r in grid if r["delay_s"] == d and r["loss"] == loss]
             if cell:
                 success[i, j] = np.mean([r["success"] for r in cell])
-                tracking[i, j] = np.nanmean([r["tracking_rms_m"] * 1000 for r in cell])
+                values = [r["tracking_rms_m"] * 1000 for r in cell if math.isfinite(r["tracking_rms_m"])]
+                tracking[i, j] = np.mean(values) if values else np.nan
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, data, title, cmap in (
         (axes[0], success, "task success (mean over jitter)", "RdYlGn"),

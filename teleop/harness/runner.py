@@ -248,7 +248,10 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         checks.append(Check("estop", estop_ok, 0.0 if estop_ok else 1.0, 0.0, "", note))
     success = bool(episode.get("success"))
     tracking = _tracking_rms(recordings)
-    held = cell.expect_hold and all(c.ok for c in checks) and not success
+    applied = sum(len(load(r).get("applied", [])) for r in recordings if r.exists())
+    # Held safely: every invariant held and the arm did not move on the surgeon's behalf — expected
+    # beyond the maximum command age, and what a link too slow for fresh commands leads to.
+    held = all(c.ok for c in checks) and not success and (cell.expect_hold or applied == 0)
     return CellResult(
         cell=cell,
         checks=checks,
