@@ -160,11 +160,13 @@ class RobotLink:
         self._ctl_ready: deque[bytes] = deque(maxlen=1000)
         self.lines: dict[str, DelayLine] = {}
         if links:
-            now = self.true_clock()
+            # Outage times count from ``restart_links`` (the console's first engage); until then the
+            # schedule lies far in the future, so the handshake sees delay, jitter and loss only.
+            later = self.true_clock() + 1e6
             for stream, name in enumerate(self.CHANNELS, start=1):
                 spec = links.get(name)
                 if spec is not None:
-                    self.lines[name] = DelayLine(LinkModel(spec, now, stream=stream))
+                    self.lines[name] = DelayLine(LinkModel(spec, later, stream=stream))
 
     def close(self) -> None:
         self.sockets.close()
@@ -440,6 +442,7 @@ class Console:
         self._jump_first_seq: int | None = None
         self._jump_session = ""
         self.rehandshakes = 0
+        self._engaged_once = False
 
     # -------------------------------------------------------------- requests
     def hello(self) -> p.Welcome:
@@ -470,6 +473,9 @@ class Console:
             self.link.wait_until(self.link.true_clock() + 0.25)
         self.session, self.seq = ack.session, 0
         self.mapping.release()
+        if not self._engaged_once:
+            self._engaged_once = True
+            self.link.restart_links()  # emulated outages count from the first engage
         if self._jump_at is None and self.config.clock_jump_s:
             self._jump_at = self.link.true_clock() + self.config.clock_jump_at_s
             jump, at, true = self.config.clock_jump_s, self._jump_at, self.link.true_clock
@@ -596,7 +602,6 @@ class Console:
             self.device.start_task(task)
             self.link.sync(2)
             self.engage()
-            self.link.restart_links()  # emulated outages count from the episode's start
             result = self._episode(task, seed)
             self.results.append(result)
             try:

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,6 +145,60 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BackgroundRecorder:
+    """A ``Recorder`` driven by its own thread: ``write`` only queues the message, so a real-time loop
+    never waits for encoding, chunk compression or the disk (a write to the page cache can block for
+    tens of milliseconds when the OS is writing back). The thread flushes every ``flush_interval_s``
+    even when nothing is written, so the durability guarantee is the ``Recorder``'s. Errors in the
+    thread are re-raised by the next ``write`` or by ``close``."""
+
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        self.recorder = Recorder(path, **options)
+        self.path = self.recorder.path
+        self._queue: queue.SimpleQueue[tuple[int, msgspec.Struct, int] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mcap-recorder", daemon=True)
+        self._started = False
+
+    def channel(self, topic: str, struct_type: type[msgspec.Struct]) -> int:
+        """Register a channel (before the first ``write``)."""
+        if self._started:
+            raise RuntimeError("register every channel before the first write")
+        return self.recorder.channel(topic, struct_type)
+
+    def write(self, channel_id: int, message: msgspec.Struct, log_time_ns: int) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"recording to {self.path} failed: {self._error}") from self._error
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        self._queue.put((channel_id, message, log_time_ns))
+
+    def _run(self) -> None:
+        rec = self.recorder
+        interval = rec._flush_interval_s
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=interval / 2)
+                except queue.Empty:
+                    rec.maybe_flush()
+                    continue
+                if item is None:
+                    return
+                rec.write(*item)
+        except BaseException as exc:  # reported to the writer's thread
+            self._error = exc
+
+    def close(self) -> None:
+        if self._started and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self.recorder.close()
+        if self._error is not None:
+            raise RuntimeError(f"recording to {self.path} failed: {self._error}") from self._error
 
 
 @dataclass(frozen=True, slots=True)

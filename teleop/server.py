@@ -28,6 +28,7 @@ import gc
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from array import array
@@ -217,10 +218,10 @@ class RobotServer:
         )
 
     def _open_recorder(self, path: str) -> None:
-        from teleop.recorder import Recorder
+        from teleop.recorder import BackgroundRecorder
 
         self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
-        self.recorder = Recorder(self.record_path, flush_interval_s=self.config.record_flush_s)
+        self.recorder = BackgroundRecorder(self.record_path, flush_interval_s=self.config.record_flush_s)
         r = self.recorder
         self._ch = {
             TOPIC_STATE: r.channel(TOPIC_STATE, StateRecord),
@@ -278,6 +279,8 @@ class RobotServer:
         # sight, so a full collection in the loop is short (~10 ms otherwise, five periods).
         gc.collect()
         gc.freeze()
+        # The recorder's thread shares the interpreter lock: hand it back within 0.5 ms, not 5 ms.
+        sys.setswitchinterval(0.0005)
         start = self.clock()
         deadline = start
         last_start = None

@@ -70,7 +70,11 @@ def test_each_bad_message_is_counted_by_reason_and_logged(robot, client):
         assert dealer.poll(2000), reason
         ack = p.decode(dealer.recv(), p.Response)
         assert isinstance(ack, p.Ack) and not ack.ok and ack.reason.startswith(reason), (reason, ack)
-    tel = c.telemetry()
+    keys = [f"{channel}.{reason}" for reason in BAD for channel in ("cmd", "control")]
+    try:
+        tel = c.wait_for(lambda t: all(k in t.counters for k in keys), timeout_s=3.0)
+    except TimeoutError:
+        tel = c.telemetry()
     for reason in BAD:
         assert tel.counters.get(f"cmd.{reason}") == 1, (reason, tel.counters)
         assert tel.counters.get(f"control.{reason}") == 1, (reason, tel.counters)

@@ -281,3 +281,16 @@ def test_a_recorded_hand_trace_replays_through_the_stack(robot, tmp_path):
     assert proc.returncode == 0, out
     episode = json.loads(summary.read_text())["episodes"][0]
     assert episode["task"] == "Reach" and episode["success"] is True, episode
+
+
+def test_a_console_link_spec_delays_every_command_by_the_emulated_delay(robot, tmp_path):
+    # The emulator inside the console process: 100 ms one way on every channel. The robot's own
+    # clock sync and the telemetry echo see it: command latency ≈ 100 ms, and the task still succeeds.
+    r = robot()
+    summary = tmp_path / "delayed.json"
+    proc = _console(r, tmp_path, "--tasks", "Reach", "--link", "delay=100ms", "--summary-json", str(summary))
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    s = json.loads(summary.read_text())
+    assert s["episodes"][0]["success"], s
+    assert 95.0 <= s["latency_p50_ms"] <= 130.0, s
