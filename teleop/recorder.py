@@ -26,8 +26,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import queue
 import struct
 import threading
@@ -179,6 +181,10 @@ class BackgroundRecorder:
     def _run(self) -> None:
         rec = self.recorder
         interval = rec._flush_interval_s
+        with contextlib.suppress(AttributeError, OSError):
+            # A thread inherits its creator's scheduling: the recorder must not compete with a
+            # real-time control loop as its equal.
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         try:
             while True:
                 try:
