@@ -26,10 +26,8 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import queue
 import struct
 import threading
@@ -181,10 +179,9 @@ class BackgroundRecorder:
     def _run(self) -> None:
         rec = self.recorder
         interval = rec._flush_interval_s
-        with contextlib.suppress(AttributeError, OSError):
-            # A thread inherits its creator's scheduling: the recorder must not compete with a
-            # real-time control loop as its equal.
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        # The thread inherits its creator's scheduling on purpose: beside a real-time loop it must
+        # not be a normal-priority thread, or it could be preempted while holding the interpreter
+        # lock and keep the loop waiting (priority inversion; seen as 80 ms stalls).
         try:
             while True:
                 try:

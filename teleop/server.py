@@ -221,7 +221,10 @@ class RobotServer:
         from teleop.recorder import BackgroundRecorder
 
         self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
-        self.recorder = BackgroundRecorder(self.record_path, flush_interval_s=self.config.record_flush_s)
+        # lz4: a chunk compresses in ~0.06 ms (zstd ~0.1–1 ms), time the loop may wait for the lock.
+        self.recorder = BackgroundRecorder(
+            self.record_path, flush_interval_s=self.config.record_flush_s, compression="lz4"
+        )
         r = self.recorder
         self._ch = {
             TOPIC_STATE: r.channel(TOPIC_STATE, StateRecord),
