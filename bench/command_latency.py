@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -63,7 +62,7 @@ import numpy as np
 import zmq
 
 from teleop import protocol as p
-from teleop.channels import Endpoints
+from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import ConsoleConfig, RobotLink
 from teleop.supervisor import REFUSAL_CODES
 from teleop.timing import sleep_until
@@ -102,20 +101,6 @@ def percentiles_ms(values_s: list[float] | np.ndarray) -> dict[str, float | int]
         "p99_ms": float(np.percentile(x, 99)),
         "max_ms": float(x.max()),
     }
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback TCP ports (bound to port 0 together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def verdict(ok: bool) -> str:
@@ -236,7 +221,7 @@ class RobotProcess:
     """``telesurg robot`` in a subprocess on free loopback ports; its output is kept in ``lines``."""
 
     def __init__(self, folder: Path, name: str, record: bool, realtime: bool) -> None:
-        cmd_port, telemetry_port, control_port = free_ports(3)
+        cmd_port, telemetry_port, control_port = free_loopback_ports(3)
         self.endpoints = Endpoints("127.0.0.1", cmd_port, telemetry_port, control_port)
         self.stats_path = folder / f"{name}_stats.json"
         self.record_path = folder / f"{name}.mcap" if record else None

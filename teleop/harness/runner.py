@@ -8,7 +8,6 @@ import bisect
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from teleop.channels import free_loopback_ports
 from teleop.harness.cells import OUTAGE_AT_S, Cell
 from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
+from teleop.settings import write_toml
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
@@ -70,35 +71,6 @@ class CellResult:
             "console_exit": self.console_exit,
             "notes": self.notes,
         }
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
-
-
-def _write(path: Path, section: str, tables: dict[str, dict[str, Any]]) -> Path:
-    lines = []
-    for name, keys in tables.items():
-        lines.append(f"[{section}{'.' + name if name else ''}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 class _Proc:
@@ -163,7 +135,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
     """Run ``cell`` with its files (configs, logs, recordings, console summary) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    ports = _free_ports(3)
+    ports = free_loopback_ports(3)
     endpoints = {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]}
     recordings: list[Path] = []
     notes: list[str] = []
@@ -174,7 +146,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             rec.unlink()
         recordings.append(rec)
         supervisor = {name: True for name in negative_controls}
-        cfg = _write(
+        cfg = write_toml(
             out_dir / f"robot-{index}.toml",
             "robot",
             {
@@ -211,7 +183,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             console |= {"clock_jump_s": -CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
         if cell.fault == "estop_outage":
             console["estop_at_s"] = OUTAGE_AT_S + cell.outage_s / 2
-        cfg = _write(out_dir / f"console-{index}.toml", "console", {"": console, "endpoints": endpoints})
+        cfg = write_toml(out_dir / f"console-{index}.toml", "console", {"": console, "endpoints": endpoints})
         return _Proc(["console", "--config", str(cfg)], out_dir / "console.log")
 
     robot = start_robot(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,49 +16,18 @@ from typing import Any
 import pytest
 
 from teleop import protocol as p
-from teleop.channels import ClientKeys, Endpoints
+from teleop.channels import ClientKeys, Endpoints, free_loopback_ports
 from teleop.console import ConsoleConfig, RobotLink
+from teleop.settings import write_toml
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return '"' + str(value) + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_toml(path: Path, section: str, tables: dict[str, dict[str, Any]]) -> Path:
-    """``tables``: "" → keys of [section], "x" → keys of [section.x]."""
-    lines = []
-    for name, keys in tables.items():
-        lines.append(f"[{section}{'.' + name if name else ''}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 class RobotProcess:
     """`telesurg robot` in a subprocess; its output lines are collected in ``lines``."""
 
     def __init__(self, tmp: Path, record: bool = True, extra_args: tuple[str, ...] = (), **options: Any) -> None:
-        cmd_port, tel_port, ctl_port = free_ports(3)
+        cmd_port, tel_port, ctl_port = free_loopback_ports(3)
         self.endpoints = Endpoints("127.0.0.1", cmd_port, tel_port, ctl_port)
         self.record = tmp / f"robot-{cmd_port}.mcap" if record else None
         self.stats_json = tmp / f"stats-{cmd_port}.json"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from teleop.channels import (
     KeyFileError,
     ServerKeys,
     ServerSockets,
+    free_loopback_ports,
     generate_keys,
     is_loopback,
     load_public,
@@ -37,18 +37,6 @@ class Tripwire:
         raise AssertionError(f"the context was used ({name}) before the refusal")
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture
 def context() -> Iterator[zmq.Context]:
     ctx = zmq.Context()
@@ -58,7 +46,7 @@ def context() -> Iterator[zmq.Context]:
 
 @pytest.fixture
 def endpoints() -> Endpoints:
-    return Endpoints("127.0.0.1", *free_ports(3))
+    return Endpoints("127.0.0.1", *free_loopback_ports(3))
 
 
 def recv(sock: zmq.Socket, timeout_s: float = 2.0) -> list[bytes] | None:
