@@ -73,8 +73,9 @@ class CellResult:
         }
 
 
-class _Proc:
-    """A subprocess whose merged output is collected line by line (and kept in a log file)."""
+class CliProcess:
+    """A ``telesurg`` subcommand in a subprocess whose merged output is collected line by line (and
+    kept in a log file); ``ready`` is a line fragment ``wait_ready`` waits for."""
 
     def __init__(self, argv: list[str], log: Path, ready: str | None = None) -> None:
         self.lines: list[str] = []
@@ -140,7 +141,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
     recordings: list[Path] = []
     notes: list[str] = []
 
-    def start_robot(index: int) -> _Proc:
+    def start_robot(index: int) -> CliProcess:
         rec = out_dir / f"robot-{index}.mcap"
         if rec.exists():
             rec.unlink()
@@ -158,13 +159,13 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
                 **({"supervisor": supervisor} if supervisor else {}),
             },
         )
-        proc = _Proc(["robot", "--config", str(cfg)], out_dir / "robot.log", ready="listening")
+        proc = CliProcess(["robot", "--config", str(cfg)], out_dir / "robot.log", ready="listening")
         if not proc.wait_ready(60):
             proc.kill()
             raise RuntimeError(f"{cell.name}: robot did not start:\n" + "\n".join(proc.lines[-20:]))
         return proc
 
-    def start_console(index: int, load_task: bool = True) -> _Proc:
+    def start_console(index: int, load_task: bool = True) -> CliProcess:
         console: dict[str, Any] = {
             "client": f"harness-{index}",
             "tasks": [cell.task],
@@ -184,7 +185,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         if cell.fault == "estop_outage":
             console["estop_at_s"] = OUTAGE_AT_S + cell.outage_s / 2
         cfg = write_toml(out_dir / f"console-{index}.toml", "console", {"": console, "endpoints": endpoints})
-        return _Proc(["console", "--config", str(cfg)], out_dir / "console.log")
+        return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
 
     robot = start_robot(0)
     console = start_console(0)
@@ -238,7 +239,9 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
     )
 
 
-def _inject(cell: Cell, robot: _Proc, console: _Proc, consoles: list, start_robot, start_console, notes) -> _Proc:
+def _inject(
+    cell: Cell, robot: CliProcess, console: CliProcess, consoles: list, start_robot, start_console, notes
+) -> CliProcess:
     """Inject the cell's process fault; returns the robot process now running."""
     if cell.fault == "console_kill":
         console.kill()

@@ -3,11 +3,6 @@ and a raw client speaking the protocol through the console's ``RobotLink``."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +13,7 @@ import pytest
 from teleop import protocol as p
 from teleop.channels import ClientKeys, Endpoints, free_loopback_ports
 from teleop.console import ConsoleConfig, RobotLink
+from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,42 +36,26 @@ class RobotProcess:
             table, _, name = key.rpartition("__")
             tables.setdefault(table, {})[name] = value
         config = write_toml(tmp / f"robot-{cmd_port}.toml", "robot", tables)
-        self.lines: list[str] = []
         argv = ["robot", "--config", str(config), "--stats-json", str(self.stats_json), *extra_args]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "teleop.cli", *argv],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self._ready.wait(60):
+        self._process = CliProcess(argv, tmp / f"robot-{cmd_port}.log", ready="listening on")
+        self.proc = self._process.proc
+        if not self._process.wait_ready(60):
             self.kill()
             raise RuntimeError("robot did not start:\n" + "\n".join(self.lines[-30:]))
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            if "listening on" in line:
-                self._ready.set()
+    @property
+    def lines(self) -> list[str]:
+        return self._process.lines
 
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> int:
-        if self.alive:
-            self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout_s)
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        return self._process.stop(timeout_s)
 
     def kill(self) -> None:
-        if self.alive:
-            self.proc.kill()
-        self.proc.wait(10)
+        self._process.kill()
 
     def output(self) -> str:
         return "\n".join(self.lines)
