@@ -261,6 +261,8 @@ def _cmd_robot(args: argparse.Namespace) -> int:
         "record": args.record,
         "endpoints.host": args.host,
         "realtime": True if args.realtime else None,
+        "state_port": args.state_port,
+        "video_signal_port": args.video_signal_port,
     }
     try:
         config = load_section(args.config, "robot", ServerConfig, "robot config", overrides)
@@ -297,6 +299,10 @@ def _cmd_console(args: argparse.Namespace) -> int:
         "endpoints.host": args.host,
         "rate_hz": args.rate,
         "link": args.link,
+        "video.enabled": True if (args.video or args.save_video or args.video_link) else None,
+        "video.save_video": args.save_video,
+        "video.link": args.video_link,
+        "video.max_age_s": args.max_video_age,
     }
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
@@ -306,6 +312,31 @@ def _cmd_console(args: argparse.Namespace) -> int:
     try:
         return console.run()
     except ConsoleError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_video(args: argparse.Namespace) -> int:
+    from teleop.settings import ConfigError, load_section
+    from teleop.video import VideoConfig, serve
+
+    overrides = {
+        "renderer.width": args.width,
+        "renderer.height": args.height,
+        "renderer.fps": args.fps,
+        "renderer.backend": args.backend,
+        "renderer.state_url": f"tcp://127.0.0.1:{args.state_port}" if args.state_port else None,
+        "signal_port": args.signal_port,
+        "http_host": args.http_host,
+        "http_port": args.http_port,
+        "token_required": True if args.require_token else None,
+    }
+    try:
+        config = load_section(args.config, "video", VideoConfig, "video config", overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        return serve(config)
+    except (OSError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -428,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_robot.add_argument("--host", help="address to listen on (default 127.0.0.1; others need CURVE keys)")
     p_robot.add_argument("--realtime", action="store_true", help="ask for real-time scheduling (needs privilege)")
     p_robot.add_argument("--stats-json", metavar="OUT.json", help="write the control-period statistics on exit")
+    p_robot.add_argument("--state-port", type=int, help="also publish telemetry on this loopback port (renderer)")
+    p_robot.add_argument("--video-signal-port", type=int, help="forward WebRTC offers to the media process here")
     p_robot.set_defaults(func=_cmd_robot)
 
     p_console = sub.add_parser("console", help="a surgeon console: drive the robot server")
@@ -442,7 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.add_argument("--host", help="the robot's address (default 127.0.0.1)")
     p_console.add_argument("--rate", type=float, help="command rate in Hz (default 200)")
     p_console.add_argument("--link", help='emulated network on every channel, e.g. "delay=100ms jitter=10ms loss=1%%"')
+    p_console.add_argument("--video", action="store_true", help="receive the endoscope video (WebRTC)")
+    p_console.add_argument("--save-video", metavar="OUT.mp4", help="record what the surgeon saw (implies --video)")
+    p_console.add_argument("--video-link", help="emulated network on the video path (implies --video)")
+    p_console.add_argument(
+        "--max-video-age", type=float, help="hold when the newest frame is older than this (s, default 0.5)"
+    )
     p_console.set_defaults(func=_cmd_console)
+
+    p_video = sub.add_parser("video", help="the media process: renderer + WebRTC video + browser viewer")
+    p_video.add_argument("--config", help="video TOML ([video] table), e.g. launch/robot.toml")
+    p_video.add_argument("--width", type=int, help="image width in pixels (default 640)")
+    p_video.add_argument("--height", type=int, help="image height in pixels (default 480)")
+    p_video.add_argument("--fps", type=float, help="frame rate (default 30)")
+    p_video.add_argument("--backend", choices=["auto", "egl", "tiny"], help="renderer (default auto: EGL, else tiny)")
+    p_video.add_argument("--state-port", type=int, help="the robot's state feed port (default 5573)")
+    p_video.add_argument("--signal-port", type=int, help="signalling port the robot forwards offers to (default 5574)")
+    p_video.add_argument("--http-host", help="web viewer address (default 127.0.0.1)")
+    p_video.add_argument("--http-port", type=int, help="web viewer port (default 8080; 0: no viewer)")
+    p_video.add_argument("--require-token", action="store_true", help="require the viewer token even on loopback")
+    p_video.set_defaults(func=_cmd_video)
 
     p_keys = sub.add_parser("keys", help="generate a CURVE key pair for the robot or a console")
     p_keys.add_argument("folder", help="folder for NAME.key (public) and NAME.key_secret (secret)")

@@ -15,6 +15,7 @@ supervisor, from the telemetry echo and the robot's clock-sync offset).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -45,6 +46,7 @@ from teleop.linkspec import LinkSpec
 from teleop.mapping import HandToTool, MappingConfig
 from teleop.netem import DelayLine, LinkModel
 from teleop.timing import SPIN_S, sleep_until
+from teleop.videolink import VideoClient, VideoClientConfig
 
 InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
 
@@ -92,6 +94,8 @@ class ConsoleConfig:
     clock_jump_s: float = 0.0
     clock_jump_at_s: float = 0.0
     estop_at_s: float | None = None
+    #: The endoscope video (WebRTC, ``teleop.videolink``): off unless ``video.enabled``.
+    video: VideoClientConfig = field(default_factory=VideoClientConfig)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.rate_hz <= 2000.0:
@@ -439,6 +443,12 @@ class Console:
         self._jump_session = ""
         self.rehandshakes = 0
         self._engaged_once = False
+        self.video: VideoClient | None = VideoClient(config.video) if config.video.enabled else None
+        #: Why the console holds on its own (advisory: the robot's supervisor stays authoritative).
+        self.video_hold = ""
+        self.video_holds = 0
+        self._video_fresh_since: float | None = None
+        self._video_retry_at = -math.inf
 
     # -------------------------------------------------------------- requests
     def hello(self) -> p.Welcome:
@@ -487,6 +497,71 @@ class Console:
         self._ack(p.EStop(reason=reason))
         self.session = ""
 
+    def start_video(self) -> None:
+        """Offer a WebRTC connection on the control channel and complete it with the robot's answer."""
+        assert self.video is not None
+        resp = self.link.request(p.Offer(sdp=self.video.offer()))
+        if not isinstance(resp, p.Answer):
+            raise ConsoleError(f"video refused: {getattr(resp, 'reason', resp)}")
+        self.video.accept(resp.sdp)
+
+    def _wait_for_video(self) -> None:
+        """Wait (serving the link) until a fresh frame is displayed, up to ``request_timeout_s`` × 5."""
+        assert self.video is not None
+        link = self.link
+        deadline = link.true_clock() + 5 * self.config.request_timeout_s
+        while link.true_clock() < deadline:
+            link.poll_control()
+            link.ping()
+            link.poll_telemetry()
+            self._video_offset()
+            if self.video.age_s(link.true_clock()) <= self.config.video.max_age_s:
+                return
+            link.wait_until(link.true_clock() + 0.02)
+        raise ConsoleError(f"no fresh video within {5 * self.config.request_timeout_s:.0f} s ({self.video.stats()})")
+
+    def _video_offset(self) -> None:
+        if self.video is not None and self.link.estimator.ready:
+            # robot clock − console's true clock (the message clock may carry an injected jump).
+            self.video.offset_s = self.link.estimator.best().offset_s + (self.link.clock() - self.link.true_clock())
+
+    def _serve_video(self, now: float, hand: HandInput, tel: p.Telemetry | None) -> HandInput:
+        """The advisory video hold: stop commanding motion when the newest frame is too old; resume
+        only on the surgeon's re-engage once video is fresh again (the scripted surgeon and trace
+        replay re-engage after ``reengage_after_s`` of fresh video)."""
+        video = self.video
+        if video is None:
+            return hand
+        cfg = self.config.video
+        self._video_offset()
+        age = video.age_s(now)
+        fresh = age <= cfg.max_age_s
+        if tel is not None:
+            lat = self._latencies[-1] if self._latencies else None
+            video.hud = {"state": tel.state, "force_N": tel.force_mag_N, "cmd_latency_s": lat}
+        video.hud["hold_reason"] = self.video_hold
+        if not fresh and not self.video_hold and self.session:
+            self.video_hold = f"video too old ({age * 1e3:.0f} ms > {cfg.max_age_s * 1e3:.0f} ms): holding"
+            self.video_holds += 1
+            print(f"console: {self.video_hold}; re-engage once video is fresh", flush=True)
+        if video.failed and now >= self._video_retry_at:
+            self._video_retry_at = now + 2.0
+            try:
+                self.start_video()
+            except (ConsoleError, TimeoutError) as exc:
+                print(f"console: video reconnect failed: {exc}", flush=True)
+        if self.video_hold:
+            self._video_fresh_since = (self._video_fresh_since or now) if fresh else None
+            scripted = isinstance(self.device, ScriptedSurgeon | TraceReplay)
+            fresh_for = now - self._video_fresh_since if self._video_fresh_since is not None else -1.0
+            reengage = hand.engage or (scripted and fresh_for >= cfg.reengage_after_s)
+            if fresh and reengage:
+                print("console: video fresh again: re-engaged", flush=True)
+                self.video_hold = ""
+                self.mapping.release()  # re-anchor: no jump toward where the hand went meanwhile
+                hand = dataclasses.replace(hand, engage=False)
+        return hand
+
     def load_task(self, task: str, seed: int) -> None:
         ack = self._ack(p.LoadTask(task=task, seed=seed))
         if not ack.ok:
@@ -521,6 +596,7 @@ class Console:
                 self.mapping.set_camera(tel.camera.pose.quat_xyzw)
             self._observe(tel)
         hand = self.device.read(now, tel, self.mapping)
+        hand = self._serve_video(now, hand, tel)
         if hand.estop:
             self.press_estop()
         self._serve_estop(now)
@@ -528,7 +604,7 @@ class Console:
             self._trace_rows.append((now, *hand.hand_m.tolist(), hand.jaw))
         if self.session and tel is not None:
             shown_tool = np.asarray(tel.tool.pos_m, dtype=float)
-            clutch = hand.clutch and link.link_ok
+            clutch = hand.clutch and link.link_ok and not self.video_hold
             target = self.mapping.update(hand.hand_m, clutch, shown_tool)
             self.seq += 1
             if self._jump_at is not None and self._jump_first_seq is None and now >= self._jump_at:
@@ -582,6 +658,9 @@ class Console:
         try:
             self.hello()
             self.link.sync()
+            if self.video is not None:
+                self.start_video()
+                self._wait_for_video()
             code = self._run_scripted() if isinstance(self.device, ScriptedSurgeon) else self._run_interactive()
         finally:
             self._finish()
@@ -766,6 +845,8 @@ class Console:
             rows = np.asarray(self._trace_rows)
             Trace(rows[:, 0] - rows[0, 0], rows[:, 1:4], rows[:, 4]).save(self.config.record_trace)
         self.device.close()
+        if self.video is not None:
+            self.video.close()
         self.link.close()
 
     def summary(self) -> dict[str, Any]:
@@ -781,6 +862,7 @@ class Console:
             "recording": self.welcome.recording if self.welcome else "",
             "rehandshakes": self.rehandshakes,
             "estop_pressed": self.estop_pressed,
+            "video": {**self.video.stats(), "holds": self.video_holds} if self.video is not None else None,
             "clock_jump": {
                 "jump_s": self.config.clock_jump_s,
                 "session": self._jump_session,
@@ -803,6 +885,15 @@ class Console:
             f"success {s['success_rate'] * 100:.0f}% | max contact force {s['max_force_N']:.2f} N | command latency "
             f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms ({s['latency_samples']} samples)"
         )
+        v = s["video"]
+        if v is not None:
+            lat = v.get("sampled_to_displayed_ms", {})
+            ready = v.get("ready_to_displayed_ms", {})
+            print(
+                f"video: {v['frames']} frames, {v.get('fps', 0.0):.1f} fps, state sampled → displayed p50 "
+                f"{lat.get('p50', float('nan')):.1f} ms p95 {lat.get('p95', float('nan')):.1f} ms, ready → displayed "
+                f"p50 {ready.get('p50', float('nan')):.1f} ms; held for stale video {v['holds']} time(s)"
+            )
         print(f"recording: {s['recording'] or '(the robot is not recording)'}", flush=True)
         if self.config.summary_json:
             path = Path(self.config.summary_json)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import logging
 import math
 import signal
@@ -41,6 +42,7 @@ import numpy as np
 import zmq
 
 from teleop import protocol as p
+from teleop import signalling
 from teleop.channels import Endpoints, ServerKeys, ServerSockets
 from teleop.clock import ClockEstimator
 from teleop.records import (
@@ -76,7 +78,11 @@ class ServerConfig:
     valid command nor a control request for this long loses its session (the arm already holds after
     the watchdog; this frees it for another console). ``record``: MCAP path or None; ``{time}`` in it
     becomes the start time (YYYYmmdd-HHMMSS); an existing file is never overwritten. ``realtime``: ask
-    the OS for round-robin real-time scheduling (needs the privilege; a warning otherwise)."""
+    the OS for round-robin real-time scheduling (needs the privilege; a warning otherwise).
+    ``state_port``: also publish every telemetry message on this loopback port, without CURVE, for
+    processes on the robot host (the video renderer mirrors the scene from it); None: off.
+    ``video_signal_port``: the media process's signalling port on loopback (``telesurg video``);
+    consoles' WebRTC offers are forwarded there; None: video offers are refused."""
 
     endpoints: Endpoints = field(default_factory=Endpoints)
     control_rate_hz: float = 500.0
@@ -88,6 +94,10 @@ class ServerConfig:
     realtime: bool = False
     status_every_s: float = 5.0
     keys: ServerKeys | None = None
+    state_port: int | None = None
+    video_signal_port: int | None = None
+    #: Forget a forwarded offer the media process has not answered after this long (s).
+    video_answer_timeout_s: float = 5.0
     arm: SimArmConfig = field(default_factory=SimArmConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
 
@@ -165,6 +175,13 @@ class RobotServer:
         self.record_path: Path | None = None
         self.supervisor: Supervisor | None = None
         self._camera: p.Camera | None = None
+        self._state_pub: zmq.Socket | None = None
+        self._signal: zmq.Socket | None = None
+        self._signal_seq = 0
+        #: Forwarded offers: request id → (console identity, offer digest, forwarded at robot s).
+        self._offers_pending: dict[int, tuple[bytes, bytes, float]] = {}
+        #: The last answer per console identity and offer digest (a repeated offer gets it again).
+        self._offers_answered: dict[bytes, tuple[bytes, p.Message]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -175,6 +192,17 @@ class RobotServer:
             self.sockets = ServerSockets(self.config.endpoints, self.config.keys)
             if self.config.record:
                 self._open_recorder(self.config.record)
+            ctx = self.sockets.context
+            if self.config.state_port is not None:
+                self._state_pub = ctx.socket(zmq.PUB)
+                self._state_pub.setsockopt(zmq.SNDHWM, 4)
+                self._state_pub.setsockopt(zmq.LINGER, 0)
+                self._state_pub.bind(f"tcp://127.0.0.1:{self.config.state_port}")
+            if self.config.video_signal_port is not None:
+                self._signal = ctx.socket(zmq.DEALER)
+                self._signal.setsockopt(zmq.SNDHWM, 16)
+                self._signal.setsockopt(zmq.LINGER, 0)
+                self._signal.connect(f"tcp://127.0.0.1:{self.config.video_signal_port}")
             cam = self.robot.camera()
             self._camera = p.Camera(
                 pose=p.Pose(cam.pos_m, cam.quat_xyzw),
@@ -198,6 +226,10 @@ class RobotServer:
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
+        for sock in (self._state_pub, self._signal):
+            if sock is not None:
+                sock.close(0)
+        self._state_pub = self._signal = None
         if self.sockets is not None:
             self.sockets.close()
             self.sockets = None
@@ -433,10 +465,16 @@ class RobotServer:
                 episode_s=snap.episode_s,
             ),
         )
+        data = p.encode(msg)
         try:
-            self.sockets.telemetry.send(p.encode(msg), zmq.NOBLOCK)
+            self.sockets.telemetry.send(data, zmq.NOBLOCK)
         except zmq.Again:
             self.counters["telemetry.dropped"] += 1
+        if self._state_pub is not None:
+            try:
+                self._state_pub.send(data, zmq.NOBLOCK)
+            except zmq.Again:
+                self.counters["state_feed.dropped"] += 1
 
     # ------------------------------------------------------------------ commands
     def _take_command(self, now: float) -> None:
@@ -547,6 +585,8 @@ class RobotServer:
         assert self.sockets is not None
         sock = self.sockets.control
         served = 0
+        if self._signal is not None:
+            self._relay_answers(now)
         for _ in range(self.config.max_control_per_period if limit is None else limit):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -656,9 +696,66 @@ class RobotServer:
             self._answer(ident, now, client, "reset", verdict.accepted, verdict.reason)
         elif isinstance(req, p.LoadTask):
             self._load_task(ident, now, client, req)
-        else:  # Offer: the video channel arrives in a later version
-            self._answer(ident, now, client, kind.lower(), False, "video is not served by this robot server yet")
+        elif isinstance(req, p.Offer):
+            self._forward_offer(ident, now, client, req)
         self._flush_events()
+
+    # ------------------------------------------------------------------ video signalling
+    def _forward_offer(self, ident: bytes, now: float, client: _Client, req: p.Offer) -> None:
+        """Hand a console's WebRTC offer to the media process; the answer is relayed when it comes
+        (``_relay_answers``), never waited for here. A repeated offer (the console re-sends requests
+        whose answer is late or lost) is not forwarded twice: it gets the same answer."""
+        if self._signal is None:
+            self._answer(ident, now, client, "offer", False, "no_video: this robot server serves no video")
+            return
+        digest = hashlib.blake2b(req.sdp.encode(), digest_size=16).digest()
+        answered = self._offers_answered.get(ident)
+        if answered is not None and answered[0] == digest:
+            self._reply(ident, answered[1])
+            return
+        if any(pending[:2] == (ident, digest) for pending in self._offers_pending.values()):
+            return
+        self._signal_seq += 1
+        try:
+            self._signal.send(
+                signalling.encode(signalling.SignalRequest(self._signal_seq, client.name, req.sdp)), zmq.NOBLOCK
+            )
+        except zmq.Again:
+            self._answer(ident, now, client, "offer", False, "no_video: the media process is not answering")
+            return
+        self._offers_pending[self._signal_seq] = (ident, digest, now)
+        self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "offer", True, "forwarded to the media process"))
+
+    def _relay_answers(self, now: float) -> None:
+        assert self._signal is not None
+        while True:
+            try:
+                data = self._signal.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                reply = signalling.decode_reply(data)
+            except ValueError as exc:
+                self.counters["video.bad_reply"] += 1
+                log.warning("%s", exc)
+                continue
+            pending = self._offers_pending.pop(reply.request_id, None)
+            if pending is None:
+                continue
+            ident, digest, _ = pending
+            if reply.ok:
+                msg: p.Message = p.Answer(sdp=reply.sdp)
+            else:
+                msg = p.Ack(request="offer", ok=False, reason=f"video: {reply.reason}"[:500])
+            if len(self._offers_answered) >= 64 and ident not in self._offers_answered:
+                self._offers_answered.pop(next(iter(self._offers_answered)))
+            self._offers_answered[ident] = (digest, msg)
+            self._reply(ident, msg)
+        for rid, (ident, _, at) in list(self._offers_pending.items()):
+            if now - at > self.config.video_answer_timeout_s:
+                del self._offers_pending[rid]
+                self.counters["video.offer_timeout"] += 1
+                self._reply(ident, p.Ack(request="offer", ok=False, reason="no_video: media process silent"))
 
     def _load_task(self, ident: bytes, now: float, client: _Client, req: p.LoadTask) -> None:
         sup = self.supervisor

@@ -1,0 +1,90 @@
+"""What the surgeon sees on top of the video: contact-force bar, supervisor state, command and video
+latency, and why the console is holding; and the MP4 writer of ``--save-video``."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Force drawn as a full bar (N): the default hard contact-force limit.
+FORCE_FULL_N = 6.0
+_STATE_COLOURS = {"ENGAGED": (60, 200, 60), "HOLD": (0, 200, 230), "IDLE": (200, 200, 200), "ESTOP": (40, 40, 230)}
+
+
+def draw_hud(image: np.ndarray, hud: dict[str, Any], video_latency_s: float) -> np.ndarray:
+    """Draw the overlays on ``image`` (BGR, modified in place and returned). ``hud`` keys (all
+    optional): ``state``, ``force_N``, ``cmd_latency_s``, ``hold_reason``."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = max(0.35, w / 1280)
+    state = str(hud.get("state", "—"))
+    force = float(hud.get("force_N", 0.0))
+    cmd = hud.get("cmd_latency_s")
+    colour = _STATE_COLOURS.get(state, (200, 200, 200))
+    cv2.rectangle(image, (0, 0), (w, int(34 * scale * 2)), (0, 0, 0), -1)
+    cv2.putText(image, state, (8, int(24 * scale * 2)), cv2.FONT_HERSHEY_SIMPLEX, scale * 1.2, colour, 2)
+    lat = f"cmd {cmd * 1e3:5.1f} ms" if cmd is not None and math.isfinite(cmd) else "cmd  --  ms"
+    vid = f"video {video_latency_s * 1e3:5.0f} ms" if math.isfinite(video_latency_s) else "video  --  ms"
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(image, f"{lat}  {vid}", (int(w * 0.3), int(24 * scale * 2)), font, scale, (230, 230, 230), 1)
+    # Force bar on the right edge: green, amber above half the limit, red above 80%.
+    bar_h = int(h * 0.6)
+    x0, y0 = w - int(28 * scale * 2), int(h * 0.2)
+    frac = min(max(force / FORCE_FULL_N, 0.0), 1.0)
+    fill = (60, 200, 60) if frac < 0.5 else (0, 190, 240) if frac < 0.8 else (40, 40, 230)
+    cv2.rectangle(image, (x0, y0), (x0 + int(16 * scale * 2), y0 + bar_h), (80, 80, 80), 1)
+    cv2.rectangle(image, (x0, y0 + bar_h - int(bar_h * frac)), (x0 + int(16 * scale * 2), y0 + bar_h), fill, -1)
+    cv2.putText(image, f"{force:.1f} N", (x0 - int(20 * scale * 2), y0 + bar_h + int(18 * scale * 2)),
+                cv2.FONT_HERSHEY_SIMPLEX, scale * 0.9, (230, 230, 230), 1)  # fmt: skip
+    reason = hud.get("hold_reason")
+    if reason:
+        cv2.rectangle(image, (0, h - int(34 * scale * 2)), (w, h), (0, 0, 160), -1)
+        cv2.putText(image, str(reason)[:80], (8, h - int(10 * scale * 2)), font, scale, (255, 255, 255), 1)
+    return image
+
+
+class VideoWriter:
+    """An H.264 MP4 (PyAV) of BGR frames stamped with their display times (variable frame rate)."""
+
+    def __init__(self, path: str, width: int, height: int) -> None:
+        import av
+
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.path = out
+        self._container = av.open(str(out), mode="w")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self._stream = self._container.add_stream(codec, rate=30)
+        self._stream.width, self._stream.height = width, height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.time_base = Fraction(1, 1000)
+        self._stream.time_base = Fraction(1, 1000)
+        if codec == "libx264":
+            self._stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        self._t0: float | None = None
+        self._last_ms = -1
+        self.frames = 0
+
+    def write(self, image_bgr: np.ndarray, displayed_s: float) -> None:
+        import av
+
+        if self._t0 is None:
+            self._t0 = displayed_s
+        ms = max(int((displayed_s - self._t0) * 1000), self._last_ms + 1)
+        self._last_ms = ms
+        frame = av.VideoFrame.from_ndarray(image_bgr, format="bgr24")
+        frame.pts = ms
+        frame.time_base = Fraction(1, 1000)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()

@@ -1,0 +1,452 @@
+"""The media process (`telesurg video`): the endoscope video of the robot host over WebRTC (aiortc).
+
+::
+
+    telesurg robot --state-port 5573 --video-signal-port 5574 &
+    telesurg video --state-port 5573 --signal-port 5574          # prints the viewer's address
+
+It starts the renderer (``teleop.renderer``, a child process mirroring the scene from the robot's
+state feed) and serves its frames:
+
+- to consoles, whose WebRTC offers arrive on the robot's control channel and are forwarded here by
+  the robot server (``teleop.signalling``, a loopback ROUTER on ``signal_port``);
+- to browsers, through a small web viewer (aiohttp on ``http_host:http_port``): ``GET /`` is the
+  page, ``POST /offer`` the signalling. It shows patient video, so it requires the access token
+  printed at start-up (``?token=…``) unless bound to loopback (``token_required`` forces it).
+
+Every peer connection gets its own ``RenderedTrack`` on the same ``FrameSource`` and a data channel
+``meta`` (opened by the offerer, unordered, no retransmissions) on which each frame's metadata is
+sent as JSON just before the frame is encoded: frame id, the RTP timestamp of the frame (its ``pts``
+at 90 kHz; the receiver matches decoded frames by it), the telemetry sequence and robot time the
+frame shows, render start and end and the time the frame was ready (robot host monotonic clock, s),
+plus supervisor state, force and tool tip for overlays. Nothing queues frames: the source keeps only
+the newest, each track sends the newest frame it has not sent, so a slow encoder or peer skips frames
+and latency never accumulates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import secrets
+import signal
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teleop import signalling
+from teleop.channels import is_loopback
+from teleop.framebuf import FrameBuffer, FrameMeta
+from teleop.renderer import RendererConfig, run_renderer
+from teleop.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
+
+log = logging.getLogger("telesurg.video")
+
+#: RTP clock of video (Hz).
+VIDEO_CLOCK_HZ = 90_000
+VIEWER_HTML = Path(__file__).with_name("web") / "viewer.html"
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """The media process. ``renderer``: size, rate and back end of the images; ``signal_port``: where
+    the robot server forwards consoles' offers (loopback); ``http_host``/``http_port``: the web
+    viewer (``http_port`` 0: no viewer); ``token``: the viewer's access token (default: a fresh
+    random one), required unless ``http_host`` is loopback, or always with ``token_required``;
+    ``ice_addresses``: the local addresses ICE may use (default loopback; list the LAN address for a
+    console on another machine); ``ice_servers``: STUN/TURN URLs (none by default); ``max_peers``: peer
+    connections served at once (the oldest is closed for a new one); ``max_bitrate_bps``: encoder cap."""
+
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+    signal_port: int | None = 5574
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    token: str | None = None
+    token_required: bool | None = None
+    ice_addresses: tuple[str, ...] = LOOPBACK_ADDRESSES
+    ice_servers: tuple[str, ...] = ()
+    max_peers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ValueError("max_peers must be at least 1")
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError(f"http_port must be 0–65535, got {self.http_port}")
+        if self.token is not None and len(self.token) < 16:
+            raise ValueError("token must be at least 16 characters")
+
+    @property
+    def needs_token(self) -> bool:
+        return self.token_required if self.token_required is not None else not is_loopback(self.http_host)
+
+
+@dataclass
+class Frame:
+    """The newest frame: image (height, width, 3 RGB uint8), its metadata and when it was ready."""
+
+    image: np.ndarray
+    meta: FrameMeta
+    ready_s: float
+
+
+class FrameSource:
+    """Owns the renderer process and the newest frame it produced (see the module docstring)."""
+
+    def __init__(self, config: RendererConfig) -> None:
+        self.config = config
+        self.newest: Frame | None = None
+        self.frames = 0
+        self.torn = 0
+        self._event = asyncio.Event()
+        self._fb = FrameBuffer(config.width, config.height, create=True)
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe(duplex=False)
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=run_renderer, args=(config, self._fb.name, child_conn, self._stop), name="telesurg-renderer"
+        )
+        self._proc.start()
+        child_conn.close()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._conn.fileno(), self._on_frames)
+        self.t0_s = time.monotonic()
+
+    @property
+    def renderer_pid(self) -> int | None:
+        return self._proc.pid
+
+    def _on_frames(self) -> None:
+        meta = None
+        try:
+            while self._conn.poll():
+                meta = self._conn.recv()
+        except (EOFError, OSError):
+            self._loop.remove_reader(self._conn.fileno())
+            log.error("the renderer process ended (exit code %s)", self._proc.exitcode)
+            return
+        if meta is None:
+            return
+        image = self._fb.read(meta.slot)
+        if image is None:  # overwritten while copying: the next, newer frame follows within a frame time
+            self.torn += 1
+            return
+        self.frames += 1
+        self.newest = Frame(image, meta, time.monotonic())
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_newer(self, frame_id: int) -> Frame:
+        """The newest frame with an id above ``frame_id`` (waits for one)."""
+        while self.newest is None or self.newest.meta.frame_id <= frame_id:
+            await self._event.wait()
+        return self.newest
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._conn.fileno())
+        self._stop.set()
+        self._proc.join(timeout=3.0)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=1.0)
+        self._conn.close()
+        self._fb.close()
+
+
+def _track_class() -> type:
+    from aiortc.mediastreams import VideoStreamTrack
+    from av import VideoFrame
+
+    class RenderedTrack(VideoStreamTrack):
+        """Sends the newest rendered frame it has not sent yet (never a backlog). ``pts`` is the time
+        the frame was ready, on a 90 kHz clock from the source's start; ``on_frame(meta_dict)`` runs
+        for each frame just before it goes to the encoder."""
+
+        kind = "video"
+
+        def __init__(self, source: FrameSource) -> None:
+            super().__init__()
+            self.source = source
+            self.on_frame: Any = None
+            self._last_id = 0
+            self._last_pts = -1
+            self.first_pts: int | None = None
+            self.sent = 0
+
+        async def recv(self) -> VideoFrame:
+            frame = await self.source.wait_newer(self._last_id)
+            self._last_id = frame.meta.frame_id
+            pts = max(round((frame.ready_s - self.source.t0_s) * VIDEO_CLOCK_HZ), self._last_pts + 1)
+            self._last_pts = pts
+            if self.first_pts is None:
+                self.first_pts = pts
+            out = VideoFrame.from_ndarray(frame.image, format="rgb24")
+            out.pts = pts
+            out.time_base = Fraction(1, VIDEO_CLOCK_HZ)
+            self.sent += 1
+            if self.on_frame is not None:
+                meta = asdict(frame.meta)
+                meta.pop("slot")
+                meta.update(pts=pts, ready_s=frame.ready_s, sent_s=time.monotonic())
+                self.on_frame(meta)
+            return out
+
+    return RenderedTrack
+
+
+def _tap_rtp(pc: Any, track: Any, on_frame: Any) -> None:
+    """Call ``on_frame(rtp_ts, pts)`` when the first RTP packet of each new video frame leaves.
+
+    aiortc adds a random origin to every ``pts`` to make the RTP timestamp and keeps it to itself;
+    the first packet of the first frame (whose pts the track knows) reveals it. Metadata sent then
+    carries the frame's exact RTP timestamp, which the receiver sees on the decoded frame."""
+    sender = next(t.sender for t in pc.getTransceivers() if t.sender.track is track)
+    dtls = sender.transport
+    send = dtls._send_rtp
+    state = {"origin": None, "last": None}
+
+    async def _send_rtp(data: bytes) -> None:
+        if len(data) >= 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP
+            ssrc = int.from_bytes(data[8:12], "big")
+            ts = int.from_bytes(data[4:8], "big")
+            last = state["last"]
+            if ssrc == sender._ssrc and (last is None or 0 < (ts - last) % 2**32 < 2**31):
+                state["last"] = ts
+                if state["origin"] is None and track.first_pts is not None:
+                    state["origin"] = (ts - track.first_pts) % 2**32
+                if state["origin"] is not None:
+                    on_frame(ts, (ts - state["origin"]) % 2**32)
+        await send(data)
+
+    dtls._send_rtp = _send_rtp
+
+
+class _Peer:
+    def __init__(self, name: str, pc: Any, track: Any) -> None:
+        self.name = name
+        self.pc = pc
+        self.track = track
+        self.channel: Any = None
+        self.created_s = time.monotonic()
+
+
+class MediaServer:
+    """Peer connections, signalling and the web viewer around one ``FrameSource``."""
+
+    def __init__(self, config: VideoConfig) -> None:
+        self.config = config
+        self.token = config.token or secrets.token_urlsafe(24)
+        self.peers: list[_Peer] = []
+        self.source: FrameSource | None = None
+        self._track_cls: type | None = None
+        self._runner: Any = None
+        self._zctx: Any = None
+        self._router: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.http_url = ""
+
+    async def start(self) -> None:
+        use_ice_addresses(self.config.ice_addresses)
+        self._track_cls = _track_class()
+        self.source = FrameSource(self.config.renderer)
+        if self.config.signal_port is not None:
+            import zmq
+            import zmq.asyncio
+
+            self._zctx = zmq.asyncio.Context()
+            self._router = self._zctx.socket(zmq.ROUTER)
+            self._router.setsockopt(zmq.LINGER, 0)
+            self._router.bind(f"tcp://127.0.0.1:{self.config.signal_port}")
+            self._tasks.append(asyncio.get_running_loop().create_task(self._serve_signalling()))
+        if self.config.http_port:
+            await self._start_http()
+
+    async def answer(self, client: str, offer_sdp: str) -> str:
+        """Answer an SDP offer from ``client`` with the rendered track (replacing its older connection)."""
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        assert self.source is not None and self._track_cls is not None
+        for old in [peer for peer in self.peers if peer.name == client]:
+            await self._close_peer(old)
+        while len(self.peers) >= self.config.max_peers:
+            log.info("closing the oldest peer (%s) for %s", self.peers[0].name, client)
+            await self._close_peer(self.peers[0])
+        pc = RTCPeerConnection(rtc_configuration(self.config.ice_servers))
+        track = self._track_cls(self.source)
+        peer = _Peer(client, pc, track)
+        self.peers.append(peer)
+
+        @pc.on("datachannel")
+        def _on_channel(channel: Any) -> None:
+            if channel.label == "meta":
+                peer.channel = channel
+
+        @pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            log.info("peer %s: %s", client, pc.connectionState)
+            if pc.connectionState in ("failed", "closed") and peer in self.peers:
+                await self._close_peer(peer)
+
+        pending: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+        def _on_frame(meta: dict[str, Any]) -> None:
+            pending[meta["pts"]] = meta
+            while len(pending) > 64:
+                pending.popitem(last=False)
+
+        def _on_rtp_frame(rtp_ts: int, pts: int) -> None:
+            # aiortc converts pts to the RTP clock with float rounding: allow ±2 ticks (frames are
+            # ≥ 700 ticks apart even at 120 fps).
+            meta = next((pending.pop(k) for k in (pts, pts - 1, pts + 1, pts - 2, pts + 2) if k in pending), None)
+            ch = peer.channel
+            if meta is not None and ch is not None and ch.readyState == "open":
+                meta.update(rtp_ts=rtp_ts, sent_s=time.monotonic())
+                ch.send(json.dumps(meta, separators=(",", ":")))
+
+        track.on_frame = _on_frame
+        try:
+            offer = RTCSessionDescription(keep_candidates(offer_sdp, self.config.ice_addresses), "offer")
+            await pc.setRemoteDescription(offer)
+            if not any(t.kind == "video" for t in pc.getTransceivers()):
+                raise ValueError("the offer has no video section")
+            pc.addTrack(track)  # takes the offered video transceiver: the answer is sendonly
+            await pc.setLocalDescription(await pc.createAnswer())
+            _tap_rtp(pc, track, _on_rtp_frame)
+        except Exception:
+            await self._close_peer(peer)
+            raise
+        return pc.localDescription.sdp
+
+    async def _close_peer(self, peer: _Peer) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+        await peer.pc.close()
+
+    # ------------------------------------------------------------------ signalling from the robot
+    async def _serve_signalling(self) -> None:
+        assert self._router is not None
+        while True:
+            ident, data = await self._router.recv_multipart()
+            try:
+                req = signalling.decode_request(data)
+            except ValueError as exc:
+                log.warning("%s", exc)
+                continue
+            asyncio.get_running_loop().create_task(self._answer_robot(ident, req))
+
+    async def _answer_robot(self, ident: bytes, req: signalling.SignalRequest) -> None:
+        try:
+            sdp = await self.answer(req.client, req.sdp)
+            reply = signalling.SignalReply(req.request_id, True, sdp=sdp)
+            log.info("answered %s's offer (console)", req.client)
+        except Exception as exc:  # a bad offer is the peer's problem, not the server's
+            log.warning("offer from %s refused: %s", req.client, exc)
+            reply = signalling.SignalReply(req.request_id, False, reason=str(exc)[:400])
+        await self._router.send_multipart([ident, signalling.encode(reply)])
+
+    # ------------------------------------------------------------------ the web viewer
+    async def _start_http(self) -> None:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=256 * 1024)
+        app.router.add_get("/", self._page)
+        app.router.add_post("/offer", self._http_offer)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
+        await site.start()
+        port = self._runner.addresses[0][1] if self._runner.addresses else self.config.http_port
+        query = f"?token={self.token}" if self.config.needs_token else ""
+        self.http_url = f"http://{self.config.http_host}:{port}/{query}"
+
+    def _authorised(self, token: str | None) -> bool:
+        return not self.config.needs_token or (token is not None and secrets.compare_digest(token, self.token))
+
+    async def _page(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if not self._authorised(request.query.get("token")):
+            return web.Response(status=403, text="403: this viewer needs its access token (?token=…)\n")
+        return web.Response(text=VIEWER_HTML.read_text(), content_type="text/html")
+
+    async def _http_offer(self, request: Any) -> Any:
+        from aiohttp import web
+
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response({"error": "expected JSON {sdp, type, token}"}, status=400)
+        if not isinstance(body, dict) or not self._authorised(body.get("token")):
+            return web.json_response({"error": "forbidden: wrong or missing token"}, status=403)
+        sdp = body.get("sdp")
+        if body.get("type") != "offer" or not isinstance(sdp, str) or len(sdp) > 32_768:
+            return web.json_response({"error": "expected an SDP offer"}, status=400)
+        name = f"browser-{request.remote}-{secrets.token_hex(3)}"
+        try:
+            answer = await self.answer(name, sdp)
+        except Exception as exc:
+            return web.json_response({"error": f"offer refused: {exc}"}, status=400)
+        return web.json_response({"sdp": answer, "type": "answer"})
+
+    # ------------------------------------------------------------------ shutdown
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for peer in list(self.peers):
+            await self._close_peer(peer)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._router is not None:
+            self._router.close(0)
+            self._zctx.term()
+        if self.source is not None:
+            self.source.close()
+
+    def status(self) -> str:
+        src = self.source
+        return f"frames rendered {src.frames if src else 0} (torn {src.torn if src else 0}) | peers " + (
+            ", ".join(f"{p.name}:{p.pc.connectionState}:{p.track.sent}" for p in self.peers) or "none"
+        )
+
+
+async def serve_async(config: VideoConfig, stop: asyncio.Event, status_every_s: float = 5.0) -> None:
+    server = MediaServer(config)
+    await server.start()
+    try:
+        r = config.renderer
+        print(
+            f"video: rendering {r.width}×{r.height} at {r.fps:g} fps; signalling on 127.0.0.1:{config.signal_port}"
+            + (f"; viewer at {server.http_url}" if server.http_url else ""),
+            flush=True,
+        )
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), status_every_s)
+            log.info("%s", server.status())
+    finally:
+        await server.close()
+
+
+def serve(config: VideoConfig) -> int:
+    """Run the media process until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="video: %(message)s")
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    logging.getLogger("aiortc").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_async(config, stop)
+
+    asyncio.run(main())
+    return 0
