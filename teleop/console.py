@@ -447,6 +447,8 @@ class Console:
         #: Why the console holds on its own (advisory: the robot's supervisor stays authoritative).
         self.video_hold = ""
         self.video_holds = 0
+        #: Advisory video holds as (start, end) on the console's true clock (end None while holding).
+        self.video_hold_log: list[list[float | None]] = []
         self._video_fresh_since: float | None = None
         self._video_retry_at = -math.inf
 
@@ -543,6 +545,7 @@ class Console:
         if not fresh and not self.video_hold and self.session:
             self.video_hold = f"video too old ({age * 1e3:.0f} ms > {cfg.max_age_s * 1e3:.0f} ms): holding"
             self.video_holds += 1
+            self.video_hold_log.append([now, None])
             print(f"console: {self.video_hold}; re-engage once video is fresh", flush=True)
         if video.failed and now >= self._video_retry_at:
             self._video_retry_at = now + 2.0
@@ -558,6 +561,7 @@ class Console:
             if fresh and reengage:
                 print("console: video fresh again: re-engaged", flush=True)
                 self.video_hold = ""
+                self.video_hold_log[-1][1] = now
                 self.mapping.release()  # re-anchor: no jump toward where the hand went meanwhile
                 hand = dataclasses.replace(hand, engage=False)
         return hand

@@ -44,7 +44,7 @@ class RendererConfig:
     """Image size (px), frame rate (Hz), back end (``egl``, ``tiny`` or ``auto``), the robot's local
     state feed (``teleop.server.ServerConfig.state_port``), the scene options the robot uses
     (``env_options``/``forbidden_m`` as in ``teleop.robot.SimArmConfig``) and Mesa's thread count
-    for llvmpipe (``LP_NUM_THREADS``)."""
+    for llvmpipe (``LP_NUM_THREADS``); ``nice``: see below."""
 
     width: int = 640
     height: int = 480
@@ -54,6 +54,8 @@ class RendererConfig:
     env_options: dict[str, Any] = field(default_factory=dict)
     forbidden_m: tuple[tuple[tuple[float, float, float], tuple[float, float, float]], ...] = ()
     mesa_threads: int = 2
+    #: Scheduling niceness added to the renderer process: the robot's control loop must win the CPU.
+    nice: int = 10
 
     def __post_init__(self) -> None:
         if self.backend not in ("egl", "tiny", "auto"):
@@ -127,6 +129,8 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
     """The renderer process's main: render the newest state at ``config.fps`` into the frame buffer
     named ``shm_name``, announcing each frame's ``FrameMeta`` on ``conn``, until ``stop`` is set."""
     os.environ.setdefault("LP_NUM_THREADS", str(config.mesa_threads))
+    if config.nice:
+        os.nice(config.nice)
     logging.basicConfig(level=logging.INFO, format="renderer: %(message)s")
     fb = FrameBuffer(config.width, config.height, name=shm_name)
     ctx = zmq.Context()

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import secrets
 import signal
 import time
@@ -74,6 +75,8 @@ class VideoConfig:
     ice_addresses: tuple[str, ...] = LOOPBACK_ADDRESSES
     ice_servers: tuple[str, ...] = ()
     max_peers: int = 4
+    #: Scheduling niceness added to the media process (its encoders): the control loop comes first.
+    nice: int = 5
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -440,6 +443,9 @@ def serve(config: VideoConfig) -> int:
     logging.basicConfig(level=logging.INFO, format="video: %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
+
+    if config.nice:
+        os.nice(config.nice)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -57,6 +57,10 @@ class VideoClientConfig:
     ice_servers: tuple[str, ...] = ()
     offer_timeout_s: float = 5.0
     keep_samples: int = 100_000
+    #: Keep the newest frame as an image (``newest_image``, BGR) even without a window or a file.
+    keep_image: bool = False
+    #: A gap of more packets than this (~0.1–0.3 s of video) asks for a keyframe, not retransmissions.
+    nack_max_gap_packets: int = 40
 
     def __post_init__(self) -> None:
         if self.max_age_s <= 0:
@@ -106,6 +110,42 @@ class _RawTimestamps:
         return timestamp
 
 
+def _bound_nacks(receiver: Any, max_gap_packets: int) -> None:
+    """After a gap of more than ``max_gap_packets`` (an outage), ask for a keyframe instead of
+    retransmissions.
+
+    aiortc's receiver NACKs every missing packet, however old: after a 3 s outage the sender
+    retransmits the last 128 packets of seconds-old frames, the jitter buffer takes them for a
+    restarted stream and the stale frames are decoded (the backlog replayed) or the stream stalls.
+    A browser bounds its NACKs by age and asks for a keyframe; so does this: the lost packets are
+    forgotten, partial frames dropped, and a PLI requests a fresh keyframe."""
+    from aiortc.rtcrtpreceiver import NackGenerator
+    from aiortc.utils import uint16_add, uint16_gt
+
+    _pending: set[asyncio.Future[None]] = set()
+
+    class _BoundedNackGenerator(NackGenerator):
+        def add(self, packet: Any) -> bool:
+            seq = packet.sequence_number
+            if (
+                self.max_seq is not None
+                and uint16_gt(seq, self.max_seq)
+                and uint16_add(seq, -self.max_seq) > max_gap_packets
+            ):
+                self.missing.clear()
+                self.max_seq = seq
+                jitter = receiver._RTCRtpReceiver__jitter_buffer
+                jitter.remove(jitter.capacity)
+                jitter._origin = None
+                task = asyncio.ensure_future(receiver._send_rtcp_pli(packet.ssrc))
+                _pending.add(task)
+                task.add_done_callback(_pending.discard)
+                return False
+            return super().add(packet)
+
+    receiver._RTCRtpReceiver__nack_generator = _BoundedNackGenerator()
+
+
 class VideoClient:
     """See the module docstring."""
 
@@ -121,6 +161,8 @@ class VideoClient:
         self.newest_image: np.ndarray | None = None
         self.error: str | None = None
         self.connection_state = "new"
+        #: When the emulated video link's clock started (console monotonic s): outages count from it.
+        self.link_start_s: float | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="telesurg-video", daemon=True)
         self._pc: Any = None
@@ -203,9 +245,11 @@ class VideoClient:
 
         for transceiver in pc.getTransceivers():
             transceiver.receiver._RTCRtpReceiver__timestamp_mapper = _RawTimestamps()
+            _bound_nacks(transceiver.receiver, self.config.nack_max_gap_packets)
         await pc.setLocalDescription(await pc.createOffer())
         down, up = self.config.link_specs()
         if down is not None or up is not None:
+            self.link_start_s = time.monotonic()
             emulate_link(pc, down, up)
         return pc.localDescription.sdp
 
@@ -250,14 +294,14 @@ class VideoClient:
     async def _consume_frames(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
 
-        need_image = self._window or self.config.save_video is not None
+        need_image = self._window or self.config.save_video is not None or self.config.keep_image
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             image = frame.to_ndarray(format="bgr24") if need_image else None
-            if image is not None:
+            if image is not None and (self._window or self.config.save_video):
                 image = self._overlay(image)
                 if self._window:
                     import cv2
@@ -266,6 +310,7 @@ class VideoClient:
                     cv2.waitKey(1)
                 if self.config.save_video:
                     self._save(image)
+            if image is not None:
                 self.newest_image = image
             displayed = time.monotonic()
             self.frames += 1

@@ -8,8 +8,8 @@ use, which servers it may contact, and the user-space link emulator on a peer co
   replaces aioice's address discovery (process-wide) with the configured list (default loopback),
   and ``keep_candidates`` drops remote candidates outside it from an SDP (a browser also offers its
   LAN and mDNS names), so nothing but the configured network is ever contacted.
-- **Link emulation.** ``emulate_link`` puts a ``teleop.netem.LinkModel`` (message level: WebRTC
-  media runs over UDP, where loss is loss) in each direction of a peer connection's ICE transport:
+- **Link emulation.** ``emulate_link`` puts a ``teleop.netem.LinkModel`` (always message level:
+  WebRTC runs over UDP, where loss is loss and an outage drops) in each direction of a peer connection's ICE transport:
   every datagram of DTLS, SRTP (video, RTCP feedback) and SCTP (data channels) is delayed, jittered,
   dropped or held per the spec; ICE's own STUN consent checks are not (they are answered inside
   aioice), so an emulated outage never tears the connection down, as a real short one would not.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import time
 from collections.abc import Sequence
@@ -75,6 +76,10 @@ def emulate_link(pc: Any, down: LinkSpec | None, up: LinkSpec | None, clock: Any
     """Emulate ``down`` (datagrams arriving at ``pc``) and ``up`` (datagrams it sends) on every ICE
     transport of the peer connection ``pc``; call after ``setLocalDescription`` (the transports exist).
     Outages count from this call."""
+    # WebRTC media and data run over UDP: loss is loss and an outage drops what was sent during it,
+    # whatever ``mode`` the spec gives (its default, tcp, models ZeroMQ's TCP channels).
+    down = dataclasses.replace(down, mode="message") if down is not None else None
+    up = dataclasses.replace(up, mode="message") if up is not None else None
     for transport in _ice_transports(pc):
         if getattr(transport, "_telesurg_emulated", False):
             continue
