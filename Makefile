@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted surgeon console over loopback
 	$(VENV)/bin/telesurg launch launch/local.toml $(ARGS)
 
-test: $(STAMP) lint  ## lint, then the whole test suite
+test: $(STAMP) lint $(CHROMIUM)  ## lint, then the whole test suite
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# The browser-viewer test drives Debian's chromium through playwright (never `playwright install`,
+# which downloads a browser): installed here when missing (needs root and apt).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser-viewer test"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
