@@ -1,0 +1,124 @@
+"""The video path's parts alone: the shared-memory frame hand-off, the scene mirror, ICE address
+and candidate restriction, the internal signalling messages, and the robot refusing offers when it
+serves no video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from teleop import protocol as p
+from teleop import signalling
+from teleop.framebuf import SLOTS, FrameBuffer
+from teleop.renderer import RendererConfig, SceneMirror
+from teleop.robot import SimArmConfig, SimulatedArm
+from teleop.webrtc import keep_candidates, use_ice_addresses
+
+
+def test_frame_buffer_hands_over_the_newest_image_and_detects_a_torn_read() -> None:
+    fb = FrameBuffer(32, 16, create=True)
+    reader = FrameBuffer(32, 16, name=fb.name)
+    try:
+        images = [np.full((16, 32, 3), i, np.uint8) for i in range(SLOTS + 1)]
+        for i, image in enumerate(images):
+            fb.write(i % SLOTS, image)
+        got = reader.read(SLOTS % SLOTS)
+        assert got is not None and (got == images[SLOTS]).all()  # the slot holds the newest write
+        # A writer in the middle of a slot (odd sequence) makes the read fail instead of tearing.
+        seq = fb._header(1)
+        fb._set_header(1, seq + 1)
+        assert reader.read(1) is None
+        fb._set_header(1, seq + 2)
+        assert reader.read(1) is not None
+        with pytest.raises(ValueError, match="shape"):
+            fb.write(0, np.zeros((8, 8, 3), np.uint8))
+    finally:
+        reader.close()
+        fb.close()
+
+
+def test_scene_mirror_poses_the_arm_and_objects_from_telemetry() -> None:
+    arm = SimulatedArm(SimArmConfig(task="Reach", seed=3, preload=("Reach",)))
+    arm.connect()
+    mirror = SceneMirror(RendererConfig(backend="tiny", width=64, height=48))
+    try:
+        arm.command(arm.read().tip_m + np.array([0.02, -0.01, -0.01]), 0.5)
+        for _ in range(400):
+            arm.update(0.002)
+        reading = arm.read()
+        objects = arm.objects()
+        tel = p.Telemetry(
+            arm="psm1",
+            seq=1,
+            robot_s=0.0,
+            joint_pos=reading.joint_pos,
+            tool=p.Pose(tuple(reading.tip_m), reading.tip_quat_xyzw),
+            jaw=reading.jaw,
+            force_N=(0.0, 0.0, 0.0),
+            force_mag_N=0.0,
+            state="ENGAGED",
+            reason="",
+            objects={k: p.Pose(pos, quat) for k, (pos, quat) in objects.items()},
+            task=p.TaskState(
+                name="Reach", seed=3, observation=[], achieved_goal=[], desired_goal=[], success=False, episode_s=0
+            ),
+        )
+        mirror.apply(tel)
+        env = mirror.env
+        assert env is not None
+        np.testing.assert_allclose(env.arm.read().tip_position_m, reading.tip_m, atol=1e-6)
+        for name, (pos, _) in objects.items():
+            np.testing.assert_allclose(env.arm.world_to_base(env.sim.base_pose(name)[0]), pos, atol=1e-6)
+        assert mirror.render(64, 48).shape == (48, 64, 3)
+    finally:
+        mirror.close()
+        arm.disconnect()
+
+
+def test_ice_uses_only_the_configured_addresses() -> None:
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    try:
+        use_ice_addresses(["127.0.0.1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+        with pytest.raises(ValueError):
+            use_ice_addresses(["not-an-address"])
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+def test_remote_candidates_outside_the_allowed_addresses_are_dropped() -> None:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+            "a=candidate:2 1 udp 2122194687 192.0.2.2 50001 typ host",
+            "a=candidate:3 1 udp 2122129151 0b6d5a4e-1111.local 50002 typ host",
+            "a=candidate:4 1 udp 1686052607 203.0.113.9 50003 typ srflx raddr 0.0.0.0 rport 0",
+            "a=end-of-candidates",
+        ]
+    )
+    kept = keep_candidates(sdp, ["127.0.0.1"])
+    assert "127.0.0.1 50000" in kept
+    assert "192.0.2.2" not in kept and ".local" not in kept and "203.0.113.9" not in kept
+    assert "a=end-of-candidates" in kept and kept.startswith("v=0")
+
+
+def test_signalling_messages_round_trip_and_reject_garbage() -> None:
+    req = signalling.SignalRequest(7, "console", "v=0")
+    assert signalling.decode_request(signalling.encode(req)) == req
+    reply = signalling.SignalReply(7, False, reason="bad")
+    assert signalling.decode_reply(signalling.encode(reply)) == reply
+    with pytest.raises(ValueError):
+        signalling.decode_request(b"\x93garbage")
+    with pytest.raises(ValueError, match="too large"):
+        signalling.decode_request(b"x" * 40_000)
+
+
+def test_a_robot_without_video_refuses_offers_with_a_reason(robot, client) -> None:
+    r = robot(record=False)
+    c = client(r.endpoints)
+    c.connect()
+    ack = c.link.request(p.Offer(sdp="v=0\r\n"))
+    assert isinstance(ack, p.Ack) and not ack.ok and ack.reason.startswith("no_video")
