@@ -16,7 +16,11 @@ OUTAGE_AT_S = 0.3
 
 @dataclass(frozen=True)
 class Cell:
-    """One run: ``link`` is applied to every channel in both directions with ``mode`` fidelity."""
+    """One run: ``link`` is applied to every channel in both directions with ``mode`` fidelity.
+    ``video``: the console also receives the endoscope video (renderer + media process beside the
+    robot) and holds when it is older than its limit; ``video_link`` is the emulated network on
+    the video path (UDP: message level), ``video_outage_s`` the length of an outage in it (the
+    console must hold through it)."""
 
     name: str
     task: str
@@ -28,6 +32,9 @@ class Cell:
     loss: float = 0.0
     outage_s: float = 0.0
     seed: int = 0
+    video: bool = False
+    video_link: str = ""
+    video_outage_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -51,7 +58,7 @@ class Cell:
         if self.expect_hold:
             return 6.0
         base = {"Reach": 8.0, "Palpate": 12.0, "Trace": 25.0}.get(self.task, 15.0)
-        return base + 20.0 * self.delay_s + self.outage_s
+        return base + 20.0 * self.delay_s + self.outage_s + self.video_outage_s
 
 
 def _link(delay_s: float, jitter: float, loss: float, seed: int) -> str:
@@ -109,11 +116,47 @@ def fault_cells(faults: tuple[str, ...] = FAULTS[1:]) -> list[Cell]:
     return cells
 
 
+#: When the video outage of a video cell starts, after the console's video offer (s): the console
+#: has engaged by then and the surgeon is moving.
+VIDEO_OUTAGE_AT_S = 3.0
+
+
+def video_cells() -> list[Cell]:
+    """The console watching the video: over a delayed, jittery, lossy network on every channel
+    (video included), and through a 3 s video outage mid-motion (the console must hold)."""
+    return [
+        Cell(
+            "palpate/video/d100/j20/l1",
+            "Palpate",
+            "delay=100ms jitter=20% loss=1% rto=210ms seed=0",
+            "tcp",
+            "",
+            0.1,
+            0.2,
+            0.01,
+            video=True,
+            video_link="delay=100ms jitter=20ms loss=1% seed=0",
+        ),
+        Cell(
+            "trace/video/outage3s",
+            "Trace",
+            "delay=20ms",
+            "tcp",
+            "",
+            0.02,
+            video=True,
+            video_link=f"delay=20ms outage=3s@{VIDEO_OUTAGE_AT_S:g}s",
+            video_outage_s=3.0,
+        ),
+    ]
+
+
 def full_matrix() -> list[Cell]:
     return (
         delay_cells((0.0, 0.1, 0.2, 0.5, 1.0), (0.0, 0.2), (0.0, 0.05, 0.2))
         + outage_cells(("Reach", "Palpate", "Trace"), (0.2, 1.0, 5.0))
         + fault_cells()
+        + video_cells()
     )
 
 

@@ -115,7 +115,7 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: list[Path
 
 
 def _heatmaps(out: Path, rows: list[dict[str, Any]], mode: str) -> Path | None:
-    grid = [r for r in rows if not r["fault"] and not r["outage_s"] and r["mode"] == mode]
+    grid = [r for r in rows if not r["fault"] and not r["outage_s"] and not r.get("video") and r["mode"] == mode]
     if len(grid) < 2:
         return None
     import matplotlib

@@ -59,6 +59,8 @@ class CellResult:
             "jitter": c.jitter,
             "loss": c.loss,
             "outage_s": c.outage_s,
+            "video": c.video,
+            "video_link": c.video_link,
             "expect_hold": c.expect_hold,
             "invariants_ok": self.ok,
             "checks": [ch.to_dict() for ch in self.checks],
@@ -136,8 +138,9 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
     """Run ``cell`` with its files (configs, logs, recordings, console summary) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    ports = free_loopback_ports(3)
+    ports = free_loopback_ports(5)
     endpoints = {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]}
+    video_ports = {"state_port": ports[3], "video_signal_port": ports[4]} if cell.video else {}
     recordings: list[Path] = []
     notes: list[str] = []
 
@@ -153,7 +156,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             {
                 # Real-time scheduling where permitted (a robot controller runs so): the cell's own
                 # console and other cells must not take the control loop's time.
-                "": {"record": str(rec), "record_flush_s": 0.2, "status_every_s": 2.0, "realtime": True},
+                "": {"record": str(rec), "record_flush_s": 0.2, "status_every_s": 2.0, "realtime": True, **video_ports},
                 "endpoints": endpoints,
                 "arm": {"task": cell.task, "seed": cell.seed, "preload": [cell.task], "forbidden_m": FORBIDDEN_M},
                 **({"supervisor": supervisor} if supervisor else {}),
@@ -184,10 +187,14 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             console |= {"clock_jump_s": -CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
         if cell.fault == "estop_outage":
             console["estop_at_s"] = OUTAGE_AT_S + cell.outage_s / 2
-        cfg = write_toml(out_dir / f"console-{index}.toml", "console", {"": console, "endpoints": endpoints})
+        tables: dict[str, dict[str, Any]] = {"": console, "endpoints": endpoints}
+        if cell.video:
+            tables["video"] = {"enabled": True, "link": cell.video_link}
+        cfg = write_toml(out_dir / f"console-{index}.toml", "console", tables)
         return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
 
     robot = start_robot(0)
+    video = _start_video(out_dir, video_ports) if cell.video else None
     console = start_console(0)
     consoles = [console]
     try:
@@ -208,6 +215,8 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         console_exit = consoles[-1].stop(5)
         for c in consoles[:-1]:
             c.stop(2)
+        if video is not None:
+            video.stop(10)
         robot.stop(10)
     if any("real-time scheduling not available" in line for line in robot.lines):
         notes.append("the robot ran without real-time scheduling (no privilege)")
@@ -219,6 +228,11 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         estop_ok, note = _estop_held(recordings[-1])
         notes.append(note)
         checks.append(Check("estop", estop_ok, 0.0 if estop_ok else 1.0, 0.0, "", note))
+    if cell.video_outage_s:
+        holds = int(((summary or {}).get("video") or {}).get("holds", 0))
+        note = f"the console held {holds} time(s) for stale video"
+        notes.append(note)
+        checks.append(Check("video_hold", holds >= 1, float(holds), 1.0, "holds", note))
     success = bool(episode.get("success"))
     tracking = _tracking_rms(recordings)
     applied = sum(len(load(r).get("applied", [])) for r in recordings if r.exists())
@@ -237,6 +251,23 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         console_exit=console_exit,
         notes=notes,
     )
+
+
+def _start_video(out_dir: Path, ports: dict[str, int]) -> CliProcess:
+    """The media process (renderer included) beside the robot, without the web viewer."""
+    cfg = write_toml(
+        out_dir / "video.toml",
+        "video",
+        {
+            "": {"signal_port": ports["video_signal_port"], "http_port": 0},
+            "renderer": {"state_url": f"tcp://127.0.0.1:{ports['state_port']}"},
+        },
+    )
+    proc = CliProcess(["video", "--config", str(cfg)], out_dir / "video.log", ready="video: rendering")
+    if not proc.wait_ready(60):
+        proc.kill()
+        raise RuntimeError("media process did not start:\n" + "\n".join(proc.lines[-20:]))
+    return proc
 
 
 def _inject(
