@@ -897,6 +897,7 @@ class Console:
                 f"video: {v['frames']} frames, {v.get('fps', 0.0):.1f} fps, state sampled → displayed p50 "
                 f"{lat.get('p50', float('nan')):.1f} ms p95 {lat.get('p95', float('nan')):.1f} ms, ready → displayed "
                 f"p50 {ready.get('p50', float('nan')):.1f} ms; held for stale video {v['holds']} time(s)"
+                + (f"; saved to {v['saved_video']}" if v["saved_video"] else "")
             )
         print(f"recording: {s['recording'] or '(the robot is not recording)'}", flush=True)
         if self.config.summary_json:

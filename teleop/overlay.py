@@ -4,6 +4,7 @@ latency, and why the console is holding; and the MP4 writer of ``--save-video``.
 from __future__ import annotations
 
 import math
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ class VideoWriter:
     def __init__(self, path: str, width: int, height: int) -> None:
         import av
 
-        out = Path(path)
+        out = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
+        if out.exists():
+            raise FileExistsError(f"{out} exists; not overwriting it")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.path = out
         self._container = av.open(str(out), mode="w")

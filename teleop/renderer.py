@@ -56,8 +56,14 @@ class RendererConfig:
     mesa_threads: int = 2
     #: Scheduling niceness added to the renderer process: the robot's control loop must win the CPU.
     nice: int = 10
+    #: Task scenes built at start-up (building one takes long enough to freeze the video past the
+    #: console's staleness limit if done when the robot switches tasks).
+    preload: tuple[str, ...] = tuple(TASKS_BY_NAME)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.preload) - set(TASKS_BY_NAME))
+        if unknown:
+            raise ValueError(f"preload: unknown task(s) {unknown}; known: {sorted(TASKS_BY_NAME)}")
         if self.backend not in ("egl", "tiny", "auto"):
             raise ValueError(f"backend must be 'egl', 'tiny' or 'auto', not {self.backend!r}")
         if not 1.0 <= self.fps <= 120.0:
@@ -75,6 +81,17 @@ class SceneMirror:
         self._envs: dict[str, SurgicalEnv] = {}
         self._loaded: tuple[str, int] | None = None
         self.env: SurgicalEnv | None = None
+
+    def preload(self, tasks: tuple[str, ...], width: int, height: int) -> None:
+        """Build the scenes of ``tasks`` and render each once at ``width``×``height``: the first
+        render of a scene compiles and uploads its GL state (~0.3 s with EGL on llvmpipe), which
+        must not happen when the robot switches tasks (the video would freeze past the console's
+        staleness limit)."""
+        for task in tasks:
+            if task not in self._envs:
+                self._envs[task] = self._build(task)
+                self._envs[task].reset(seed=0)
+                self._envs[task].scene.render(width, height)
 
     def _build(self, task: str) -> SurgicalEnv:
         cfg = EnvConfig().with_overrides(**dict(self.config.env_options))
@@ -141,6 +158,7 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(config.state_url)
     mirror = SceneMirror(config)
+    mirror.preload(config.preload, config.width, config.height)
     period = 1.0 / config.fps
     frame_id = 0
     tel: p.Telemetry | None = None

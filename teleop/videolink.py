@@ -160,6 +160,7 @@ class VideoClient:
         self.samples: list[FrameSample] = []
         self.newest_image: np.ndarray | None = None
         self.error: str | None = None
+        self.saved_video = ""
         self.connection_state = "new"
         #: When the emulated video link's clock started (console monotonic s): outages count from it.
         self.link_start_s: float | None = None
@@ -204,7 +205,7 @@ class VideoClient:
         if not self._thread.is_alive():
             return
         with contextlib.suppress(Exception):
-            self._call(self._close(), 5.0)
+            self._call(self._close(final=True), 5.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
 
@@ -212,6 +213,7 @@ class VideoClient:
         """fps and latency figures over the samples (ms)."""
         s = self.samples
         out: dict[str, Any] = {"frames": self.frames, "matched": len(s), "unmatched": self.unmatched}
+        out["saved_video"] = self.saved_video
         if len(s) >= 2:
             span = s[-1].displayed_s - s[0].displayed_s
             out["fps"] = (len(s) - 1) / span if span > 0 else 0.0
@@ -258,14 +260,14 @@ class VideoClient:
 
         await self._pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
 
-    async def _close(self) -> None:
+    async def _close(self, final: bool = False) -> None:
         if self._consumer is not None:
             self._consumer.cancel()
             self._consumer = None
         if self._pc is not None:
             pc, self._pc = self._pc, None
             await pc.close()
-        if self._writer is not None:
+        if self._writer is not None and final:  # a reconnect goes on writing the same file
             self._writer.close()
             self._writer = None
 
@@ -357,4 +359,5 @@ class VideoClient:
 
             assert self.config.save_video is not None
             self._writer = VideoWriter(self.config.save_video, image.shape[1], image.shape[0])
+            self.saved_video = str(self._writer.path.resolve())
         self._writer.write(image, time.monotonic())
