@@ -200,7 +200,8 @@ class LoadTask(Message, tag="load_task"):
 
 
 class Offer(Message, tag="offer"):
-    """Reserved for WebRTC signalling: an SDP offer."""
+    """WebRTC signalling: an SDP offer (receive-only video and a ``meta`` data channel); the robot
+    forwards it to its media process and answers with ``Answer`` (or a refusal ``Ack``)."""
 
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
 
@@ -236,7 +237,7 @@ class Ack(Message, tag="ack"):
 
 
 class Answer(Message, tag="answer"):
-    """Reserved for WebRTC signalling: an SDP answer."""
+    """WebRTC signalling: the media process's SDP answer to an ``Offer``."""
 
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
 
