@@ -64,7 +64,7 @@ class VideoConfig:
     random one), required unless ``http_host`` is loopback, or always with ``token_required``;
     ``ice_addresses``: the local addresses ICE may use (default loopback; list the LAN address for a
     console on another machine); ``ice_servers``: STUN/TURN URLs (none by default); ``max_peers``: peer
-    connections served at once (the oldest is closed for a new one); ``max_bitrate_bps``: encoder cap."""
+    connections served at once (the oldest is closed for a new one)."""
 
     renderer: RendererConfig = field(default_factory=RendererConfig)
     signal_port: int | None = 5574
@@ -425,6 +425,16 @@ async def serve_async(config: VideoConfig, stop: asyncio.Event, status_every_s: 
     await server.start()
     try:
         r = config.renderer
+        # Ready means a frame exists (the renderer builds and warms every task scene first, and
+        # needs the robot's state feed): launch files and tests wait for the line below.
+        assert server.source is not None
+        waited = 0.0
+        while server.source.frames == 0 and not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+            waited += 0.1
+            if abs(waited - 10.0) < 0.05:
+                log.warning("no frame yet: is the robot running with its state feed on %s?", r.state_url)
         print(
             f"video: rendering {r.width}×{r.height} at {r.fps:g} fps; signalling on 127.0.0.1:{config.signal_port}"
             + (f"; viewer at {server.http_url}" if server.http_url else ""),
