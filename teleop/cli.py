@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_video.add_argument("--width", type=int, help="image width in pixels (default 640)")
     p_video.add_argument("--height", type=int, help="image height in pixels (default 480)")
     p_video.add_argument("--fps", type=float, help="frame rate (default 30)")
-    p_video.add_argument("--backend", choices=["auto", "egl", "tiny"], help="renderer (default auto: EGL, else tiny)")
+    p_video.add_argument("--backend", choices=["auto", "gl", "egl", "tiny"], help="renderer (default: auto)")
     p_video.add_argument("--state-port", type=int, help="the robot's state feed port (default 5573)")
     p_video.add_argument("--signal-port", type=int, help="signalling port the robot forwards offers to (default 5574)")
     p_video.add_argument("--http-host", help="web viewer address (default 127.0.0.1)")

@@ -10,10 +10,11 @@ image to the media process through ``teleop.framebuf`` with its ``FrameMeta`` (w
 image shows, when it was sampled, when the render started and ended). It never renders ahead of the
 state or queues frames: a slow render lowers the frame rate, never adds latency.
 
-Renderer back ends (``RendererConfig.backend``): ``egl`` — pybullet's EGL plugin (OpenGL on a GPU, or
-Mesa's llvmpipe on a CPU: measured 17–25 ms per 640×480 frame here) — and ``tiny`` — pybullet's
-TinyRenderer (always available, ~80 ms per 640×480 frame here). ``auto`` tries EGL and falls back
-to tiny with a warning.
+Renderer back ends (``RendererConfig.backend``), per 640×480 frame on the 2-core CPU with nothing
+else running: ``gl`` — ``teleop.glrender``, a lean OpenGL renderer of the same pybullet visual
+shapes (moderngl on EGL: Mesa's llvmpipe here, a GPU elsewhere), ~5 ms; ``egl`` — pybullet's EGL
+plugin, 17–25 ms; ``tiny`` — pybullet's TinyRenderer (always available), ~80 ms. ``auto`` takes
+the first that works, in that order, and says why it skipped one.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ log = logging.getLogger("telesurg.renderer")
 
 @dataclass(frozen=True)
 class RendererConfig:
-    """Image size (px), frame rate (Hz), back end (``egl``, ``tiny`` or ``auto``), the robot's local
+    """Image size (px), frame rate (Hz), back end (``gl``, ``egl``, ``tiny`` or ``auto``), the robot's local
     state feed (``teleop.server.ServerConfig.state_port``), the scene options the robot uses
     (``env_options``/``forbidden_m`` as in ``teleop.robot.SimArmConfig``) and Mesa's thread count
     for llvmpipe (``LP_NUM_THREADS``); ``nice``: see below."""
@@ -64,8 +65,8 @@ class RendererConfig:
         unknown = sorted(set(self.preload) - set(TASKS_BY_NAME))
         if unknown:
             raise ValueError(f"preload: unknown task(s) {unknown}; known: {sorted(TASKS_BY_NAME)}")
-        if self.backend not in ("egl", "tiny", "auto"):
-            raise ValueError(f"backend must be 'egl', 'tiny' or 'auto', not {self.backend!r}")
+        if self.backend not in ("gl", "egl", "tiny", "auto"):
+            raise ValueError(f"backend must be 'gl', 'egl', 'tiny' or 'auto', not {self.backend!r}")
         if not 1.0 <= self.fps <= 120.0:
             raise ValueError(f"fps must be in [1, 120], got {self.fps}")
         if not (16 <= self.width <= 3840 and 16 <= self.height <= 2160) or self.width % 2 or self.height % 2:
@@ -79,6 +80,7 @@ class SceneMirror:
         self.config = config
         self.backend = config.backend
         self._envs: dict[str, SurgicalEnv] = {}
+        self._gl: dict[str, Any] = {}
         self._loaded: tuple[str, int] | None = None
         self.env: SurgicalEnv | None = None
 
@@ -91,21 +93,28 @@ class SceneMirror:
             if task not in self._envs:
                 self._envs[task] = self._build(task)
                 self._envs[task].reset(seed=0)
-                self._envs[task].scene.render(width, height)
+                self._render(task, width, height)
 
     def _build(self, task: str) -> SurgicalEnv:
         cfg = EnvConfig().with_overrides(**dict(self.config.env_options))
         if self.config.forbidden_m:
             cfg = dataclasses.replace(cfg, scene=dataclasses.replace(cfg.scene, forbidden_m=self.config.forbidden_m))
-        backend = "egl" if self.backend in ("egl", "auto") else "tiny"
-        try:
-            return SurgicalEnv(TASKS_BY_NAME[task], config=dataclasses.replace(cfg, sim=_sim(cfg.sim, backend)))
-        except RuntimeError as exc:
-            if self.backend != "auto":
-                raise
-            log.warning("EGL rendering unavailable (%s): using pybullet's TinyRenderer (slower)", exc)
-            self.backend = "tiny"
-            return SurgicalEnv(TASKS_BY_NAME[task], config=dataclasses.replace(cfg, sim=_sim(cfg.sim, "tiny")))
+        if self.backend == "auto":
+            self.backend = _usable_backend()
+        # The lean GL renderer reads the world itself: pybullet needs no renderer plugin for it.
+        sim_backend = "egl" if self.backend == "egl" else "tiny"
+        return SurgicalEnv(TASKS_BY_NAME[task], config=dataclasses.replace(cfg, sim=_sim(cfg.sim, sim_backend)))
+
+    def _render(self, task: str, width: int, height: int) -> np.ndarray:
+        env = self._envs[task]
+        if self.backend != "gl":
+            return env.scene.render(width, height)
+        gl = self._gl.get(task)
+        if gl is None or (gl.width, gl.height) != (width, height):
+            from teleop.glrender import GLSceneRenderer
+
+            gl = self._gl[task] = GLSceneRenderer(env.sim.client, env.scene.config.camera, width, height)
+        return gl.render()
 
     def apply(self, tel: p.Telemetry) -> None:
         """Pose the mirror as ``tel`` shows the robot (loading its task first if it changed)."""
@@ -128,14 +137,38 @@ class SceneMirror:
                 env.sim.reset_base_pose(name, tuple(world), pose.quat_xyzw)
 
     def render(self, width: int, height: int) -> np.ndarray:
-        if self.env is None:
+        """The endoscope view of the mirrored state: (height, width, 3) RGB uint8."""
+        if self._loaded is None:
             raise RuntimeError("no state applied yet")
-        return self.env.scene.render(width, height)
+        return self._render(self._loaded[0], width, height)
 
     def close(self) -> None:
+        for gl in self._gl.values():
+            gl.close()
+        self._gl.clear()
         for env in self._envs.values():
             env.close()
         self._envs.clear()
+
+
+def _usable_backend() -> str:
+    """The fastest renderer that works here: the lean GL renderer, else pybullet's EGL plugin, else
+    TinyRenderer (each failure is said once)."""
+    try:
+        import moderngl
+
+        moderngl.create_standalone_context(backend="egl").release()
+        return "gl"
+    except Exception as exc:  # no moderngl, no EGL, no GL 3.3: try the next
+        log.warning("lean GL renderer unavailable (%s); trying pybullet's EGL plugin", exc)
+    try:
+        from envs.sim import Sim
+
+        Sim(SimConfig(renderer="egl")).close()
+        return "egl"
+    except RuntimeError as exc:
+        log.warning("EGL rendering unavailable (%s): using pybullet's TinyRenderer (slower)", exc)
+        return "tiny"
 
 
 def _sim(sim: SimConfig, backend: str) -> SimConfig:
@@ -159,6 +192,7 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
     sub.connect(config.state_url)
     mirror = SceneMirror(config)
     mirror.preload(config.preload, config.width, config.height)
+    log.info("rendering with the %s back end", mirror.backend)
     period = 1.0 / config.fps
     frame_id = 0
     tel: p.Telemetry | None = None

@@ -122,3 +122,42 @@ def test_a_robot_without_video_refuses_offers_with_a_reason(robot, client) -> No
     c.connect()
     ack = c.link.request(p.Offer(sdp="v=0\r\n"))
     assert isinstance(ack, p.Ack) and not ack.ok and ack.reason.startswith("no_video")
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 10, "nothing of that colour in the image"
+    return np.array([xs.mean(), ys.mean()])
+
+
+def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
+    from teleop.glrender import GLSceneRenderer
+
+    arm = SimulatedArm(SimArmConfig(task="Reach", seed=0, preload=("Reach",)))
+    arm.connect()
+    try:
+        arm.command(arm.read().tip_m + np.array([0.02, 0.01, -0.03]), 0.5)
+        for _ in range(600):
+            arm.update(0.002)
+        env = arm.env
+        assert env is not None
+        gl = GLSceneRenderer(env.sim.client, env.scene.config.camera, 320, 240)
+        try:
+            ours = gl.render().astype(int)
+        finally:
+            gl.close()
+        theirs = env.scene.render(320, 240).astype(int)
+        for image in (ours, theirs):
+            assert image.shape == (240, 320, 3)
+
+        # The green goal marker and the grey tool land on the same pixels (within a few) in both.
+        def green(im: np.ndarray) -> np.ndarray:
+            return (im[..., 1] > im[..., 0] + 40) & (im[..., 1] > im[..., 2] + 40)
+
+        def grey(im: np.ndarray) -> np.ndarray:
+            return (np.ptp(im, axis=2) < 25) & (im.mean(axis=2) > 60)
+
+        assert np.linalg.norm(_centroid(green(ours)) - _centroid(green(theirs))) < 3.0
+        assert np.linalg.norm(_centroid(grey(ours)) - _centroid(grey(theirs))) < 8.0
+    finally:
+        arm.disconnect()
