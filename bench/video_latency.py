@@ -204,7 +204,9 @@ class CpuMeter:
 
 
 # ---------------------------------------------------------------------- the stack
-def start_stack(folder: Path, size: tuple[int, int], fps: float) -> tuple[CliProcess, CliProcess, Endpoints, Path]:
+def start_stack(
+    folder: Path, size: tuple[int, int], fps: float, backend: str
+) -> tuple[CliProcess, CliProcess, Endpoints, Path]:
     """``telesurg robot`` and ``telesurg video`` on free loopback ports, both ready."""
     cmd_port, telemetry_port, control_port, state_port, signal_port, http_port = free_loopback_ports(6)
     endpoints = Endpoints("127.0.0.1", cmd_port, telemetry_port, control_port)
@@ -236,6 +238,7 @@ def start_stack(folder: Path, size: tuple[int, int], fps: float) -> tuple[CliPro
                 "width": size[0],
                 "height": size[1],
                 "fps": fps,
+                "backend": backend,
             },
         },
     )
@@ -247,9 +250,9 @@ def start_stack(folder: Path, size: tuple[int, int], fps: float) -> tuple[CliPro
     return robot, media, endpoints, stats_json
 
 
-def run_stack(folder: Path, size: tuple[int, int], fps: float, seconds: float) -> dict[str, Any]:
+def run_stack(folder: Path, size: tuple[int, int], fps: float, seconds: float, backend: str) -> dict[str, Any]:
     """The real pipeline for ``seconds`` after the warm-up (see the module docstring)."""
-    robot, media, endpoints, stats_json = start_stack(folder, size, fps)
+    robot, media, endpoints, stats_json = start_stack(folder, size, fps, backend)
     link: RobotLink | None = None
     video: VideoClient | None = None
     result: dict[str, Any] = {}
@@ -378,7 +381,8 @@ def run_stack(folder: Path, size: tuple[int, int], fps: float, seconds: float) -
             link.close()
         media.stop(10)
         robot.stop(20)
-    result["renderer_backend"] = "tiny" if any("TinyRenderer" in line for line in media.lines) else "egl"
+    said = [line.split("rendering with the ")[1].split()[0] for line in media.lines if "rendering with the " in line]
+    result["renderer_backend"] = said[-1] if said else "unknown"
     result["robot_realtime"] = any("SCHED_RR" in line for line in robot.lines)
     if stats_json.is_file():
         result["robot_periods"] = json.loads(stats_json.read_text())
@@ -650,6 +654,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time per measurement (default 60)")
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate asked of the renderer (default 30)")
     parser.add_argument("--json", default=str(HERE / "video_latency.json"), help="JSON path")
+    parser.add_argument(
+        "--backend", choices=["auto", "gl", "egl", "tiny"], default="auto", help="renderer back end (default auto)"
+    )
     args = parser.parse_args()
     if args.seconds < 2.0:
         parser.error("--seconds must be at least 2")
@@ -661,7 +668,7 @@ def main() -> None:
         for size in args.sizes:
             name = size_name(size)
             print(f"{name} stack: robot + media process + console, {args.fps:g} fps, {args.seconds:g} s", flush=True)
-            stack = run_stack(Path(tmp), size, args.fps, args.seconds)
+            stack = run_stack(Path(tmp), size, args.fps, args.seconds, args.backend)
             print(f"{name} raw aiortc loopback: {args.fps:g} fps, {args.seconds:g} s", flush=True)
             raw = run_raw(size, args.fps, args.seconds)
             configs[name] = {
