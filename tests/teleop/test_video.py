@@ -121,15 +121,22 @@ def test_frames_carry_increasing_metadata_and_mirror_the_arm(stack, client) -> N
         still_b = _image_after(video, c.telemetry().robot_s + 0.1)
         assert c.engage().ok
         start = np.asarray(tel.tool.pos_m)
-        target = tuple(start + np.array([0.03, 0.02, -0.02]))
+        target = tuple(start + np.array([0.03, 0.02, 0.005]))  # sideways, clear of the tissue
         moved = c.drive(target, 2.0)
         assert moved is not None and np.linalg.norm(np.asarray(moved.tool.pos_m) - start) > 0.025
+        # Nothing but the arm moved (no contact): a changed image can only come from the arm.
+        for name, pose in tel.objects.items():
+            np.testing.assert_allclose(moved.objects[name].pos_m, pose.pos_m, atol=1e-4, err_msg=name)
         after = _image_after(video, moved.robot_s)
-        still_diff = np.abs(still_a.astype(int) - still_b.astype(int)).mean()
-        moved_diff = np.abs(still_a.astype(int) - after.astype(int)).mean()
-        # The arm is still: two frames differ only by coding noise. It moved 4 cm: the image changed.
-        assert still_diff < 1.0, still_diff
-        assert moved_diff > 5 * max(still_diff, 0.3), (still_diff, moved_diff)
+
+        # Pixels that changed a lot (an object moved there), not by coding noise (the encoder's
+        # quality drifts with its bitrate over seconds: small differences everywhere).
+        def changed(a: np.ndarray, b: np.ndarray) -> int:
+            return int((np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 60).sum())
+
+        # The arm is still: two frames barely differ. It moved 3.6 cm: the tool moved in the image.
+        assert changed(still_a, still_b) < 50, changed(still_a, still_b)
+        assert changed(still_a, after) > 300, changed(still_a, after)  # ~1000 px when it works
     finally:
         video.close()
 
