@@ -178,7 +178,9 @@ def test_video_stall_holds_the_arm_and_latency_recovers_without_backlog(stack, t
         input="trace",
         trace="unused.csv",
         tasks=("Reach",),
-        video=VideoClientConfig(enabled=True, link_down=f"outage={outage_s:g}s@{outage_at:g}s"),
+        video=VideoClientConfig(
+            enabled=True, link_down=f"outage={outage_s:g}s@{outage_at:g}s", save_video=str(tmp_path / "seen.mp4")
+        ),
     )
     console = Console(config, device=TraceReplay(_circle_trace(14.0)))
     assert console.run() == 0
@@ -213,3 +215,16 @@ def test_video_stall_holds_the_arm_and_latency_recovers_without_backlog(stack, t
     assert len(before) > 20 and len(after) > 20, (len(before), len(after))
     assert np.median(after) <= np.median(before) + max(0.03, 0.5 * np.median(before)), (before, after)
     assert after.max() < 0.5, after.max()
+
+    # --save-video kept what the surgeon saw, overlays included: the state bar on top of every frame,
+    # and the red hold-reason bar on the frames shown while holding (fresh video, not re-engaged yet).
+    import av
+
+    with av.open(str(tmp_path / "seen.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) >= 0.8 * len(video.samples), (len(frames), len(video.samples))
+    top = np.array([f[:20].mean(axis=(0, 1)) for f in frames])
+    bottom = np.array([f[-20:].mean(axis=(0, 1)) for f in frames])
+    assert (top.max(axis=1) < 60).mean() > 0.9  # the black state bar
+    red = (bottom[:, 0] > 120) & (bottom[:, 1] < 60) & (bottom[:, 2] < 60)
+    assert 1 <= red.sum() < 0.2 * len(frames), red.sum()
