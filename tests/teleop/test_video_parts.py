@@ -161,3 +161,15 @@ def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
         assert np.linalg.norm(_centroid(grey(ours)) - _centroid(grey(theirs))) < 8.0
     finally:
         arm.disconnect()
+
+
+def test_a_window_without_opencv_gui_support_is_a_clear_error() -> None:
+    import cv2
+
+    from teleop.videolink import VideoClient, VideoClientConfig
+
+    gui = cv2.getBuildInformation().split("GUI:")[1].split()[0]
+    if gui != "NONE":
+        pytest.fail(f"this test expects the pinned opencv-python-headless (GUI: NONE), found GUI: {gui}")
+    with pytest.raises(RuntimeError, match="opencv-python"):
+        VideoClient(VideoClientConfig(enabled=True, show=True))
