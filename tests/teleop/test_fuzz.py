@@ -126,7 +126,16 @@ def test_malformed_messages_never_crash_the_server_or_move_the_arm(robot, client
             replies += 1
     stop.set()
     holder.join(5)
-    tel = owner.telemetry()
+
+    def control_rejections(t: p.Telemetry) -> int:
+        return sum(v for k, v in t.counters.items() if k.startswith("control."))
+
+    # Telemetry already in flight when the last reply arrived predates the last rejection: take the
+    # first telemetry that has counted every control message (or the last one, and fail below).
+    try:
+        tel = owner.wait_for(lambda t: control_rejections(t) >= sent["control"], timeout_s=2.0)
+    except TimeoutError:
+        tel = owner.telemetry()
     cmd.close()
     control.close()
     assert sum(sent.values()) >= 1000, sent
