@@ -2,10 +2,11 @@
 between the surgeon's hand and the command that leaves the console (``stage``), each a plain object
 with the same small interface, switchable at run time.
 
-Done so far: ``scaling`` (fixed and delay-adaptive motion scaling) and ``tremor`` (a band-limited
-Kalman oscillator bank that removes 8–12 Hz tremor without lagging voluntary motion), with
-``measure_tremor`` for their figures. Not yet: virtual fixtures, policy blending, motion
-prediction, the local twin, and wiring the stages into the console.
+Done so far: ``scaling`` (fixed and delay-adaptive motion scaling), ``tremor`` (a band-limited
+Kalman oscillator bank that removes 8–12 Hz tremor without lagging voluntary motion; figures from
+``measure_tremor``) and ``prediction`` (zero-order hold, constant velocity and α-β predictors of
+the tool target over the delay). Not yet: virtual fixtures, policy blending, the learned predictor,
+the local twin, and wiring the stages into the console.
 """
 
 from __future__ import annotations
@@ -14,19 +15,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from teleop.correction.prediction import PREDICTORS, AlphaBeta, ConstantVelocity, MotionPrediction, ZeroOrderHold
 from teleop.correction.scaling import MotionScaling, ScalingConfig
 from teleop.correction.stage import Context, Motion, Stage, run_stages
 from teleop.correction.tremor import TremorFilter, TremorFilterConfig, band_power, lag_s
 
 __all__ = [
+    "PREDICTORS",
+    "AlphaBeta",
+    "ConstantVelocity",
     "Context",
     "Motion",
+    "MotionPrediction",
     "MotionScaling",
     "ScalingConfig",
     "Stage",
     "TremorFigures",
     "TremorFilter",
     "TremorFilterConfig",
+    "ZeroOrderHold",
     "band_power",
     "lag_s",
     "measure_tremor",

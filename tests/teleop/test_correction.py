@@ -81,3 +81,35 @@ def test_the_lag_measure_sees_a_low_pass_filters_lag() -> None:
     assert lag_s(np.sin(np.arange(400) * 0.05), np.sin(np.arange(400) * 0.05 - 0.05 * 3), 0.005) == pytest.approx(
         0.015, abs=0.002
     )
+
+
+def test_predictors_beat_holding_the_last_position_on_smooth_hand_motion() -> None:
+    from teleop.correction import minimum_jerk_hand
+    from teleop.correction.prediction import AlphaBeta, ConstantVelocity, ZeroOrderHold, prediction_rms_m
+
+    t = np.arange(0.0, 12.0, 0.005)
+    path = 0.2 * minimum_jerk_hand(t) + np.random.default_rng(2).normal(0, 2e-6, (len(t), 3))  # tool metres
+    for horizon in (0.1, 0.2):
+        zoh = prediction_rms_m(ZeroOrderHold(), t, path, horizon)
+        for predictor in (ConstantVelocity(), AlphaBeta()):
+            err = prediction_rms_m(predictor, t, path, horizon)
+            assert err < 0.7 * zoh, (type(predictor).__name__, horizon, err, zoh)
+    assert prediction_rms_m(ZeroOrderHold(), t, path, 0.0) < 1e-5  # no horizon: nothing to predict
+
+
+def test_prediction_stage_predicts_over_the_delay_and_restarts_when_the_clutch_opens() -> None:
+    from teleop.correction.prediction import ConstantVelocity, MotionPrediction
+
+    stage = MotionPrediction(ConstantVelocity(smoothing_s=1e-6), max_horizon_s=0.3)
+    v = np.array([0.01, 0.0, -0.02])  # m/s
+    out = None
+    for i in range(50):
+        t = 0.005 * i
+        out = stage.apply(Motion(t, np.zeros(3), v * t), Context(0.005, delay_s=0.2)).target_m
+    assert out is not None
+    np.testing.assert_allclose(out, v * (0.005 * 49 + 0.2), atol=1e-9)  # 200 ms ahead on the line
+    far = stage.apply(Motion(0.25, np.zeros(3), v * 0.25), Context(0.005, delay_s=2.0)).target_m
+    np.testing.assert_allclose(far, v * (0.25 + 0.3), atol=1e-9)  # capped at max_horizon_s
+    assert stage.apply(Motion(0.3, np.zeros(3), None), Context(0.005, 0.2)).target_m is None
+    restart = stage.apply(Motion(0.4, np.zeros(3), np.ones(3)), Context(0.005, 0.2)).target_m
+    np.testing.assert_allclose(restart, np.ones(3))  # no velocity carried over the open clutch

@@ -1,0 +1,154 @@
+"""Operator-motion prediction over the measured delay: where the surgeon's commanded tool target
+will be ``horizon_s`` from now, so a command that reaches the robot one delay later asks for what
+the surgeon wants then, not what they wanted a delay ago.
+
+Predictors (each ``reset()``, ``update(t_s, position_m)``, ``predict(horizon_s)``):
+
+- ``ZeroOrderHold``: the newest position (no prediction: the baseline);
+- ``ConstantVelocity``: newest position + velocity × horizon, the velocity a finite difference
+  smoothed over ``smoothing_s``;
+- ``AlphaBeta``: an α-β tracker (a steady-state constant-velocity Kalman filter): position and
+  velocity corrected by fixed gains each sample, then extrapolated.
+
+``MotionPrediction`` is the stage: it predicts the tool target (base frame) over the context's
+delay, at most ``max_horizon_s`` ahead, and starts over whenever the clutch opens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from teleop.correction.stage import Context, Motion
+
+
+class Predictor(Protocol):
+    def reset(self) -> None: ...
+
+    def update(self, t_s: float, position_m: np.ndarray) -> None: ...
+
+    def predict(self, horizon_s: float) -> np.ndarray: ...
+
+
+class ZeroOrderHold:
+    """Predicts the newest position."""
+
+    name = "zoh"
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: np.ndarray | None = None
+
+    def update(self, t_s: float, position_m: np.ndarray) -> None:
+        self._x = np.asarray(position_m, dtype=float).copy()
+
+    def predict(self, horizon_s: float) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("no sample yet")
+        return self._x.copy()
+
+
+class ConstantVelocity:
+    """Newest position + smoothed finite-difference velocity × horizon."""
+
+    name = "cv"
+
+    def __init__(self, smoothing_s: float = 0.05) -> None:
+        if smoothing_s <= 0:
+            raise ValueError("smoothing_s must be positive")
+        self.smoothing_s = smoothing_s
+        self.reset()
+
+    def reset(self) -> None:
+        self._t: float | None = None
+        self._x: np.ndarray | None = None
+        self._v = np.zeros(3)
+
+    def update(self, t_s: float, position_m: np.ndarray) -> None:
+        x = np.asarray(position_m, dtype=float)
+        if self._t is not None and self._x is not None and t_s > self._t:
+            dt = t_s - self._t
+            a = dt / (self.smoothing_s + dt)
+            self._v = self._v + a * ((x - self._x) / dt - self._v)
+        self._t, self._x = t_s, x.copy()
+
+    def predict(self, horizon_s: float) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("no sample yet")
+        return self._x + self._v * horizon_s
+
+
+class AlphaBeta:
+    """α-β tracker: x̂ ← x̂ + v̂·dt, then x̂ += α·r, v̂ += β·r/dt with r the residual."""
+
+    name = "alphabeta"
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.05) -> None:
+        if not (0 < alpha < 1 and 0 < beta < 2 * (2 - alpha)):
+            raise ValueError("need 0 < alpha < 1 and 0 < beta < 2(2 − alpha) for stability")
+        self.alpha, self.beta = alpha, beta
+        self.reset()
+
+    def reset(self) -> None:
+        self._t: float | None = None
+        self._x: np.ndarray | None = None
+        self._v = np.zeros(3)
+
+    def update(self, t_s: float, position_m: np.ndarray) -> None:
+        z = np.asarray(position_m, dtype=float)
+        if self._t is None or self._x is None or t_s <= self._t:
+            self._t, self._x = t_s, z.copy()
+            return
+        dt = t_s - self._t
+        x = self._x + self._v * dt
+        r = z - x
+        self._x = x + self.alpha * r
+        self._v = self._v + self.beta * r / dt
+        self._t = t_s
+
+    def predict(self, horizon_s: float) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("no sample yet")
+        return self._x + self._v * horizon_s
+
+
+PREDICTORS = {"zoh": ZeroOrderHold, "cv": ConstantVelocity, "alphabeta": AlphaBeta}
+
+
+@dataclass
+class MotionPrediction:
+    """The prediction stage on the tool target (see the module docstring)."""
+
+    predictor: Predictor = field(default_factory=AlphaBeta)
+    max_horizon_s: float = 0.5
+    enabled: bool = True
+    name: str = "prediction"
+
+    def reset(self) -> None:
+        self.predictor.reset()
+
+    def apply(self, motion: Motion, ctx: Context) -> Motion:
+        if motion.target_m is None:  # clutch open: nothing to predict, and the next stroke starts afresh
+            self.predictor.reset()
+            return motion
+        self.predictor.update(motion.t_s, motion.target_m)
+        horizon = min(max(ctx.delay_s, 0.0), self.max_horizon_s)
+        return Motion(motion.t_s, motion.hand_m, self.predictor.predict(horizon))
+
+
+def prediction_rms_m(predictor: Predictor, t_s: np.ndarray, path_m: np.ndarray, horizon_s: float) -> float:
+    """RMS error (m) of ``predictor`` predicting ``path_m`` (samples × 3 at times ``t_s``) ``horizon_s``
+    ahead, against the path's true position then (linear interpolation; the last horizon is skipped)."""
+    predictor.reset()
+    errors = []
+    for i, t in enumerate(t_s):
+        predictor.update(float(t), path_m[i])
+        if t + horizon_s > t_s[-1]:
+            break
+        truth = np.array([np.interp(t + horizon_s, t_s, path_m[:, k]) for k in range(3)])
+        errors.append(float(np.sum((predictor.predict(horizon_s) - truth) ** 2)))
+    return float(np.sqrt(np.mean(errors)))
