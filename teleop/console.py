@@ -31,6 +31,8 @@ import zmq
 from teleop import protocol as p
 from teleop.channels import ClientKeys, ClientSockets, Endpoints
 from teleop.clock import ClockEstimator
+from teleop.correction.config import CorrectionConfig
+from teleop.correction.stage import Context, Motion, run_stages
 from teleop.inputs import (
     Gamepad,
     HandInput,
@@ -96,6 +98,8 @@ class ConsoleConfig:
     estop_at_s: float | None = None
     #: The endoscope video (WebRTC, ``teleop.videolink``): off unless ``video.enabled``.
     video: VideoClientConfig = field(default_factory=VideoClientConfig)
+    #: Motion correction and latency compensation stages (``teleop.correction``): all off by default.
+    correction: CorrectionConfig = field(default_factory=CorrectionConfig)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.rate_hz <= 2000.0:
@@ -451,6 +455,10 @@ class Console:
         self.video_hold_log: list[list[float | None]] = []
         self._video_fresh_since: float | None = None
         self._video_retry_at = -math.inf
+        period = 1.0 / config.rate_hz
+        self.hand_stages = config.correction.hand_stages(period)
+        self.tool_stages = config.correction.tool_stages()
+        self._stages_clutched = False
 
     # -------------------------------------------------------------- requests
     def hello(self) -> p.Welcome:
@@ -609,7 +617,15 @@ class Console:
         if self.session and tel is not None:
             shown_tool = np.asarray(tel.tool.pos_m, dtype=float)
             clutch = hand.clutch and link.link_ok and not self.video_hold
-            target = self.mapping.update(hand.hand_m, clutch, shown_tool)
+            ctx = Context(period_s=1.0 / self.config.rate_hz, delay_s=self.delay_estimate_s())
+            if clutch and not self._stages_clutched:
+                for stage in (*self.hand_stages, *self.tool_stages):
+                    stage.reset()  # a new stroke: nothing carried over from before the clutch opened
+            self._stages_clutched = clutch
+            corrected = run_stages(self.hand_stages, Motion(now, hand.hand_m), ctx)
+            target = self.mapping.update(corrected.hand_m, clutch, shown_tool)
+            if target is not None:
+                target = run_stages(self.tool_stages, Motion(now, corrected.hand_m, target), ctx).target_m
             self.seq += 1
             if self._jump_at is not None and self._jump_first_seq is None and now >= self._jump_at:
                 self._jump_first_seq, self._jump_session = self.seq, self.session
@@ -628,6 +644,24 @@ class Console:
             )
         self._hud(now, tel)
         return hand
+
+    def set_stage(self, name: str, enabled: bool) -> None:
+        """Switch a correction stage (``scaling``, ``tremor``, ``prediction``) on or off now."""
+        for stage in (*self.hand_stages, *self.tool_stages):
+            if stage.name == name:
+                stage.reset()
+                stage.enabled = enabled
+                return
+        raise ValueError(f"no stage {name!r}; stages: {[s.name for s in (*self.hand_stages, *self.tool_stages)]}")
+
+    def delay_estimate_s(self) -> float:
+        """One-way command delay (s): the median of the last 50 echoed command latencies (console send
+        → accepted by the robot, through the clock sync), else half the clock-sync round trip."""
+        if self._latencies:
+            return float(np.median(self._latencies[-50:]))
+        if self.link.estimator.ready:
+            return self.link.estimator.best().rtt_s / 2
+        return 0.0
 
     def _observe(self, tel: p.Telemetry) -> None:
         self._max_force = max(self._max_force, tel.force_mag_N)

@@ -4,6 +4,7 @@ optional process fault. ``full_matrix`` is the default run, ``quick_matrix`` the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 FAULTS = ("", "console_kill", "console_restart", "robot_restart", "clock_jump_ahead", "clock_jump_back", "estop_outage")
 
@@ -35,6 +36,8 @@ class Cell:
     video: bool = False
     video_link: str = ""
     video_outage_s: float = 0.0
+    #: The console's ``[console.correction]`` table (motion correction and compensation stages).
+    correction: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -151,12 +154,39 @@ def video_cells() -> list[Cell]:
     ]
 
 
+#: Every correction and compensation stage on.
+ALL_STAGES: tuple[tuple[str, Any], ...] = (
+    ("scaling_enabled", True),
+    ("scaling", {"adaptive": True}),
+    ("tremor_enabled", True),
+    ("prediction", "alphabeta"),
+)
+
+
+def correction_cells() -> list[Cell]:
+    """Every correction and compensation stage on, over a 200 ms link (the safety envelope must hold
+    whatever the console's stages do: the supervisor is authoritative)."""
+    return [
+        Cell(
+            "reach/d200/all-stages",
+            "Reach",
+            "delay=200ms jitter=10% seed=0",
+            "tcp",
+            "",
+            0.2,
+            0.1,
+            correction=ALL_STAGES,
+        )
+    ]
+
+
 def full_matrix() -> list[Cell]:
     return (
         delay_cells((0.0, 0.1, 0.2, 0.5, 1.0), (0.0, 0.2), (0.0, 0.05, 0.2))
         + outage_cells(("Reach", "Palpate", "Trace"), (0.2, 1.0, 5.0))
         + fault_cells()
         + video_cells()
+        + correction_cells()
     )
 
 
@@ -167,4 +197,5 @@ def quick_matrix() -> list[Cell]:
         + [c for c in delay_cells((0.1,), (0.2,), (0.2,)) if c.mode == "message"]
         + outage_cells(("Reach",), (1.0,), modes=("tcp",))
         + fault_cells(("console_kill",))
+        + correction_cells()
     )

@@ -61,6 +61,7 @@ class CellResult:
             "outage_s": c.outage_s,
             "video": c.video,
             "video_link": c.video_link,
+            "correction": dict(c.correction),
             "expect_hold": c.expect_hold,
             "invariants_ok": self.ok,
             "checks": [ch.to_dict() for ch in self.checks],
@@ -190,6 +191,12 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         tables: dict[str, dict[str, Any]] = {"": console, "endpoints": endpoints}
         if cell.video:
             tables["video"] = {"enabled": True, "link": cell.video_link}
+        if cell.correction:
+            correction = dict(cell.correction)
+            tables["correction"] = {k: v for k, v in correction.items() if not isinstance(v, dict)}
+            for key, value in correction.items():
+                if isinstance(value, dict):
+                    tables[f"correction.{key}"] = value
         cfg = write_toml(out_dir / f"console-{index}.toml", "console", tables)
         return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
 

@@ -66,9 +66,10 @@ def test_the_quick_matrix_passes_every_invariant_and_writes_the_report(tmp_path:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + report
     cells = _cells(out)
     names = set(cells)
-    # Delay, loss (message level), an outage and a console kill are all covered.
+    # Delay, loss (message level), an outage, a console kill and every correction stage on are covered.
     assert any("/d200/" in n for n in names) and any("/l20/message" in n for n in names)
     assert any("outage" in n for n in names) and any("console_kill" in n for n in names)
+    assert cells["reach/d200/all-stages"]["correction"]["prediction"] == "alphabeta"
     for cell in cells.values():
         assert cell["invariants_ok"], cell
         assert {c["name"] for c in cell["checks"]} >= {"force", "hold", "commands", "speed", "workspace", "stall"}
@@ -77,7 +78,7 @@ def test_the_quick_matrix_passes_every_invariant_and_writes_the_report(tmp_path:
     summary = (out / "summary.md").read_text()
     assert "every invariant held in every cell" in summary
     assert (out / "heatmap_tcp.png").stat().st_size > 1000 and (out / "outage_timeline.png").stat().st_size > 1000
-    assert "[  5/5]" in proc.stdout and "ETA" in proc.stdout  # progress lines
+    assert "[  6/6]" in proc.stdout and "ETA" in proc.stdout  # progress lines
 
 
 @pytest.mark.slow

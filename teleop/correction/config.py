@@ -1,0 +1,41 @@
+"""The console's correction pipeline from configuration: ``[console.correction]`` in a launch file."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from teleop.correction.prediction import PREDICTORS, MotionPrediction
+from teleop.correction.scaling import MotionScaling, ScalingConfig
+from teleop.correction.stage import Stage
+from teleop.correction.tremor import TremorFilter, TremorFilterConfig
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Which stages run (each can also be switched at run time): ``scaling`` and ``tremor`` act on
+    the hand (before the hand → tool mapping), ``prediction`` on the tool target after it (``off``,
+    ``zoh``, ``cv`` or ``alphabeta``; horizon = the measured one-way command delay, at most
+    ``max_horizon_s``)."""
+
+    scaling_enabled: bool = False
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    tremor_enabled: bool = False
+    tremor: TremorFilterConfig = field(default_factory=TremorFilterConfig)
+    prediction: str = "off"
+    max_horizon_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.prediction != "off" and self.prediction not in PREDICTORS:
+            raise ValueError(f"prediction must be 'off' or one of {sorted(PREDICTORS)}, not {self.prediction!r}")
+
+    def hand_stages(self, period_s: float) -> list[Stage]:
+        tremor = dataclasses.replace(self.tremor, period_s=period_s)
+        return [
+            MotionScaling(self.scaling, enabled=self.scaling_enabled),
+            TremorFilter(tremor, enabled=self.tremor_enabled),
+        ]
+
+    def tool_stages(self) -> list[Stage]:
+        name = self.prediction if self.prediction != "off" else "zoh"
+        return [MotionPrediction(PREDICTORS[name](), self.max_horizon_s, enabled=self.prediction != "off")]
