@@ -32,6 +32,7 @@ from teleop import protocol as p
 from teleop.channels import ClientKeys, ClientSockets, Endpoints
 from teleop.clock import ClockEstimator
 from teleop.correction.config import CorrectionConfig
+from teleop.correction.fixtures import VirtualFixtures
 from teleop.correction.stage import Context, Motion, run_stages
 from teleop.inputs import (
     Gamepad,
@@ -468,6 +469,10 @@ class Console:
         if self.config.arm not in resp.arms:
             raise ConsoleError(f"the robot serves arms {resp.arms}, not {self.config.arm!r}")
         self.welcome = resp
+        boxes = [(np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)) for lo, hi in resp.forbidden_m]
+        for stage in self.tool_stages:
+            if isinstance(stage, VirtualFixtures):
+                stage.boxes = boxes
         return resp
 
     def _ack(self, msg: p.Message) -> p.Ack:

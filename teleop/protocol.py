@@ -208,12 +208,15 @@ class Offer(Message, tag="offer"):
 
 class Welcome(Message, tag="welcome"):
     """Answer to ``Hello``: the server's protocol version, the arms it serves, the loaded task
-    (simulation) and the path of its recording ("" when not recording)."""
+    (simulation), the path of its recording ("" when not recording) and the forbidden regions its
+    supervisor enforces, as (low, high) corners in the base frame (m): consoles may guide the
+    surgeon away from them (``teleop.correction.fixtures``); the supervisor stays authoritative."""
 
     protocol: int
     arms: list[Id]
     task: str = ""
     recording: str = ""
+    forbidden_m: list[tuple[Vec3, Vec3]] = []
 
 
 class Pong(Message, tag="pong"):

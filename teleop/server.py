@@ -655,6 +655,7 @@ class RobotServer:
                     arms=[self.arm_id],
                     task=self.robot.task_name,
                     recording=str(self.record_path) if self.record_path else "",
+                    forbidden_m=[(_vec(b.low_m), _vec(b.high_m)) for b in sup.config.forbidden],
                 ),
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))

@@ -5,8 +5,9 @@ with the same small interface, switchable at run time.
 Done so far: ``scaling`` (fixed and delay-adaptive motion scaling), ``tremor`` (a band-limited
 Kalman oscillator bank that removes 8–12 Hz tremor without lagging voluntary motion; figures from
 ``measure_tremor``) and ``prediction`` (zero-order hold, constant velocity and α-β predictors of
-the tool target over the delay). Not yet: virtual fixtures, policy blending, the learned predictor,
-the local twin, and wiring the stages into the console.
+the tool target over the delay) and ``fixtures`` (repulsion from forbidden regions, guidance along
+a path); ``config`` builds the console's pipeline. Not yet: policy blending, the learned
+predictor, the local twin.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from teleop.correction.fixtures import FixtureConfig, VirtualFixtures
 from teleop.correction.prediction import PREDICTORS, MotionPrediction
 from teleop.correction.scaling import MotionScaling, ScalingConfig
 from teleop.correction.stage import Stage
@@ -14,9 +17,11 @@ from teleop.correction.tremor import TremorFilter, TremorFilterConfig
 @dataclass(frozen=True)
 class CorrectionConfig:
     """Which stages run (each can also be switched at run time): ``scaling`` and ``tremor`` act on
-    the hand (before the hand → tool mapping), ``prediction`` on the tool target after it (``off``,
+    the hand (before the hand → tool mapping); on the tool target after it, ``prediction`` (``off``,
     ``zoh``, ``cv`` or ``alphabeta``; horizon = the measured one-way command delay, at most
-    ``max_horizon_s``)."""
+    ``max_horizon_s``), then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
+    from its ``Welcome``; guidance along ``guidance_path_m``, base frame, if given) last, so that
+    nothing after them moves the target toward a forbidden region."""
 
     scaling_enabled: bool = False
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
@@ -24,6 +29,9 @@ class CorrectionConfig:
     tremor: TremorFilterConfig = field(default_factory=TremorFilterConfig)
     prediction: str = "off"
     max_horizon_s: float = 0.5
+    fixtures_enabled: bool = False
+    fixtures: FixtureConfig = field(default_factory=FixtureConfig)
+    guidance_path_m: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.prediction != "off" and self.prediction not in PREDICTORS:
@@ -38,4 +46,8 @@ class CorrectionConfig:
 
     def tool_stages(self) -> list[Stage]:
         name = self.prediction if self.prediction != "off" else "zoh"
-        return [MotionPrediction(PREDICTORS[name](), self.max_horizon_s, enabled=self.prediction != "off")]
+        path = np.asarray(self.guidance_path_m, dtype=float) if len(self.guidance_path_m) >= 2 else None
+        return [
+            MotionPrediction(PREDICTORS[name](), self.max_horizon_s, enabled=self.prediction != "off"),
+            VirtualFixtures(self.fixtures, (), path, enabled=self.fixtures_enabled),
+        ]

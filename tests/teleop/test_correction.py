@@ -113,3 +113,44 @@ def test_prediction_stage_predicts_over_the_delay_and_restarts_when_the_clutch_o
     assert stage.apply(Motion(0.3, np.zeros(3), None), Context(0.005, 0.2)).target_m is None
     restart = stage.apply(Motion(0.4, np.zeros(3), np.ones(3)), Context(0.005, 0.2)).target_m
     np.testing.assert_allclose(restart, np.ones(3))  # no velocity carried over the open clutch
+
+
+def test_fixtures_never_pull_a_target_toward_a_forbidden_region() -> None:
+    from teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m
+
+    rng = np.random.default_rng(3)
+    boxes = [
+        (np.array([0.0, 0.0, 0.0]), np.array([0.01, 0.02, 0.01])),
+        (np.array([0.015, -0.01, 0.0]), np.array([0.02, 0.0, 0.02])),
+    ]
+    # A guidance path that runs right past (and through) the boxes: guidance must not drag targets in.
+    path = np.array([[-0.01, 0.01, 0.012], [0.03, 0.01, 0.012], [0.03, -0.02, 0.005], [0.01, -0.005, 0.005]])
+    fixtures = VirtualFixtures(FixtureConfig(influence_m=0.006, capture_m=0.008, guidance_gain=0.9), boxes, path)
+    moved = 0
+    for _ in range(5000):
+        target = rng.uniform([-0.01, -0.02, -0.005], [0.03, 0.03, 0.025])
+        out = fixtures.correct(target)
+        moved += not np.array_equal(out, target)
+        for lo, hi in boxes:
+            assert box_distance_m(out, lo, hi) >= box_distance_m(target, lo, hi) - 1e-12, (target, out)
+    assert moved > 500  # the fixtures did act on many of them
+
+
+def test_repulsion_pushes_near_targets_away_and_guidance_pulls_onto_the_path() -> None:
+    from teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m, closest_on_path
+
+    box = (np.zeros(3), np.full(3, 0.01))
+    fixtures = VirtualFixtures(FixtureConfig(influence_m=0.005, stiffness=0.8), [box])
+    near = np.array([0.005, 0.005, 0.012])  # 2 mm above the box
+    out = fixtures.correct(near)
+    assert box_distance_m(out, *box) == pytest.approx(0.002 + 0.8 * 0.003)
+    far = np.array([0.005, 0.005, 0.03])
+    assert np.array_equal(fixtures.correct(far), far)
+
+    path = np.array([[0.0, 0.05, 0.02], [0.05, 0.05, 0.02]])
+    guide = VirtualFixtures(FixtureConfig(capture_m=0.004, guidance_gain=0.5), (), path)
+    off = np.array([0.02, 0.052, 0.02])
+    on = guide.correct(off)
+    assert np.linalg.norm(on - closest_on_path(on, path)) == pytest.approx(0.001)  # half the 2 mm offset
+    outside = np.array([0.02, 0.06, 0.02])  # 10 mm away: beyond capture, untouched
+    assert np.array_equal(guide.correct(outside), outside)
