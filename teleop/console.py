@@ -31,6 +31,7 @@ import zmq
 from teleop import protocol as p
 from teleop.channels import ClientKeys, ClientSockets, Endpoints
 from teleop.clock import ClockEstimator
+from teleop.correction.blending import PolicyBlending
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.fixtures import VirtualFixtures
 from teleop.correction.stage import Context, Motion, run_stages
@@ -459,6 +460,10 @@ class Console:
         period = 1.0 / config.rate_hz
         self.hand_stages = config.correction.hand_stages(period)
         self.tool_stages = config.correction.tool_stages()
+        for stage in self.tool_stages:
+            if isinstance(stage, PolicyBlending) and stage.enabled:
+                for task in stage.config.policies:  # load now: never in the command loop
+                    stage.policy_for(task)
         self._stages_clutched = False
 
     # -------------------------------------------------------------- requests
@@ -670,6 +675,15 @@ class Console:
 
     def _observe(self, tel: p.Telemetry) -> None:
         self._max_force = max(self._max_force, tel.force_mag_N)
+        if tel.task is not None:
+            obs = {
+                "observation": tel.task.observation,
+                "achieved_goal": tel.task.achieved_goal,
+                "desired_goal": tel.task.desired_goal,
+            }
+            for stage in self.tool_stages:
+                if isinstance(stage, PolicyBlending):
+                    stage.observe(tel.task.name, obs, np.asarray(tel.tool.pos_m, dtype=float))
         if self.session and tel.last_cmd_seq != self._last_echo and tel.last_cmd_seq > 0:
             self._last_echo = tel.last_cmd_seq
             latency = tel.last_cmd_accepted_robot_s - (tel.last_cmd_sent_console_s + tel.clock_offset_s)

@@ -6,8 +6,8 @@ Done so far: ``scaling`` (fixed and delay-adaptive motion scaling), ``tremor`` (
 Kalman oscillator bank that removes 8–12 Hz tremor without lagging voluntary motion; figures from
 ``measure_tremor``) and ``prediction`` (zero-order hold, constant velocity and α-β predictors of
 the tool target over the delay) and ``fixtures`` (repulsion from forbidden regions, guidance along
-a path); ``config`` builds the console's pipeline. Not yet: policy blending, the learned
-predictor, the local twin.
+a path) and ``blending`` (shipped policies weighted by a state-dependent confidence); ``config``
+builds the console's pipeline. Not yet: the learned predictor, the local twin.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from teleop.correction.blending import BlendingConfig, PolicyBlending
 from teleop.correction.fixtures import FixtureConfig, VirtualFixtures
 from teleop.correction.prediction import PREDICTORS, MotionPrediction
 from teleop.correction.scaling import MotionScaling, ScalingConfig
@@ -19,7 +20,8 @@ class CorrectionConfig:
     """Which stages run (each can also be switched at run time): ``scaling`` and ``tremor`` act on
     the hand (before the hand → tool mapping); on the tool target after it, ``prediction`` (``off``,
     ``zoh``, ``cv`` or ``alphabeta``; horizon = the measured one-way command delay, at most
-    ``max_horizon_s``), then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
+    ``max_horizon_s``), policy ``blending`` (shipped policies per task, state-dependent confidence),
+    then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
     from its ``Welcome``; guidance along ``guidance_path_m``, base frame, if given) last, so that
     nothing after them moves the target toward a forbidden region."""
 
@@ -29,6 +31,8 @@ class CorrectionConfig:
     tremor: TremorFilterConfig = field(default_factory=TremorFilterConfig)
     prediction: str = "off"
     max_horizon_s: float = 0.5
+    blending_enabled: bool = False
+    blending: BlendingConfig = field(default_factory=BlendingConfig)
     fixtures_enabled: bool = False
     fixtures: FixtureConfig = field(default_factory=FixtureConfig)
     guidance_path_m: tuple[tuple[float, float, float], ...] = ()
@@ -49,5 +53,6 @@ class CorrectionConfig:
         path = np.asarray(self.guidance_path_m, dtype=float) if len(self.guidance_path_m) >= 2 else None
         return [
             MotionPrediction(PREDICTORS[name](), self.max_horizon_s, enabled=self.prediction != "off"),
+            PolicyBlending(self.blending, enabled=self.blending_enabled),
             VirtualFixtures(self.fixtures, (), path, enabled=self.fixtures_enabled),
         ]

@@ -160,6 +160,7 @@ ALL_STAGES: tuple[tuple[str, Any], ...] = (
     ("scaling", {"adaptive": True}),
     ("tremor_enabled", True),
     ("prediction", "alphabeta"),
+    ("blending_enabled", True),
     ("fixtures_enabled", True),
 )
 

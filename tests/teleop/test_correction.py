@@ -154,3 +154,60 @@ def test_repulsion_pushes_near_targets_away_and_guidance_pulls_onto_the_path() -
     assert np.linalg.norm(on - closest_on_path(on, path)) == pytest.approx(0.001)  # half the 2 mm offset
     outside = np.array([0.02, 0.06, 0.02])  # 10 mm away: beyond capture, untouched
     assert np.array_equal(guide.correct(outside), outside)
+
+
+@pytest.fixture(scope="module")
+def reach_state():
+    """A Reach episode's first observation (as telemetry carries it) and tool tip (m, base frame)."""
+    from envs.core import SurgicalEnv
+    from envs.tasks import TASKS_BY_NAME
+
+    env = SurgicalEnv(TASKS_BY_NAME["Reach"])
+    obs, _ = env.reset(seed=5)
+    tip = env.arm.read().tip_position_m
+    env.close()
+    return {k: np.asarray(v, dtype=float) for k, v in obs.items()}, tip
+
+
+def test_blending_with_weight_zero_passes_the_surgeon_through(reach_state) -> None:
+    from teleop.correction.blending import BlendingConfig, PolicyBlending, blend
+
+    obs, tip = reach_state
+    stage = PolicyBlending(BlendingConfig(max_weight=0.0))
+    stage.observe("Reach", obs, tip)
+    surgeon = tip + np.array([0.001, -0.002, 0.0005])
+    out = stage.apply(Motion(0.0, np.zeros(3), surgeon), Context(0.005)).target_m
+    np.testing.assert_array_equal(out, surgeon)
+    np.testing.assert_array_equal(blend(surgeon, tip, 0.0), surgeon)
+
+
+def test_a_confident_policy_moves_the_target_toward_its_goal_and_the_surgeon_can_override(reach_state) -> None:
+    from teleop.correction.blending import BlendingConfig, PolicyBlending
+
+    obs, tip = reach_state
+    goal = obs["desired_goal"]
+    stage = PolicyBlending(BlendingConfig(max_weight=0.5, override_m=0.01))
+    stage.observe("Reach", obs, tip)
+    out = stage.apply(Motion(0.0, np.zeros(3), tip.copy()), Context(0.005)).target_m  # the surgeon holds still
+    assert stage.last_confidence > 0.9
+    assert stage.weight == pytest.approx(0.5 * stage.last_confidence)
+    assert np.linalg.norm(out - goal) < np.linalg.norm(tip - goal) - 0.0005  # pulled toward the goal
+    away = tip + 0.02 * (tip - goal) / np.linalg.norm(tip - goal)  # the surgeon heads elsewhere, 2 cm
+    overridden = stage.apply(Motion(0.0, np.zeros(3), away), Context(0.005)).target_m
+    np.testing.assert_array_equal(overridden, away)
+    assert stage.weight == 0.0
+
+
+def test_policy_confidence_drops_outside_the_training_distribution(reach_state) -> None:
+    from teleop.correction.blending import BlendingConfig, PolicyBlending
+
+    obs, _ = reach_state
+    stage = PolicyBlending(BlendingConfig())
+    policy = stage.policy_for("Reach")
+    assert policy is not None
+    assert policy.confidence(obs) > 0.9
+    far_goal = dict(obs, desired_goal=obs["desired_goal"] + np.array([0.0, 0.0, 0.15]))  # 15 cm above the tissue
+    fast = dict(obs, observation=obs["observation"].copy())
+    fast["observation"][3:6] = [0.5, 0.0, 0.0]  # the tool flying sideways at 0.5 m/s (5× the limit)
+    for state in (far_goal, fast):
+        assert policy.confidence(state) < 0.05, policy.z_max(state)
