@@ -465,6 +465,9 @@ class Console:
                 for task in stage.config.policies:  # load now: never in the command loop
                     stage.policy_for(task)
         self._stages_clutched = False
+        #: Each clutch stroke's mapping as (console true time, anchor hand, anchor tool, hand → tool
+        #: matrix): what an evaluation needs to map the intended hand path to the intended tool path.
+        self.mapping_log: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
 
     # -------------------------------------------------------------- requests
     def hello(self) -> p.Welcome:
@@ -634,6 +637,11 @@ class Console:
             self._stages_clutched = clutch
             corrected = run_stages(self.hand_stages, Motion(now, hand.hand_m), ctx)
             target = self.mapping.update(corrected.hand_m, clutch, shown_tool)
+            anchors = self.mapping.anchors
+            if anchors is not None and (
+                not self.mapping_log or not np.array_equal(self.mapping_log[-1][2], anchors[1])
+            ):
+                self.mapping_log.append((now, anchors[0], anchors[1], self.mapping.matrix.copy()))
             if target is not None:
                 target = run_stages(self.tool_stages, Motion(now, corrected.hand_m, target), ctx).target_m
             self.seq += 1

@@ -62,6 +62,13 @@ class HandToTool:
         return np.linalg.solve(self.matrix, np.asarray(tool_velocity_m_s, dtype=float))
 
     @property
+    def anchors(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(hand, tool) positions taken when the clutch closed, or None while it is open."""
+        if self._anchor_hand is None or self._anchor_tool is None:
+            return None
+        return self._anchor_hand.copy(), self._anchor_tool.copy()
+
+    @property
     def clutched(self) -> bool:
         return self._anchor_hand is not None
 
