@@ -7,7 +7,8 @@ Kalman oscillator bank that removes 8–12 Hz tremor without lagging voluntary m
 ``measure_tremor``) and ``prediction`` (zero-order hold, constant velocity and α-β predictors of
 the tool target over the delay) and ``fixtures`` (repulsion from forbidden regions, guidance along
 a path) and ``blending`` (shipped policies weighted by a state-dependent confidence); ``config``
-builds the console's pipeline. Not yet: the learned predictor, the local twin.
+builds the console's pipeline; ``evaluation`` scores compensation through the real stack. Not yet:
+the learned predictor, the local twin.
 """
 
 from __future__ import annotations
