@@ -52,7 +52,21 @@ class ZeroOrderHold:
         return self._x.copy()
 
 
-class ConstantVelocity:
+class _Extrapolator:
+    """Position and velocity estimates, extrapolated linearly; subclasses estimate them."""
+
+    def reset(self) -> None:
+        self._t: float | None = None
+        self._x: np.ndarray | None = None
+        self._v = np.zeros(3)
+
+    def predict(self, horizon_s: float) -> np.ndarray:
+        if self._x is None:
+            raise RuntimeError("no sample yet")
+        return self._x + self._v * horizon_s
+
+
+class ConstantVelocity(_Extrapolator):
     """Newest position + smoothed finite-difference velocity × horizon."""
 
     name = "cv"
@@ -63,11 +77,6 @@ class ConstantVelocity:
         self.smoothing_s = smoothing_s
         self.reset()
 
-    def reset(self) -> None:
-        self._t: float | None = None
-        self._x: np.ndarray | None = None
-        self._v = np.zeros(3)
-
     def update(self, t_s: float, position_m: np.ndarray) -> None:
         x = np.asarray(position_m, dtype=float)
         if self._t is not None and self._x is not None and t_s > self._t:
@@ -76,13 +85,8 @@ class ConstantVelocity:
             self._v = self._v + a * ((x - self._x) / dt - self._v)
         self._t, self._x = t_s, x.copy()
 
-    def predict(self, horizon_s: float) -> np.ndarray:
-        if self._x is None:
-            raise RuntimeError("no sample yet")
-        return self._x + self._v * horizon_s
 
-
-class AlphaBeta:
+class AlphaBeta(_Extrapolator):
     """α-β tracker: x̂ ← x̂ + v̂·dt, then x̂ += α·r, v̂ += β·r/dt with r the residual."""
 
     name = "alphabeta"
@@ -92,11 +96,6 @@ class AlphaBeta:
             raise ValueError("need 0 < alpha < 1 and 0 < beta < 2(2 − alpha) for stability")
         self.alpha, self.beta = alpha, beta
         self.reset()
-
-    def reset(self) -> None:
-        self._t: float | None = None
-        self._x: np.ndarray | None = None
-        self._v = np.zeros(3)
 
     def update(self, t_s: float, position_m: np.ndarray) -> None:
         z = np.asarray(position_m, dtype=float)
@@ -109,11 +108,6 @@ class AlphaBeta:
         self._x = x + self.alpha * r
         self._v = self._v + self.beta * r / dt
         self._t = t_s
-
-    def predict(self, horizon_s: float) -> np.ndarray:
-        if self._x is None:
-            raise RuntimeError("no sample yet")
-        return self._x + self._v * horizon_s
 
 
 PREDICTORS = {"zoh": ZeroOrderHold, "cv": ConstantVelocity, "alphabeta": AlphaBeta}
