@@ -90,10 +90,14 @@ class TaskPolicy:
         excess = max(0.0, self.z_max(obs) - self.z_ok)
         return math.exp(-0.5 * excess**2)
 
-    def proposal(self, obs: Mapping[str, np.ndarray], tip_m: np.ndarray) -> np.ndarray:
+    def step_m(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The tip displacement (m, base frame) the policy takes from this observation in one env step."""
         batch = {k: np.asarray(v, dtype=np.float32) for k, v in obs.items()}
         action = np.asarray(self.policy.predict(batch, deterministic=True), dtype=float).reshape(-1)
-        return np.asarray(tip_m, dtype=float) + np.clip(action[:3], -1.0, 1.0) * self.max_step_m
+        return np.clip(action[:3], -1.0, 1.0) * self.max_step_m
+
+    def proposal(self, obs: Mapping[str, np.ndarray], tip_m: np.ndarray) -> np.ndarray:
+        return np.asarray(tip_m, dtype=float) + self.step_m(obs)
 
 
 def blend(surgeon_m: np.ndarray, proposal_m: np.ndarray, weight: float) -> np.ndarray:
@@ -118,6 +122,7 @@ class PolicyBlending:
         self._task = ""
         self._tip: np.ndarray | None = None
         self._proposal: np.ndarray | None = None
+        self._step: np.ndarray | None = None
         self.weight = 0.0
         self.last_confidence = 0.0
 
@@ -127,23 +132,29 @@ class PolicyBlending:
         return self._policies.get(task)
 
     def reset(self) -> None:
-        self._proposal = None
+        self._proposal = self._step = None
 
     def observe(self, task: str, obs: Mapping[str, Any], tip_m: np.ndarray) -> None:
-        """A new observation of ``task`` (the dict of ``Telemetry.task``) with the tool tip (m, base frame)."""
-        self._task = task
-        self._obs = {k: np.asarray(v, dtype=float) for k, v in obs.items()}
+        """A new observation of ``task`` (the dict of ``Telemetry.task``) with the tool tip (m, base frame).
+        The task's observation changes once per env step (40 ms) while telemetry comes at 250 Hz:
+        the policy runs only when it changed; the proposal follows the newest tip."""
+        new = {k: np.asarray(v, dtype=float) for k, v in obs.items()}
+        if task != self._task or self._obs is None or any(not np.array_equal(new[k], self._obs.get(k)) for k in new):
+            self._step = None
+        self._task, self._obs = task, new
         self._tip = np.asarray(tip_m, dtype=float)
-        self._proposal = None  # computed lazily, once per observation
+        self._proposal = None
 
     def arbitrate(self, surgeon_m: np.ndarray) -> tuple[np.ndarray, float]:
         """(blended target, weight) for the surgeon's target now."""
         policy = self.policy_for(self._task) if self._task else None
         if policy is None or self._obs is None or self._tip is None:
             return np.asarray(surgeon_m, dtype=float), 0.0
-        if self._proposal is None:
-            self._proposal = policy.proposal(self._obs, self._tip)
+        if self._step is None:
+            self._step = policy.step_m(self._obs)
             self.last_confidence = policy.confidence(self._obs)
+        if self._proposal is None:
+            self._proposal = self._tip + self._step
         weight = self.config.max_weight * self.last_confidence
         if np.linalg.norm(np.asarray(surgeon_m, dtype=float) - self._proposal) > self.config.override_m:
             weight = 0.0
