@@ -154,6 +154,23 @@ class PsmKinematics:
         """Tool-tip position (m) and rotation matrix in the base frame for joints ``q`` (6,)."""
         return self.tip_position(q), self.shaft_rotation(q) @ self.wrist_rotation(q)
 
+    def skeleton(self, q: np.ndarray, shaft_above_rcm_m: float = 0.05) -> np.ndarray:
+        """Points (5 × 3, m, base frame) of the tool's visible chain for joints ``q``: on the shaft
+        ``shaft_above_rcm_m`` outside the remote centre of motion, the RCM, the shaft's distal end
+        (the wrist pitch axis), the wrist yaw axis and the tool tip."""
+        rot = self.shaft_rotation(q)
+        r = self.rcm_in_base_m
+        wrist = rot_z(q[3]) @ rot_x(q[4]) @ np.array([0.0, 0.0, -self._wrist_len])
+        return np.stack(
+            [
+                r + rot @ np.array([0.0, 0.0, shaft_above_rcm_m]),
+                r,
+                r + rot @ np.array([0.0, 0.0, -q[2]]),
+                r + rot @ (np.array([0.0, 0.0, -q[2]]) + wrist),
+                self.tip_position(q),
+            ]
+        )
+
     # ----------------------------------------------------------------------------- inverse
     def inverse_position(
         self, tip_m: np.ndarray, wrist_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)

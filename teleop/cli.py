@@ -392,6 +392,15 @@ def _cmd_netem(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def _cmd_train_predictor(args: argparse.Namespace) -> int:
+    if args.seeds < 1 or args.steps < 1 or any(d < 0 or d > 1.0 for d in args.delays):
+        raise CliError("need --seeds ≥ 1, --steps ≥ 1 and delays in [0, 1] s")
+    from teleop.correction.train_predictor import TrainConfig, main
+
+    cfg = TrainConfig(seeds=args.seeds, delays_s=tuple(args.delays), steps=args.steps)
+    return main(args.out, cfg, args.from_mcap, args.keep_recording)
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``telesurg train: error: …``), exit status 2; --help is unchanged."""
 
@@ -534,6 +543,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_netem.add_argument("--route", action="append", metavar="[LHOST:]LPORT:THOST:TPORT", help="explicit routes")
     p_netem.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
     p_netem.set_defaults(func=_cmd_netem)
+
+    p_pred = sub.add_parser(
+        "train-predictor",
+        help="record surgeon motion through the stack, train the learned motion predictor, evaluate every predictor",
+    )
+    p_pred.add_argument("--out", default="assets/predictor", help="folder for learned.npz + evaluation.json")
+    p_pred.add_argument("--seeds", type=int, default=4, help="scripted-surgeon sessions per delay (default 4)")
+    p_pred.add_argument("--delays", nargs="+", type=float, default=[0.0, 0.1, 0.2], help="one-way delays (s)")
+    p_pred.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
+    p_pred.add_argument("--from-mcap", nargs="+", metavar="MCAP", help="train on these robot recordings instead")
+    p_pred.add_argument("--keep-recording", metavar="DIR", help="keep the robot's recording (MCAP) in DIR")
+    p_pred.set_defaults(func=_cmd_train_predictor)
     return parser
 
 

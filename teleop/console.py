@@ -465,6 +465,15 @@ class Console:
                 for task in stage.config.policies:  # load now: never in the command loop
                     stage.policy_for(task)
         self._stages_clutched = False
+        #: The local twin (``teleop.correction.twin``): on when asked for, or when the scripted
+        #: surgeon closes its loop on it.
+        self.twin = (
+            config.correction.local_twin(period)
+            if config.correction.twin_enabled or config.surgeon.feedback == "twin"
+            else None
+        )
+        if isinstance(self.device, ScriptedSurgeon):
+            self.device.twin = self.twin
         #: Each clutch stroke's mapping as (console true time, anchor hand, anchor tool, hand → tool
         #: matrix): what an evaluation needs to map the intended hand path to the intended tool path.
         self.mapping_log: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -619,6 +628,8 @@ class Console:
         if tel is not None:
             if tel.camera is not None:
                 self.mapping.set_camera(tel.camera.pose.quat_xyzw)
+            if self.twin is not None:
+                self.twin.observe(tel)
             self._observe(tel)
         hand = self.device.read(now, tel, self.mapping)
         hand = self._serve_video(now, hand, tel)
@@ -660,6 +671,10 @@ class Console:
                     estop=self.estop_pressed,
                 )
             )
+            if self.twin is not None:
+                self.twin.sent(self.seq, target if target is not None and not self.estop_pressed else None)
+                if self.video is not None and self.twin.ready and self.twin.camera is not None:
+                    self.video.ghost = (self.twin.skeleton_m(), self.twin.camera)
         self._hud(now, tel)
         return hand
 

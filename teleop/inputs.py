@@ -20,7 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from envs.layout import ROBOT_FIELDS, ObsLayout
 from envs.tasks import TASKS_BY_NAME
 from teleop import protocol as p
 from teleop.mapping import HandToTool
+
+if TYPE_CHECKING:
+    from teleop.correction.twin import LocalTwin
 
 
 @dataclass
@@ -71,6 +74,13 @@ class SurgeonConfig:
     #: No new telemetry for this long (s): the surgeon stops moving until the picture moves again.
     freeze_s: float = 0.15
     seed: int = 0
+    #: What the surgeon closes its loop on: the tool as the (delayed) telemetry shows it, or the
+    #: console's local twin (``teleop.correction.twin``), which answers the hand at once.
+    feedback: Literal["telemetry", "twin"] = "telemetry"
+
+    def __post_init__(self) -> None:
+        if self.feedback not in ("telemetry", "twin"):
+            raise ValueError(f"feedback must be 'telemetry' or 'twin', not {self.feedback!r}")
 
 
 class Tremor:
@@ -105,6 +115,8 @@ class ScriptedSurgeon:
         self._last_telemetry_seq = -1
         self._seen_seq = -1
         self._fresh_at = -math.inf
+        #: The console's local twin, set by the console when ``feedback = "twin"``.
+        self.twin: LocalTwin | None = None
 
     def start_task(self, task: str) -> None:
         """A new episode of ``task`` (the expert starts over)."""
@@ -140,7 +152,10 @@ class ScriptedSurgeon:
                 self.goal_m = np.asarray(command.target_m, dtype=float)
                 self.jaw = float(command.jaw_opening)
             if self.goal_m is not None and mapping.clutched:
-                shown = np.asarray(telemetry.tool.pos_m, dtype=float)
+                on_twin = cfg.feedback == "twin"
+                if on_twin and (self.twin is None or not self.twin.ready):
+                    raise RuntimeError("the scripted surgeon's feedback is the twin, but the console has none")
+                shown = self.twin.tip_m() if on_twin and self.twin else np.asarray(telemetry.tool.pos_m, dtype=float)
                 # Head for the goal as seen on the screen, at most at the surgeon's speed.
                 assert self.expert is not None
                 speed = cfg.max_tool_speed_m_s * self.expert.speed_fraction
@@ -153,6 +168,8 @@ class ScriptedSurgeon:
                     sent_robot = telemetry.last_cmd_sent_console_s + telemetry.clock_offset_s
                     cmd_age = max(0.0, telemetry.robot_s - sent_robot)
                 lag = max(telemetry.clock_rtt_s, 2.0 * cmd_age, 0.0)
+                if on_twin:
+                    lag = 0.0  # the twin answers the hand at once: no round trip to wait out
                 tau = cfg.think_period_s + cfg.lag_caution * lag
                 v = (self.goal_m - shown) / tau
                 if now_s - self._fresh_at > cfg.freeze_s:

@@ -1,5 +1,6 @@
 """What the surgeon sees on top of the video: contact-force bar, supervisor state, command and video
-latency, and why the console is holding; and the MP4 writer of ``--save-video``."""
+latency, why the console is holding, the local twin's ghost (``project``, ``draw_ghost``); and the
+MP4 writer of ``--save-video``."""
 
 from __future__ import annotations
 
@@ -46,6 +47,45 @@ def draw_hud(image: np.ndarray, hud: dict[str, Any], video_latency_s: float) -> 
     if reason:
         cv2.rectangle(image, (0, h - int(34 * scale * 2)), (w, h), (0, 0, 160), -1)
         cv2.putText(image, str(reason)[:80], (8, h - int(10 * scale * 2)), font, scale, (255, 255, 255), 1)
+    return image
+
+
+def project(points_m: np.ndarray, camera: Any, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (n × 2, x right, y down) of base-frame points (n × 3, m) in a ``width`` × ``height``
+    image of ``camera`` (``protocol.Camera``: pose looking along its +z, pinhole intrinsics for its
+    own width × height, scaled to this image), and which points lie in front of the near plane."""
+    from envs.geometry import quat_to_matrix
+
+    rot = quat_to_matrix(camera.pose.quat_xyzw)
+    cam = (np.asarray(points_m, dtype=float) - np.asarray(camera.pose.pos_m, dtype=float)) @ rot
+    z = cam[:, 2]
+    front = z > camera.near_m
+    zs = np.where(front, z, 1.0)
+    sx, sy = width / camera.width, height / camera.height
+    u = (camera.fx * cam[:, 0] / zs + camera.cx) * sx
+    v = (camera.fy * cam[:, 1] / zs + camera.cy) * sy
+    return np.stack([u, v], axis=1), front
+
+
+GHOST_BGR = (255, 200, 0)
+
+
+def draw_ghost(image: np.ndarray, skeleton_m: np.ndarray, camera: Any) -> np.ndarray:
+    """Draw the local twin's skeleton (``PsmKinematics.skeleton`` points, base frame) on ``image``
+    (BGR, in place) as a translucent ghost: the shaft and wrist as lines, the tip as a ring."""
+    import cv2
+
+    h, w = image.shape[:2]
+    px, front = project(skeleton_m, camera, w, h)
+    layer = image.copy()
+    thick = max(2, w // 160)
+    for i in range(len(px) - 1):
+        if front[i] and front[i + 1]:
+            a, b = px[i], px[i + 1]
+            cv2.line(layer, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), GHOST_BGR, thick, cv2.LINE_AA)
+    if front[-1]:
+        cv2.circle(layer, (int(px[-1][0]), int(px[-1][1])), 2 * thick, GHOST_BGR, thick, cv2.LINE_AA)
+    cv2.addWeighted(layer, 0.6, image, 0.4, 0.0, dst=image)
     return image
 
 

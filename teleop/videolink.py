@@ -159,6 +159,9 @@ class VideoClient:
         self.unmatched = 0
         self.samples: list[FrameSample] = []
         self.newest_image: np.ndarray | None = None
+        #: The local twin's skeleton (base frame, m) and the camera to project it with, set by the
+        #: console each command; drawn over the video as a ghost when present.
+        self.ghost: tuple[np.ndarray, Any] | None = None
         self.error: str | None = None
         self.saved_video = ""
         self.connection_state = "new"
@@ -348,8 +351,11 @@ class VideoClient:
         self._hud_meta = meta
 
     def _overlay(self, image: np.ndarray) -> np.ndarray:
-        from teleop.overlay import draw_hud
+        from teleop.overlay import draw_ghost, draw_hud
 
+        ghost = self.ghost
+        if ghost is not None:
+            draw_ghost(image, ghost[0], ghost[1])
         age = time.monotonic() + self.offset_s - self.newest_state_robot_s
         return draw_hud(image, dict(self.hud), video_latency_s=age)
 

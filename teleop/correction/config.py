@@ -13,17 +13,20 @@ from teleop.correction.prediction import PREDICTORS, MotionPrediction
 from teleop.correction.scaling import MotionScaling, ScalingConfig
 from teleop.correction.stage import Stage
 from teleop.correction.tremor import TremorFilter, TremorFilterConfig
+from teleop.correction.twin import LocalTwin, TwinConfig
 
 
 @dataclass(frozen=True)
 class CorrectionConfig:
     """Which stages run (each can also be switched at run time): ``scaling`` and ``tremor`` act on
-    the hand (before the hand → tool mapping); on the tool target after it, ``prediction`` (``off``,
-    ``zoh``, ``cv`` or ``alphabeta``; horizon = the measured one-way command delay, at most
-    ``max_horizon_s``), policy ``blending`` (shipped policies per task, state-dependent confidence),
-    then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
-    from its ``Welcome``; guidance along ``guidance_path_m``, base frame, if given) last, so that
-    nothing after them moves the target toward a forbidden region."""
+        the hand (before the hand → tool mapping); on the tool target after it, ``prediction`` (``off``,
+        ``zoh``, ``cv`` or ``alphabeta``; horizon = the measured one-way command delay, at most
+        ``max_horizon_s``), policy ``blending`` (shipped policies per task, state-dependent confidence),
+        then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
+        from its ``Welcome``; guidance along ``guidance_path_m``, base frame, if given) last, so that
+        nothing after them moves the target toward a forbidden region. ``twin``: the local twin
+    (``teleop.correction.twin``), drawn as a ghost over the video; a scripted surgeon can close its
+    loop on it (``[console.surgeon] feedback = "twin"``, which turns it on)."""
 
     scaling_enabled: bool = False
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
@@ -36,6 +39,8 @@ class CorrectionConfig:
     fixtures_enabled: bool = False
     fixtures: FixtureConfig = field(default_factory=FixtureConfig)
     guidance_path_m: tuple[tuple[float, float, float], ...] = ()
+    twin_enabled: bool = False
+    twin: TwinConfig = field(default_factory=TwinConfig)
 
     def __post_init__(self) -> None:
         if self.prediction != "off" and self.prediction not in PREDICTORS:
@@ -56,3 +61,6 @@ class CorrectionConfig:
             PolicyBlending(self.blending, enabled=self.blending_enabled),
             VirtualFixtures(self.fixtures, (), path, enabled=self.fixtures_enabled),
         ]
+
+    def local_twin(self, period_s: float) -> LocalTwin:
+        return LocalTwin(dataclasses.replace(self.twin, period_s=period_s))

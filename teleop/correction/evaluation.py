@@ -7,16 +7,21 @@ and its test.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from teleop.channels import Endpoints
+from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import Console, ConsoleConfig
 from teleop.correction import minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
+from teleop.harness.runner import CliProcess
 from teleop.inputs import Trace, TraceReplay, Tremor
+from teleop.settings import write_toml
 
 PERIOD_S = 0.005
 TRACE_S = 10.0
@@ -84,3 +89,27 @@ def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]
         "violations": int(sum(s["force_mag_N"] > HARD_LIMIT_N for s in rows)),
         "periods": len(rows),
     }
+
+
+@contextlib.contextmanager
+def recording_robot(folder: Path, preload: tuple[str, ...] = ("Reach",)) -> Iterator[tuple[Endpoints, Path]]:
+    """A `telesurg robot` (SCHED_RR where allowed) on free loopback ports, recording every topic to
+    ``folder/robot.mcap``; yields its endpoints and the recording's path, and stops it after."""
+    ports = free_loopback_ports(3)
+    record = folder / "robot.mcap"
+    cfg = write_toml(
+        folder / "robot.toml",
+        "robot",
+        {
+            "": {"record": str(record), "realtime": True, "status_every_s": 30.0},
+            "endpoints": {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]},
+            "arm": {"preload": list(preload)},
+        },
+    )
+    robot = CliProcess(["robot", "--config", str(cfg)], folder / "robot.log", ready="listening")
+    try:
+        if not robot.wait_ready(60):
+            raise RuntimeError("robot did not start:\n" + "\n".join(robot.lines[-20:]))
+        yield Endpoints("127.0.0.1", *ports), record
+    finally:
+        robot.stop(10)

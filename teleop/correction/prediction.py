@@ -110,7 +110,14 @@ class AlphaBeta(_Extrapolator):
         self._t = t_s
 
 
-PREDICTORS = {"zoh": ZeroOrderHold, "cv": ConstantVelocity, "alphabeta": AlphaBeta}
+def _learned() -> Predictor:
+    from teleop.correction.learned import LearnedPredictor
+
+    return LearnedPredictor()
+
+
+#: Every predictor by name; ``learned`` loads the shipped network (``teleop.correction.learned``).
+PREDICTORS = {"zoh": ZeroOrderHold, "cv": ConstantVelocity, "alphabeta": AlphaBeta, "learned": _learned}
 
 
 @dataclass
