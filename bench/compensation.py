@@ -1,23 +1,26 @@
-"""Tool-tip tracking error against delay, per correction/compensation method, through the real stack.
+"""Tool-tip tracking error, task success and completion time against delay, per correction and
+compensation method, through the real stack.
 
     .venv/bin/python bench/compensation.py                     # writes bench/compensation.json + .png
-    .venv/bin/python bench/compensation.py --seeds 2 --delays 0 0.2     # a quick look
+    .venv/bin/python bench/compensation.py --seeds 2 --delays 0 0.2 --scenarios scripted/Reach   # a quick look
 
 One `telesurg robot` (SCHED_RR, recording) serves every run. Each run is an in-process console
-replaying a synthetic hand trace — minimum-jerk strokes (5 cm of hand, 1 cm of tool) plus the
-scripted surgeon's 0.1 mm RMS 8–12 Hz tremor, seeded — through the link emulator on every channel
-(``delay=D jitter=10%``, TCP-faithful) with one method's stages on. The *intended path* is the
-surgeon's pre-tremor hand trajectory mapped through the console's hand → tool mapping (its scale
-and the endoscope alignment, anchored where the stroke began): where the surgeon meant the tool to
-be at each moment. The error is the distance from the robot's measured tool tip (its MCAP, every
-2 ms period) to the intended position at the same moment, while the replay runs; RMS and p99 per
-run, then mean and 95% interval (t) over seeds. Hard-limit violations: periods with contact force
-above the hard limit. Methods: none; α-β prediction; constant-velocity prediction; tremor filter;
-tremor + α-β prediction. (Delay-adaptive scaling changes the intended path itself, so it is not
-compared here; blending needs a task whose policy aims where the strokes go; fixtures only act near
-forbidden regions: both are exercised by the safety harness instead.)
+driven by one scenario's generator (``teleop.correction.evaluation``), plus the scripted surgeon's
+0.1 mm RMS 8–12 Hz tremor (seeded), through the link emulator on every channel
+(``delay=D jitter=10%``, TCP-faithful) with one method's stages on:
 
-Not yet the issue's full evaluation: scripted surgeons and recorded traces as further generators.
+- ``min-jerk/Reach``: minimum-jerk strokes (5 cm of hand, 1 cm of tool), open loop;
+- ``scripted/Reach``, ``scripted/Trace``: the scripted surgeon doing the task, closing its loop on
+  the delayed telemetry (``twin loop``: on the console's local twin instead);
+- ``file/Reach``, ``file/Trace``: shipped voluntary hand traces (``assets/traces/voluntary``),
+  replayed open loop on the task seed they were recorded on.
+
+The *intended path* is the surgeon's pre-tremor hand trajectory mapped through the console's
+hand → tool mapping (its scale and the endoscope alignment, anchored where each stroke began).
+The error is the distance from the robot's measured tool tip (its MCAP, every 2 ms period) to the
+intended position at the same moment; RMS and p99 per run, then mean and 95% interval (t) over
+seeds, with task success (rate) and completion time (scripted: to the task's success; replays:
+the trace's length). Hard-limit violations: periods with contact force above the hard limit.
 """
 
 from __future__ import annotations
@@ -34,14 +37,17 @@ from typing import Any
 
 import numpy as np
 
-from teleop.channels import Endpoints, free_loopback_ports
-from teleop.correction.evaluation import METHODS, TRACE_S, run_one, score
-from teleop.harness.runner import CliProcess
+from teleop.correction.evaluation import METHODS, SCENARIOS, TRACE_S, recording_robot, run_one, score
 from teleop.recorder import read_topic
 from teleop.records import TOPIC_STATE
-from teleop.settings import write_toml
 
 HERE = Path(__file__).resolve().parent
+#: Methods per generator: the twin loop needs a surgeon that closes its loop (scripted).
+GENERATOR_METHODS = {
+    "min-jerk": ["none", "prediction α-β", "prediction CV", "prediction learned", "tremor + α-β"],
+    "scripted": ["none", "prediction α-β", "prediction learned", "twin loop"],
+    "trace-file": ["none", "prediction α-β", "prediction learned"],
+}
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -57,100 +63,111 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--delays", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.5], help="one-way (s)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per cell (default 5)")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these (where they apply)")
     parser.add_argument("--json", default=str(HERE / "compensation.json"), help="JSON path (the PNG goes beside it)")
     args = parser.parse_args()
 
-    runs: list[tuple[float, str, int, dict[str, Any]]] = []
-    total = len(args.delays) * len(args.methods) * args.seeds
+    plan = []
+    for name in args.scenarios:
+        methods = GENERATOR_METHODS[SCENARIOS[name].generator]
+        for method in methods if not args.methods else [m for m in methods if m in args.methods]:
+            for delay in args.delays:
+                plan += [(name, method, delay, seed) for seed in range(args.seeds)]
+    runs: list[tuple[str, str, float, int, dict[str, Any]]] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="compensation_") as tmp:
-        folder = Path(tmp)
-        ports = free_loopback_ports(3)
-        endpoints = Endpoints("127.0.0.1", *ports)
-        record = folder / "robot.mcap"
-        cfg = write_toml(
-            folder / "robot.toml",
-            "robot",
-            {
-                "": {"record": str(record), "realtime": True, "status_every_s": 30.0},
-                "endpoints": {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]},
-                "arm": {"preload": ["Reach"]},
-            },
-        )
-        robot = CliProcess(["robot", "--config", str(cfg)], folder / "robot.log", ready="listening")
-        try:
-            if not robot.wait_ready(60):
-                raise RuntimeError("robot did not start:\n" + "\n".join(robot.lines[-20:]))
-            for delay in args.delays:
-                for name in args.methods:
-                    for seed in range(args.seeds):
-                        runs.append((delay, name, seed, run_one(endpoints, delay, METHODS[name], seed)))
-                        done = len(runs)
-                        eta = (time.monotonic() - started) / done * (total - done)
-                        what = f"delay {delay * 1e3:4.0f} ms  {name:16s} seed {seed}"
-                        print(f"[{done:3d}/{total}] {what}  ETA {eta / 60:.1f} min", flush=True)
-        finally:
-            robot.stop(10)
+        with recording_robot(Path(tmp), preload=("Reach", "Trace")) as (endpoints, record):
+            for name, method, delay, seed in plan:
+                run = run_one(endpoints, delay, METHODS[method], seed, SCENARIOS[name])
+                runs.append((name, method, delay, seed, run))
+                done = len(runs)
+                eta = (time.monotonic() - started) / done * (len(plan) - done)
+                what = f"{name:15s} {method:18s} delay {delay * 1e3:4.0f} ms seed {seed}"
+                print(f"[{done:3d}/{len(plan)}] {what}  ETA {eta / 60:.1f} min", flush=True)
         states = read_topic(record, TOPIC_STATE)
 
     cells: dict[str, dict[str, Any]] = {}
-    for delay in args.delays:
-        for name in args.methods:
-            scores = [score(r, states) for d, n, _, r in runs if d == delay and n == name]
-            rms, rms_ci = interval([s["rms_mm"] for s in scores])
-            p99, p99_ci = interval([s["p99_mm"] for s in scores])
-            cells[f"{delay:g}|{name}"] = {
-                "delay_s": delay,
-                "method": name,
-                "rms_mm": rms,
-                "rms_ci95_mm": rms_ci,
-                "p99_mm": p99,
-                "p99_ci95_mm": p99_ci,
-                "violations": sum(s["violations"] for s in scores),
-                "runs": scores,
-            }
+    for name, method, delay, _, _ in runs:
+        key = f"{name}|{method}|{delay:g}"
+        if key in cells:
+            continue
+        scores = [score(r, states) for n, m, d, _, r in runs if (n, m, d) == (name, method, delay)]
+        rms, rms_ci = interval([s["rms_mm"] for s in scores])
+        p99, p99_ci = interval([s["p99_mm"] for s in scores])
+        t, t_ci = interval([s["time_s"] for s in scores])
+        cells[key] = {
+            "scenario": name,
+            "method": method,
+            "delay_s": delay,
+            "rms_mm": rms,
+            "rms_ci95_mm": rms_ci,
+            "p99_mm": p99,
+            "p99_ci95_mm": p99_ci,
+            "success_rate": float(np.mean([s["success"] for s in scores])),
+            "time_s": t,
+            "time_ci95_s": t_ci,
+            "violations": sum(s["violations"] for s in scores),
+            "runs": scores,
+        }
 
-    print(f"\n{'delay':>7s}  " + "".join(f"{m:>24s}" for m in args.methods))
-    for delay in args.delays:
-        row = ""
-        for m in args.methods:
-            c = cells[f"{delay:g}|{m}"]
-            row += f"{c['rms_mm']:>13.2f} ± {c['rms_ci95_mm']:<8.2f}"
-        print(f"{delay * 1e3:5.0f} ms  {row}")
-    print("(RMS tracking error, mm, mean ± 95% interval over seeds)")
+    for name in args.scenarios:
+        rows = [c for c in cells.values() if c["scenario"] == name]
+        print(f"\n{name}: RMS / p99 tracking error (mm), success, time (s): mean ± 95% interval over seeds")
+        print(f"{'method':>20s} {'delay':>6s} {'RMS':>15s} {'p99':>15s} {'success':>8s} {'time':>14s} {'viol':>5s}")
+        for c in rows:
+            print(
+                f"{c['method']:>20s} {c['delay_s'] * 1e3:4.0f}ms {c['rms_mm']:7.2f} ± {c['rms_ci95_mm']:<5.2f} "
+                f"{c['p99_mm']:7.2f} ± {c['p99_ci95_mm']:<5.2f} {c['success_rate']:7.0%} "
+                f"{c['time_s']:6.2f} ± {c['time_ci95_s']:<5.2f} {c['violations']:5d}"
+            )
+        if 0.2 in args.delays and any(c["method"] == "none" and c["delay_s"] == 0.2 for c in rows):
+            base = next(c for c in rows if c["method"] == "none" and c["delay_s"] == 0.2)
+            best = min((c for c in rows if c["delay_s"] == 0.2), key=lambda c: c["rms_mm"])
+            print(f"  at 200 ms: best {best['method']} {best['rms_mm']:.2f} mm vs none {base['rms_mm']:.2f} mm: "
+                  f"{(1 - best['rms_mm'] / base['rms_mm']) * 100:.0f}% lower (target ≥ 40%)")  # fmt: skip
+        if 0.0 in args.delays:
+            zero = [c for c in rows if c["delay_s"] == 0.0]
+            base0 = next((c for c in zero if c["method"] == "none"), None)
+            if base0 is not None:
+                worst = max(zero, key=lambda c: c["rms_mm"])
+                print(f"  at 0 ms: worst {worst['method']} {worst['rms_mm']:.2f} mm vs none "
+                      f"{base0['rms_mm']:.2f} ± {base0['rms_ci95_mm']:.2f} mm")  # fmt: skip
     violations = sum(c["violations"] for c in cells.values())
-    print(f"hard-limit violations: {violations}")
-    if 0.2 in args.delays and "none" in args.methods:
-        base = cells["0.2|none"]["rms_mm"]
-        best = min((c for c in cells.values() if c["delay_s"] == 0.2), key=lambda c: c["rms_mm"])
-        print(f"at 200 ms: best {best['method']} {best['rms_mm']:.2f} mm vs none {base:.2f} mm: "
-              f"{(1 - best['rms_mm'] / base) * 100:.0f}% lower (target ≥ 40%)")  # fmt: skip
+    print(f"\nhard-limit violations: {violations}")
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    for name in args.methods:
-        xs = [d * 1e3 for d in args.delays]
-        ys = [cells[f"{d:g}|{name}"]["rms_mm"] for d in args.delays]
-        es = [cells[f"{d:g}|{name}"]["rms_ci95_mm"] for d in args.delays]
-        ax.errorbar(xs, ys, yerr=[0 if math.isnan(e) else e for e in es], marker="o", capsize=3, label=name)
-    ax.set_xlabel("one-way delay (ms)")
-    ax.set_ylabel("RMS tool-tip tracking error (mm)")
-    ax.set_title("Tracking error against delay, per method")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(args.scenarios), figsize=(4.2 * len(args.scenarios), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], args.scenarios, strict=True):
+        methods = dict.fromkeys(c["method"] for c in cells.values() if c["scenario"] == name)
+        for method in methods:
+            sel = [c for c in cells.values() if c["scenario"] == name and c["method"] == method]
+            xs = [c["delay_s"] * 1e3 for c in sel]
+            es = [0 if math.isnan(c["rms_ci95_mm"]) else c["rms_ci95_mm"] for c in sel]
+            ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method)
+        ax.set_title(name)
+        ax.set_xlabel("one-way delay (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("RMS tool-tip tracking error (mm)")
     fig.tight_layout()
     png = Path(args.json).with_suffix(".png")
-    fig.savefig(png, dpi=120)
+    fig.savefig(png, dpi=110)
 
     out = {
         "cells": cells,
         "violations": violations,
-        "settings": {"delays_s": args.delays, "seeds": args.seeds, "methods": args.methods, "trace_s": TRACE_S},
+        "settings": {
+            "delays_s": args.delays,
+            "seeds": args.seeds,
+            "scenarios": args.scenarios,
+            "methods": GENERATOR_METHODS,
+            "min_jerk_trace_s": TRACE_S,
+        },
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "command_line": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -303,6 +303,9 @@ def _cmd_console(args: argparse.Namespace) -> int:
         "video.save_video": args.save_video,
         "video.link": args.video_link,
         "video.max_age_s": args.max_video_age,
+        "surgeon.feedback": args.feedback,
+        "correction.twin_enabled": True if args.twin else None,
+        "correction.prediction": args.prediction,
     }
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
@@ -489,6 +492,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.add_argument("--video-link", help="emulated network on the video path (implies --video)")
     p_console.add_argument(
         "--max-video-age", type=float, help="hold when the newest frame is older than this (s, default 0.5)"
+    )
+    p_console.add_argument(
+        "--feedback", choices=["telemetry", "twin"], help="what the scripted surgeon closes its loop on"
+    )
+    p_console.add_argument("--twin", action="store_true", help="run the local twin (drawn as a ghost on the video)")
+    p_console.add_argument(
+        "--prediction", choices=["off", "zoh", "cv", "alphabeta", "learned"], help="motion prediction over the delay"
     )
     p_console.set_defaults(func=_cmd_console)
 

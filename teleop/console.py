@@ -490,7 +490,20 @@ class Console:
         for stage in self.tool_stages:
             if isinstance(stage, VirtualFixtures):
                 stage.boxes = boxes
+        self._set_guidance(resp.guidance)
         return resp
+
+    def _set_guidance(self, guidance: p.Guidance | None) -> None:
+        """Guide along the loaded task's path (from the robot), unless a path is configured."""
+        if self.config.correction.guidance_path_m:
+            return
+        for stage in self.tool_stages:
+            if isinstance(stage, VirtualFixtures):
+                if guidance is None or len(guidance.path_m) < 2:
+                    stage.path_m, stage.normal = None, None
+                else:
+                    stage.path_m = np.asarray(guidance.path_m, dtype=float)
+                    stage.normal = np.asarray(guidance.normal, dtype=float)
 
     def _ack(self, msg: p.Message) -> p.Ack:
         resp = self.link.request(msg)
@@ -600,6 +613,7 @@ class Console:
         ack = self._ack(p.LoadTask(task=task, seed=seed))
         if not ack.ok:
             raise ConsoleError(f"load task {task} refused: {ack.reason}")
+        self._set_guidance(ack.guidance)
 
     # -------------------------------------------------------------- one command period
     def press_estop(self) -> None:

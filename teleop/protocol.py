@@ -206,6 +206,14 @@ class Offer(Message, tag="offer"):
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
 
 
+class Guidance(msgspec.Struct, forbid_unknown_fields=True):
+    """The loaded task's guidance path: points (base frame, m; at most 1000) and the unit normal of
+    the surface it is drawn on (guidance pulls the tool toward the path across the surface only)."""
+
+    path_m: Annotated[list[Vec3], msgspec.Meta(max_length=1000)]
+    normal: Vec3
+
+
 class Welcome(Message, tag="welcome"):
     """Answer to ``Hello``: the server's protocol version, the arms it serves, the loaded task
     (simulation), the path of its recording ("" when not recording) and the forbidden regions its
@@ -217,6 +225,7 @@ class Welcome(Message, tag="welcome"):
     task: str = ""
     recording: str = ""
     forbidden_m: list[tuple[Vec3, Vec3]] = []
+    guidance: Guidance | None = None
 
 
 class Pong(Message, tag="pong"):
@@ -231,12 +240,14 @@ class Pong(Message, tag="pong"):
 
 class Ack(Message, tag="ack"):
     """Answer to ``Engage``, ``Disengage``, ``EStop``, ``Reset`` and ``LoadTask`` (and to any rejected request):
-    ``ok``, the ``request`` type it answers, a ``reason`` when refused, and ``session`` on engage."""
+    ``ok``, the ``request`` type it answers, a ``reason`` when refused, ``session`` on engage, and on
+    a loaded task its ``guidance`` path when it has one (as in ``Welcome``)."""
 
     request: str
     ok: bool
     reason: str = ""
     session: str = ""
+    guidance: Guidance | None = None
 
 
 class Answer(Message, tag="answer"):

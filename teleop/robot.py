@@ -232,6 +232,10 @@ class SimulatedArm:
             for lo, hi in env.scene.config.forbidden_m
         ]
 
+    def guidance_path_m(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The loaded task's guidance path and surface normal (base frame), or None."""
+        return self._require().task.guidance_path_m()
+
     def camera(self) -> CameraInfo:
         env = self._require()
         spec = env.scene.config.camera

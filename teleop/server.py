@@ -656,6 +656,7 @@ class RobotServer:
                     task=self.robot.task_name,
                     recording=str(self.record_path) if self.record_path else "",
                     forbidden_m=[(_vec(b.low_m), _vec(b.high_m)) for b in sup.config.forbidden],
+                    guidance=self._guidance(),
                 ),
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
@@ -774,12 +775,32 @@ class RobotServer:
             return
         sup.rebase()
         self._record_config(now)
-        self._answer(ident, now, client, "load_task", True, f"loaded {req.task} with seed {req.seed}")
+        reason = f"loaded {req.task} with seed {req.seed}"
+        self._answer(ident, now, client, "load_task", True, reason, guidance=self._guidance())
 
-    def _answer(self, ident: bytes, now: float, client: _Client, request: str, ok: bool, reason: str, session=""):
+    def _guidance(self) -> p.Guidance | None:
+        """The loaded task's guidance path for consoles' fixtures (simulated arms only)."""
+        get = getattr(self.robot, "guidance_path_m", None)
+        found = get() if get is not None else None
+        if found is None:
+            return None
+        path, normal = found
+        return p.Guidance(path_m=[_vec(x) for x in path[:1000]], normal=_vec(normal))
+
+    def _answer(
+        self,
+        ident: bytes,
+        now: float,
+        client: _Client,
+        request: str,
+        ok: bool,
+        reason: str,
+        session: str = "",
+        guidance: p.Guidance | None = None,
+    ) -> None:
         if not ok:
             self.counters[f"control.refused.{request}"] += 1
-        self._reply(ident, p.Ack(request=request, ok=ok, reason=reason[:500], session=session))
+        self._reply(ident, p.Ack(request=request, ok=ok, reason=reason[:500], session=session, guidance=guidance))
         self._record(TOPIC_CONTROL, ControlRecord(now, client.name, request, ok, reason, session))
 
     def _status(self, now: float) -> None:

@@ -61,6 +61,11 @@ class Task(ABC):
     def to_base(self, p_world: np.ndarray) -> np.ndarray:
         return self.arm.world_to_base(np.asarray(p_world, dtype=float))
 
+    def guidance_path_m(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """A path the tool should follow (n × 3, base frame, m) and the normal (unit, base frame) of
+        the surface it lies on, for consoles' guidance fixtures; None when the task has none."""
+        return None
+
     # -- lifecycle ----------------------------------------------------------------------
     def build(self) -> None:  # noqa: B027 - optional hook
         """Create the task's bodies (once, when the environment is made)."""

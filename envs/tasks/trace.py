@@ -94,6 +94,11 @@ class Trace(Task):
         if d[i] <= self.lateral_tolerance_m and in_band and s <= self.progress_m + self.max_skip_m:
             self.progress_m = max(self.progress_m, s)
 
+    def guidance_path_m(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The drawn path (base frame) on the tissue, whose normal is the world's up."""
+        up = self.to_base(np.array([0.0, 0.0, 1.0])) - self.to_base(np.zeros(3))
+        return self.points_m.copy(), up / np.linalg.norm(up)
+
     def lookahead_m(self) -> np.ndarray:
         s = min(self.progress_m + self.lookahead_distance_m, self.path_length_m)
         return np.array([np.interp(s, self.arc_m, self.points_m[:, k]) for k in range(3)])

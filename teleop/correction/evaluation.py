@@ -1,8 +1,20 @@
-"""Evaluating compensation through the real stack: a synthetic surgeon hand (minimum-jerk strokes
-plus the scripted surgeon's tremor, seeded) replayed by an in-process console over an emulated
-link, scored against the *intended path* — the pre-tremor hand trajectory mapped through the
-console's hand → tool mapping — with the robot's recorded tool tip. Used by ``bench/compensation.py``
-and its test.
+"""Evaluating compensation through the real stack: a surgeon's hand driven by one of three
+generators, through an in-process console over an emulated link, scored against the *intended
+path* — the pre-tremor hand trajectory mapped through the console's hand → tool mapping (its
+motion scale and the endoscope alignment, anchored where each stroke began) — with the robot's
+recorded tool tip at the same moment. Used by ``bench/compensation.py`` and its tests.
+
+Generators (``Scenario``):
+
+- ``min-jerk``: ``minimum_jerk_hand`` strokes (open loop) on the Reach scene;
+- ``scripted``: the scripted surgeon doing the task, closing its loop on the delayed telemetry
+  (or, with the ``twin loop`` method, on the console's local twin); success and completion time
+  are the task's own;
+- ``trace-file``: a shipped voluntary hand trace (``assets/traces/voluntary``: the scripted
+  surgeon's motion recorded through the stack without tremor), replayed open loop on the task and
+  seed it was recorded on; success is the task's own at the end.
+
+Each adds the scripted surgeon's physiological tremor (seeded) to the voluntary hand.
 """
 
 from __future__ import annotations
@@ -10,84 +22,191 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from teleop import protocol as p
 from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import Console, ConsoleConfig
 from teleop.correction import minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.harness.runner import CliProcess
-from teleop.inputs import Trace, TraceReplay, Tremor
+from teleop.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay, Tremor
+from teleop.mapping import HandToTool
 from teleop.settings import write_toml
 
 PERIOD_S = 0.005
-TRACE_S = 10.0
+TRACE_S = 8.0
 HARD_LIMIT_N = 6.0
+TRACES_DIR = Path(__file__).resolve().parents[2] / "assets" / "traces" / "voluntary"
+
+#: Methods: ``CorrectionConfig`` fields, plus ``feedback`` for the scripted surgeon.
 METHODS: dict[str, dict[str, Any]] = {
     "none": {},
     "prediction α-β": {"prediction": "alphabeta"},
     "prediction CV": {"prediction": "cv"},
+    "prediction learned": {"prediction": "learned"},
     "tremor filter": {"tremor_enabled": True},
     "tremor + α-β": {"tremor_enabled": True, "prediction": "alphabeta"},
+    "twin loop": {"twin_enabled": True, "feedback": "twin"},
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A generator on a task (``trace_file``: the CSV for ``trace-file``; its task seed ``task_seed``)."""
+
+    name: str
+    generator: str
+    task: str
+    trace_file: str = ""
+    task_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.generator not in ("min-jerk", "scripted", "trace-file"):
+            raise ValueError(f"unknown generator {self.generator!r}")
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("min-jerk/Reach", "min-jerk", "Reach"),
+        Scenario("scripted/Reach", "scripted", "Reach"),
+        Scenario("scripted/Trace", "scripted", "Trace"),
+        Scenario("file/Reach", "trace-file", "Reach", str(TRACES_DIR / "reach_seed3.csv"), 3),
+        Scenario("file/Trace", "trace-file", "Trace", str(TRACES_DIR / "trace_seed3.csv"), 3),
+    )
 }
 
 
 def hand_trace(seed: int) -> tuple[Trace, np.ndarray, np.ndarray]:
-    """(trace with tremor, times s, voluntary hand path m) for ``seed``."""
+    """(trace with tremor, times s, voluntary hand path m) of the min-jerk generator for ``seed``."""
     t = np.arange(0.0, TRACE_S, PERIOD_S)
-    voluntary = minimum_jerk_hand(t)
+    return _with_tremor(t, minimum_jerk_hand(t), np.zeros(len(t)), seed)
+
+
+def _with_tremor(t: np.ndarray, voluntary: np.ndarray, jaw: np.ndarray, seed: int):
     tremor = Tremor(1e-4, (8.0, 12.0), np.random.default_rng(seed))
     shaky = voluntary + np.array([tremor.at(x) for x in t])
-    return Trace(t, shaky, np.zeros(len(t))), t, voluntary
+    return Trace(t, shaky, jaw), t, voluntary
 
 
-def run_one(endpoints: Endpoints, delay_s: float, method: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Replay seed ``seed``'s hand through a console with ``method``'s stages over ``delay_s`` one way
+class _LoggedReplay(TraceReplay):
+    """A trace replay that logs the voluntary hand (before tremor) at every read."""
+
+    def __init__(self, trace: Trace, t_s: np.ndarray, voluntary_m: np.ndarray, hold_end_s: float) -> None:
+        super().__init__(trace, hold_end_s)
+        self.t_s, self.voluntary_m = t_s, voluntary_m
+        self.log: list[tuple[float, np.ndarray]] = []
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        out = super().read(now_s, telemetry, mapping)
+        assert self._t0 is not None
+        t = min(now_s - self._t0, float(self.t_s[-1]))
+        self.log.append((now_s, np.array([np.interp(t, self.t_s, self.voluntary_m[:, k]) for k in range(3)])))
+        return out
+
+
+class _LoggedSurgeon(ScriptedSurgeon):
+    """The scripted surgeon, logging its voluntary hand (before tremor and noise) at every read."""
+
+    def __init__(self, config: SurgeonConfig) -> None:
+        super().__init__(config)
+        self.log: list[tuple[float, np.ndarray]] = []
+
+    def read(self, now_s: float, telemetry: p.Telemetry | None, mapping: HandToTool) -> HandInput:
+        out = super().read(now_s, telemetry, mapping)
+        self.log.append((now_s, self.hand_m.copy()))
+        return out
+
+
+def run_one(
+    endpoints: Endpoints, delay_s: float, method: dict[str, Any], seed: int, scenario: Scenario | None = None
+) -> dict[str, Any]:
+    """Run ``scenario`` (default ``min-jerk/Reach``) with ``method``'s stages over ``delay_s`` one way
     (jitter 10%, every channel) to the robot at ``endpoints``; what ``score`` needs."""
-    trace, t, voluntary = hand_trace(seed)
+    scenario = scenario or SCENARIOS["min-jerk/Reach"]
+    method = dict(method)
+    feedback = method.pop("feedback", "telemetry")
     link = f"delay={round(delay_s * 1000)}ms jitter=10% seed={seed}" if delay_s > 0 else ""
-    config = ConsoleConfig(
-        endpoints=endpoints,
-        client="bench",
-        input="trace",
-        trace="synthetic.csv",
-        tasks=("Reach",),
-        rate_hz=1.0 / PERIOD_S,
-        request_timeout_s=3.0 + 4.0 * delay_s,
-        link_timeout_s=1.0 + 2.0 * delay_s,
-        link=link,
-        correction=CorrectionConfig(**method),
-    )
-    device = TraceReplay(trace, hold_end_s=max(0.5, 2 * delay_s))
+    common: dict[str, Any] = {
+        "endpoints": endpoints,
+        "client": "bench",
+        "rate_hz": 1.0 / PERIOD_S,
+        "request_timeout_s": 3.0 + 4.0 * delay_s,
+        "link_timeout_s": 1.0 + 2.0 * delay_s,
+        "link": link,
+        "correction": CorrectionConfig(**method),
+    }
+    device: _LoggedSurgeon | _LoggedReplay
+    if scenario.generator == "scripted":
+        surgeon = SurgeonConfig(seed=seed, feedback=feedback)
+        config = ConsoleConfig(
+            input="scripted", tasks=(scenario.task,), seed=100 + seed, episode_timeout_s=30.0, surgeon=surgeon, **common
+        )
+        device = _LoggedSurgeon(surgeon)
+        duration = math.inf
+    else:
+        if feedback != "telemetry":
+            raise ValueError("a trace replay is open loop: it cannot close its loop on the twin")
+        if scenario.generator == "min-jerk":
+            trace, t, voluntary = hand_trace(seed)
+        else:
+            recorded = Trace.load(scenario.trace_file)
+            trace, t, voluntary = _with_tremor(recorded.t_s, recorded.hand_m, recorded.jaw, seed)
+        config = ConsoleConfig(
+            input="trace", trace="replay.csv", tasks=(scenario.task,), seed=scenario.task_seed, **common
+        )
+        device = _LoggedReplay(trace, t, voluntary, hold_end_s=max(0.5, 2 * delay_s))
+        duration = float(t[-1])
     console = Console(config, device=device)
     console.run()
-    assert device._t0 is not None and console.mapping_log, "the replay never engaged"
-    _, anchor_hand, anchor_tool, matrix = console.mapping_log[0]
-    return {"t0": device._t0, "t": t, "voluntary": voluntary, "anchor": (anchor_hand, anchor_tool, matrix)}
+    if not device.log or not console.mapping_log:
+        raise RuntimeError(f"{scenario.name}: the console never engaged")
+    result = console.results[-1] if console.results else None
+    start = device.log[0][0]
+    end = device.log[-1][0] if math.isinf(duration) else start + duration
+    return {
+        "scenario": scenario.name,
+        "window": (start + 0.5 if scenario.generator != "scripted" else start, end),
+        "log_t": np.array([x[0] for x in device.log]),
+        "log_hand": np.array([x[1] for x in device.log]),
+        "mapping": [(t0, a_hand, a_tool, m) for t0, a_hand, a_tool, m in console.mapping_log],
+        "success": bool(result.success) if result else False,
+        "time_s": float(result.time_s) if result else math.nan,
+    }
 
 
 def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]:
-    """Tracking error of one run from the robot's recorded states (robot clock = console clock here)."""
-    t0 = run["t0"]
-    anchor_hand, anchor_tool, matrix = run["anchor"]
-    t, voluntary = run["t"], run["voluntary"]
-    lo, hi = t0 + 0.5, t0 + TRACE_S
+    """Tracking error of one run from the robot's recorded states (robot clock = console clock: both
+    are this host's monotonic clock): RMS and p99 (mm), hard-limit violations, success, time."""
+    lo, hi = run["window"]
     rows = [s for s in states if lo <= s["robot_s"] <= hi]
-    if not rows:
-        return {"rms_mm": math.nan, "p99_mm": math.nan, "violations": 0, "periods": 0}
-    times = np.array([s["robot_s"] for s in rows]) - t0
-    tip = np.array([s["tip_m"] for s in rows])
-    hand = np.stack([np.interp(times, t, voluntary[:, k]) for k in range(3)], axis=1)
-    intended = anchor_tool + (hand - anchor_hand) @ matrix.T
+    base = {"success": run["success"], "time_s": run["time_s"]}
+    times = np.array([s["robot_s"] for s in rows])
+    mapping = run["mapping"]
+    starts = np.array([m[0] for m in mapping])
+    which = np.searchsorted(starts, times, side="right") - 1
+    keep = which >= 0
+    if not keep.any():
+        return {"rms_mm": math.nan, "p99_mm": math.nan, "violations": 0, "periods": 0, **base}
+    log_t, log_hand = run["log_t"], run["log_hand"]
+    tip = np.array([s["tip_m"] for s in rows])[keep]
+    hand = np.stack([np.interp(times[keep], log_t, log_hand[:, k]) for k in range(3)], axis=1)
+    intended = np.empty_like(hand)
+    for i, (_, a_hand, a_tool, matrix) in enumerate(mapping):
+        sel = which[keep] == i
+        intended[sel] = a_tool + (hand[sel] - a_hand) @ matrix.T
     err = np.linalg.norm(tip - intended, axis=1) * 1e3
     return {
         "rms_mm": float(np.sqrt(np.mean(err**2))),
         "p99_mm": float(np.percentile(err, 99)),
         "violations": int(sum(s["force_mag_N"] > HARD_LIMIT_N for s in rows)),
-        "periods": len(rows),
+        "periods": int(keep.sum()),
+        **base,
     }
 
 

@@ -78,11 +78,14 @@ class FixtureConfig:
 class VirtualFixtures:
     """The fixture stage on the tool target (see the module docstring). ``boxes``: forbidden regions
     (base frame; the console takes them from the robot's ``Welcome``); ``path_m``: a guidance path or
-    None."""
+    None (the console takes the loaded task's from the robot unless one is configured); ``normal``:
+    the unit normal of the surface the path is drawn on, along which guidance does not pull (the
+    surgeon keeps control of depth and so of contact force), or None to pull in 3-D."""
 
     config: FixtureConfig = field(default_factory=FixtureConfig)
     boxes: Sequence[Box] = ()
     path_m: np.ndarray | None = None
+    normal: np.ndarray | None = None
     enabled: bool = True
     name: str = "fixtures"
 
@@ -104,6 +107,8 @@ class VirtualFixtures:
         if self.path_m is not None and len(self.path_m) >= 2:
             nearest = closest_on_path(x, self.path_m)
             offset = nearest - x
+            if self.normal is not None:
+                offset = offset - np.dot(offset, self.normal) * self.normal
             if np.linalg.norm(offset) < c.capture_m:
                 x = self._accept(x, x + c.guidance_gain * offset)
         for lo, hi in self.boxes:

@@ -26,3 +26,34 @@ def test_prediction_lowers_tracking_error_at_200_ms(robot) -> None:
     assert err_off["rms_mm"] > 1.5, err_off
     assert err_on["rms_mm"] < 0.75 * err_off["rms_mm"], (err_on, err_off)
     assert err_on["violations"] == err_off["violations"] == 0
+
+
+def test_the_console_guides_along_the_loaded_trace_path_from_the_robot(robot) -> None:
+    """The robot sends the Trace task's drawn path with the load-task answer (and in its Welcome);
+    the console's fixtures guide along it, across the tissue surface only; Reach has none."""
+    import numpy as np
+
+    from teleop.console import Console, ConsoleConfig
+    from teleop.correction.config import CorrectionConfig
+    from teleop.correction.fixtures import VirtualFixtures
+
+    r = robot(arm__preload=["Reach", "Trace"])
+    console = Console(ConsoleConfig(endpoints=r.endpoints, correction=CorrectionConfig(fixtures_enabled=True)))
+    try:
+        console.hello()
+        (fixtures,) = (s for s in console.tool_stages if isinstance(s, VirtualFixtures))
+        console.load_task("Trace", 3)
+        path, normal = fixtures.path_m, fixtures.normal
+        assert path is not None and normal is not None and len(path) > 50
+        length = float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+        assert length == pytest.approx(0.05, rel=0.02)  # the Trace task's 5 cm line
+        assert np.abs((path - path[0]) @ normal).max() < 1e-9  # drawn on the surface
+        # The same seed gives the same path; another seed another.
+        console.load_task("Trace", 4)
+        assert not np.allclose(fixtures.path_m, path)
+        console.load_task("Trace", 3)
+        assert np.allclose(fixtures.path_m, path)
+        console.load_task("Reach", 0)
+        assert fixtures.path_m is None
+    finally:
+        console._finish()

@@ -155,6 +155,13 @@ def test_repulsion_pushes_near_targets_away_and_guidance_pulls_onto_the_path() -
     outside = np.array([0.02, 0.06, 0.02])  # 10 mm away: beyond capture, untouched
     assert np.array_equal(guide.correct(outside), outside)
 
+    # On a surface (normal +z), guidance pulls across it only: the depth stays the surgeon's.
+    surface = VirtualFixtures(FixtureConfig(capture_m=0.004, guidance_gain=0.5), (), path, normal=np.array([0, 0, 1.0]))
+    pressed = np.array([0.02, 0.052, 0.018])  # 2 mm off the line and 2 mm into the tissue
+    out = surface.correct(pressed)
+    assert out[2] == pytest.approx(0.018)
+    assert out[1] == pytest.approx(0.051)
+
 
 @pytest.fixture(scope="module")
 def reach_state():
