@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these (where they apply)")
     parser.add_argument("--json", default=str(HERE / "compensation.json"), help="JSON path (the PNG goes beside it)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the robot's recording and log in DIR")
     args = parser.parse_args()
 
     plan = []
@@ -77,7 +78,9 @@ def main() -> None:
     runs: list[tuple[str, str, float, int, dict[str, Any]]] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="compensation_") as tmp:
-        with recording_robot(Path(tmp), preload=("Reach", "Trace")) as (endpoints, record):
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        with recording_robot(folder, preload=("Reach", "Trace")) as (endpoints, record):
             for name, method, delay, seed in plan:
                 run = run_one(endpoints, delay, METHODS[method], seed, SCENARIOS[name])
                 runs.append((name, method, delay, seed, run))

@@ -171,7 +171,8 @@ def run_one(
     end = device.log[-1][0] if math.isinf(duration) else start + duration
     return {
         "scenario": scenario.name,
-        "window": (start + 0.5 if scenario.generator != "scripted" else start, end),
+        # Replays: from when the mapping settled (min-jerk: its first stroke's start; files: 0.1 s).
+        "window": (start + {"min-jerk": 0.5, "trace-file": 0.1}.get(scenario.generator, 0.0), end),
         "log_t": np.array([x[0] for x in device.log]),
         "log_hand": np.array([x[1] for x in device.log]),
         "mapping": [(t0, a_hand, a_tool, m) for t0, a_hand, a_tool, m in console.mapping_log],
