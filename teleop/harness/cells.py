@@ -38,6 +38,8 @@ class Cell:
     video_outage_s: float = 0.0
     #: The console's ``[console.correction]`` table (motion correction and compensation stages).
     correction: tuple[tuple[str, Any], ...] = ()
+    #: The scripted surgeon's ``[console.surgeon]`` table (e.g. closing its loop on the local twin).
+    surgeon: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -154,20 +156,23 @@ def video_cells() -> list[Cell]:
     ]
 
 
-#: Every correction and compensation stage on.
+#: Every correction and compensation stage on (the learned predictor; α-β, CV and hold are simpler
+#: extrapolations of the same stage), and the local twin.
 ALL_STAGES: tuple[tuple[str, Any], ...] = (
     ("scaling_enabled", True),
     ("scaling", {"adaptive": True}),
     ("tremor_enabled", True),
-    ("prediction", "alphabeta"),
+    ("prediction", "learned"),
     ("blending_enabled", True),
     ("fixtures_enabled", True),
+    ("twin_enabled", True),
 )
 
 
 def correction_cells() -> list[Cell]:
-    """Every correction and compensation stage on, over a 200 ms link (the safety envelope must hold
-    whatever the console's stages do: the supervisor is authoritative)."""
+    """Every correction and compensation stage on, over a 200 ms link, with the scripted surgeon
+    closing its loop on the local twin (so moving faster than the delayed telemetry would let it):
+    the safety envelope must hold whatever the console does, since the supervisor is authoritative."""
     return [
         Cell(
             "reach/d200/all-stages",
@@ -178,6 +183,7 @@ def correction_cells() -> list[Cell]:
             0.2,
             0.1,
             correction=ALL_STAGES,
+            surgeon=(("feedback", "twin"),),
         )
     ]
 

@@ -62,6 +62,7 @@ class CellResult:
             "video": c.video,
             "video_link": c.video_link,
             "correction": dict(c.correction),
+            "surgeon": dict(c.surgeon),
             "expect_hold": c.expect_hold,
             "invariants_ok": self.ok,
             "checks": [ch.to_dict() for ch in self.checks],
@@ -197,6 +198,8 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             for key, value in correction.items():
                 if isinstance(value, dict):
                     tables[f"correction.{key}"] = value
+        if cell.surgeon:
+            tables["surgeon"] = dict(cell.surgeon)
         cfg = write_toml(out_dir / f"console-{index}.toml", "console", tables)
         return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
 
