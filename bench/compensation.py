@@ -67,7 +67,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these (where they apply)")
     parser.add_argument("--json", default=str(HERE / "compensation.json"), help="JSON path (the PNG goes beside it)")
     parser.add_argument("--keep", metavar="DIR", help="keep the robot's recording and log in DIR")
+    parser.add_argument(
+        "--merge", action="store_true", help="replace only these cells in the existing --json (and redraw the plot)"
+    )
     args = parser.parse_args()
+    previous = json.loads(Path(args.json).read_text()) if args.merge else None
+    run_date = time.strftime("%Y-%m-%d %H:%M:%S")
 
     plan = []
     for name in args.scenarios:
@@ -112,8 +117,14 @@ def main() -> None:
             "time_ci95_s": t_ci,
             "violations": sum(s["violations"] for s in scores),
             "runs": scores,
+            "run_date": run_date,
         }
 
+    if previous is not None:  # these cells replace the earlier run's; the rest are kept
+        merged = previous["cells"] | cells
+        order = [k for k in previous["cells"] if k in merged] + [k for k in cells if k not in previous["cells"]]
+        cells = {k: merged[k] for k in order}
+        args.delays = sorted({c["delay_s"] for c in cells.values()})
     for name in args.scenarios:
         rows = [c for c in cells.values() if c["scenario"] == name]
         print(f"\n{name}: RMS / p99 tracking error (mm), success, time (s): mean ± 95% interval over seeds")
@@ -176,6 +187,10 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "wall_s": time.monotonic() - started,
     }
+    if previous is not None:
+        out["merged_into"] = {k: previous[k] for k in ("command_line", "date", "wall_s") if k in previous}
+        rerun = {f"{c['scenario']}|{c['method']}" for c in cells.values() if c.get("run_date") == run_date}
+        out["merged_cells"] = sorted(rerun)
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.json} and {png}")
 

@@ -5,8 +5,9 @@ The network sees one axis at a time (the same weights for x, y and z, so it cann
 direction the training surgeon happened to favour): ``history_samples`` past positions every
 ``step_s`` relative to the newest, in units of ``scale_m``, and the horizon as a fraction of
 ``max_horizon_s``, and the past positions again multiplied by that fraction (so that extrapolating
-a velocity over the horizon is linear in the inputs); it outputs the displacement in units of
-``scale_m``. Past positions are linearly
+a velocity over the horizon is linear in the inputs); the displacement it predicts is its output
+times that fraction, in units of ``scale_m`` (so a zero horizon predicts no motion, whatever the
+weights: without the delay there is nothing to predict, and nothing is added). Past positions are linearly
 interpolated from whatever rate the samples come at; before a stroke has ``history_s`` of samples,
 the oldest one stands in for the missing past (the hand was at rest there, as far as we know).
 
@@ -148,4 +149,4 @@ class LearnedPredictor:
         x = np.asarray(self._x)
         h = min(max(float(horizon_s), 0.0), self.cfg.max_horizon_s)
         feats = features(np.asarray(self._t), x, np.array([len(x) - 1]), np.array([h]), self.cfg)[0]
-        return x[-1] + self.net(feats)[:, 0] * self.cfg.scale_m
+        return x[-1] + self.net(feats)[:, 0] * (h / self.cfg.max_horizon_s) * self.cfg.scale_m

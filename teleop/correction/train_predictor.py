@@ -181,7 +181,8 @@ def train(strokes: list[Stroke], cfg: TrainConfig, log=print) -> list[tuple[np.n
     gen = torch.Generator().manual_seed(cfg.seed)
     for step in range(cfg.steps):
         idx = torch.randint(0, len(xt), (cfg.batch,), generator=gen)
-        loss = torch.nn.functional.mse_loss(net(xt[idx]), yt[idx])
+        batch = xt[idx]
+        loss = torch.nn.functional.mse_loss(net(batch) * batch[:, -1:], yt[idx])  # × horizon fraction
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -41,6 +41,7 @@ def test_the_shipped_predictor_is_translation_invariant_and_restarts_on_reset() 
         a.update(ti, xi)
         b.update(ti, xi + shift)
     assert np.allclose(b.predict(0.2), a.predict(0.2) + shift, atol=1e-9)
+    assert np.array_equal(a.predict(0.0), path[-1])  # no delay: nothing predicted, nothing added
     a.reset()
     with pytest.raises(RuntimeError):
         a.predict(0.1)
