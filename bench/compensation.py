@@ -59,6 +59,40 @@ def interval(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(t95 * v.std(ddof=1) / math.sqrt(len(v)))
 
 
+def plot(cells: dict[str, dict[str, Any]], scenarios: list[str], png: Path) -> None:
+    """RMS error against delay per method, one panel per scenario: mean ± 95% interval, and the
+    median as a hollow marker (a single run far off moves the mean of 5). The same colour for a
+    method in every panel; a panel's y range ends at twice its largest median."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], scenarios, strict=True):
+        rows = [c for c in cells.values() if c["scenario"] == name]
+        top = 0.0
+        for method in dict.fromkeys(c["method"] for c in rows):
+            sel = sorted((c for c in rows if c["method"] == method), key=lambda c: c["delay_s"])
+            xs = [c["delay_s"] * 1e3 for c in sel]
+            es = [0 if math.isnan(c["rms_ci95_mm"]) else c["rms_ci95_mm"] for c in sel]
+            medians = [float(np.median([r["rms_mm"] for r in c["runs"]])) for c in sel]
+            top = max(top, *medians)
+            colour = colours.get(method)
+            ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method, color=colour)
+            ax.plot(xs, medians, linestyle="none", marker="o", mfc="none", ms=9, color=colour)
+        ax.set_ylim(0, 2.0 * top)
+        ax.set_title(name)
+        ax.set_xlabel("one-way delay (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("RMS tool-tip tracking error (mm)")
+    fig.text(0.005, 0.01, "filled: mean ± 95% interval over seeds; hollow: median", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--delays", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.5], help="one-way (s)")
@@ -70,7 +104,12 @@ def main() -> None:
     parser.add_argument(
         "--merge", action="store_true", help="replace only these cells in the existing --json (and redraw the plot)"
     )
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the existing --json")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(args.json).read_text())
+        plot(saved["cells"], saved["settings"]["scenarios"], Path(args.json).with_suffix(".png"))
+        return
     previous = json.loads(Path(args.json).read_text()) if args.merge else None
     run_date = time.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -150,27 +189,8 @@ def main() -> None:
     violations = sum(c["violations"] for c in cells.values())
     print(f"\nhard-limit violations: {violations}")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(args.scenarios), figsize=(4.2 * len(args.scenarios), 3.8), squeeze=False)
-    for ax, name in zip(axes[0], args.scenarios, strict=True):
-        methods = dict.fromkeys(c["method"] for c in cells.values() if c["scenario"] == name)
-        for method in methods:
-            sel = [c for c in cells.values() if c["scenario"] == name and c["method"] == method]
-            xs = [c["delay_s"] * 1e3 for c in sel]
-            es = [0 if math.isnan(c["rms_ci95_mm"]) else c["rms_ci95_mm"] for c in sel]
-            ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method)
-        ax.set_title(name)
-        ax.set_xlabel("one-way delay (ms)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("RMS tool-tip tracking error (mm)")
-    fig.tight_layout()
     png = Path(args.json).with_suffix(".png")
-    fig.savefig(png, dpi=110)
+    plot(cells, args.scenarios, png)
 
     out = {
         "cells": cells,
