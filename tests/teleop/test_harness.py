@@ -69,7 +69,9 @@ def test_the_quick_matrix_passes_every_invariant_and_writes_the_report(tmp_path:
     # Delay, loss (message level), an outage, a console kill and every correction stage on are covered.
     assert any("/d200/" in n for n in names) and any("/l20/message" in n for n in names)
     assert any("outage" in n for n in names) and any("console_kill" in n for n in names)
-    assert cells["reach/d200/all-stages"]["correction"]["prediction"] == "alphabeta"
+    all_stages = cells["reach/d200/all-stages"]
+    assert all_stages["correction"]["prediction"] == "learned" and all_stages["correction"]["twin_enabled"]
+    assert all_stages["surgeon"] == {"feedback": "twin"}
     for cell in cells.values():
         assert cell["invariants_ok"], cell
         assert {c["name"] for c in cell["checks"]} >= {"force", "hold", "commands", "speed", "workspace", "stall"}
