@@ -60,7 +60,7 @@ from teleop.records import (
     RejectedRecord,
     StateRecord,
 )
-from teleop.robot import SimArmConfig, SimulatedArm
+from teleop.robot import CameraInfo, SimArmConfig, SimulatedArm
 from teleop.supervisor import Box, ClockSync, State, Supervisor, SupervisorConfig
 from teleop.timing import sleep_until
 
@@ -203,18 +203,7 @@ class RobotServer:
                 self._signal.setsockopt(zmq.SNDHWM, 16)
                 self._signal.setsockopt(zmq.LINGER, 0)
                 self._signal.connect(f"tcp://127.0.0.1:{self.config.video_signal_port}")
-            cam = self.robot.camera()
-            self._camera = p.Camera(
-                pose=p.Pose(cam.pos_m, cam.quat_xyzw),
-                width=cam.width,
-                height=cam.height,
-                fx=cam.fx,
-                fy=cam.fy,
-                cx=cam.cx,
-                cy=cam.cy,
-                near_m=cam.near_m,
-                far_m=cam.far_m,
-            )
+            self._camera = camera_message(self.robot.camera())
         except Exception:
             self.close()
             raise
@@ -817,6 +806,21 @@ class RobotServer:
             self.counters["cmd.received"],
             sum(v for k, v in self.counters.items() if k != "cmd.received" and not k.startswith("telemetry")),
         )
+
+
+def camera_message(cam: CameraInfo) -> p.Camera:
+    """The endoscope camera as telemetry carries it."""
+    return p.Camera(
+        pose=p.Pose(cam.pos_m, cam.quat_xyzw),
+        width=cam.width,
+        height=cam.height,
+        fx=cam.fx,
+        fy=cam.fy,
+        cx=cam.cx,
+        cy=cam.cy,
+        near_m=cam.near_m,
+        far_m=cam.far_m,
+    )
 
 
 def _vec(v: Any) -> tuple[float, float, float]:

@@ -85,18 +85,9 @@ def test_the_twins_skeleton_is_its_forward_kinematics() -> None:
 
 
 def _camera(arm) -> p.Camera:
-    cam = arm.camera()
-    return p.Camera(
-        pose=p.Pose(cam.pos_m, cam.quat_xyzw),
-        width=cam.width,
-        height=cam.height,
-        fx=cam.fx,
-        fy=cam.fy,
-        cx=cam.cx,
-        cy=cam.cy,
-        near_m=cam.near_m,
-        far_m=cam.far_m,
-    )
+    from teleop.server import camera_message
+
+    return camera_message(arm.camera())
 
 
 def test_the_ghost_lands_on_the_tool_in_the_camera_image() -> None:
