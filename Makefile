@@ -18,15 +18,25 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted surgeon console over loopback
 	$(VENV)/bin/telesurg launch launch/local.toml $(ARGS)
 
-test: $(STAMP) lint $(CHROMIUM)  ## lint, then the whole test suite
+# System programs the tests start (tests/system_programs.py lists them; .ci/run fails when one is
+# not a prerequisite of `test`), installed from Debian's packages when missing (needs root and apt).
+# Defined before the `test` rule: make expands a rule's prerequisites where the rule is read.
+CHROMIUM := /usr/bin/chromium
+XVFB := /usr/bin/Xvfb
+SYSTEM_PROGRAMS := $(CHROMIUM) $(XVFB)
+APT_INSTALL = @echo "installing Debian's $(1) (the tests start $@)"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
+
+test: $(STAMP) lint $(SYSTEM_PROGRAMS)  ## lint, then the whole test suite
 	$(VENV)/bin/python -m pytest $(ARGS)
 
-# The browser-viewer test drives Debian's chromium through playwright (never `playwright install`,
-# which downloads a browser): installed here when missing (needs root and apt).
-CHROMIUM := /usr/bin/chromium
+# The browser tests drive Debian's chromium through playwright (never `playwright install`, which
+# downloads a browser of its own); the desktop tests run real windows on Xvfb.
 $(CHROMIUM):
-	@echo "installing Debian's chromium for the browser-viewer test"
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	$(call APT_INSTALL,chromium)
+
+$(XVFB):
+	$(call APT_INSTALL,xvfb)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

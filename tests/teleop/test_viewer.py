@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..system_programs import require
 from .conftest import RobotProcess
 from .test_video import VideoStack
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -35,8 +35,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def viewer_stack(tmp_path: Path, robot: Callable[..., RobotProcess]):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium (apt-get install chromium)")
+    require("chromium")  # before anything starts
     s = VideoStack(tmp_path, robot, token_required=True, token="test-token-0123456789abcdef")
     yield s
     s.close()
@@ -63,7 +62,7 @@ def test_browser_receives_decoded_frames_with_the_token_and_is_refused_without(v
     assert _status(base + "offer", offer) == 403
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 800, "height": 600})
             refused = page.goto(base)
