@@ -22,7 +22,9 @@ fraction of the warn→hard band used, for constrained RL); ``action_clipped``; 
 
 Reward: sparse (0 on success, -1 otherwise) or dense (a task-specific shaped value), minus
 ``violation_penalty`` on a hard-limit violation; the dense variant also subtracts
-``warn_cost_weight`` × the fraction of the warn→hard band used.
+``warn_cost_weight`` × the fraction of the warn→hard band used. The step reward is exactly
+``compute_reward(obs["achieved_goal"], obs["desired_goal"], info)``, and ``info["is_success"]`` is
+judged on those same float32 goals, as hindsight relabelling requires.
 """
 
 from __future__ import annotations
@@ -201,15 +203,8 @@ class SurgicalEnv(gym.Env):
         self._step_result = result
         self.task.update(result)
         obs, info = self.measure(result, velocity, clipped)
-        reward = float(
-            self._reward(
-                obs["achieved_goal"],
-                obs["desired_goal"],
-                info["is_success"],
-                info["force_limit_exceeded"],
-                result.force_max_N,
-            )
-        )
+        # From the very float32 goals the agent sees, so HER's relabelled rewards match exactly.
+        reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], info))
         terminated = bool(info["force_limit_exceeded"] or (cfg.terminate_on_success and info["is_success"]))
         return obs, reward, terminated, False, info
 
@@ -225,34 +220,24 @@ class SurgicalEnv(gym.Env):
     # ------------------------------------------------------------------ reward (pure)
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray | float:
         """Reward as a pure function of the goals and ``info`` (vectorised for HER: ``info`` may
-        be one dict or a sequence of dicts matching the leading axis of the goals)."""
+        be one dict or a sequence of dicts matching the leading axis of the goals).
+
+        ``step`` returns exactly this, evaluated on the observation's float32 goals; the goals are
+        widened to float64 here, whatever their dtype, so the two always agree bit for bit. The
+        force terms read ``info["force_limit_exceeded"]`` and ``info["contact_force_max_N"]``.
+        """
+        cfg = self.config
         achieved = np.asarray(achieved_goal, dtype=np.float64)
         desired = np.asarray(desired_goal, dtype=np.float64)
-        success = self.task.is_success(achieved, desired)
         exceeded = _info_field(info, "force_limit_exceeded", np.float64)
-        fmax = _info_field(info, "contact_force_max_N", np.float64)
-        return self._reward(achieved, desired, success, exceeded, fmax)
-
-    def _reward(
-        self,
-        achieved: np.ndarray,
-        desired: np.ndarray,
-        success: Any,
-        exceeded: Any,
-        force_max_N: Any,
-    ) -> Any:
-        cfg = self.config
         if cfg.reward_type == "dense":
-            band = cfg.limits.hard_N - cfg.limits.warn_N
-            warn_used = np.clip(
-                (np.asarray(force_max_N, dtype=np.float64) - cfg.limits.warn_N) / band,
-                0.0,
-                None,
-            )
+            force_max_N = _info_field(info, "contact_force_max_N", np.float64)
+            band_N = cfg.limits.hard_N - cfg.limits.warn_N
+            warn_used = np.clip((force_max_N - cfg.limits.warn_N) / band_N, 0.0, None)
             reward = self.task.dense_reward(achieved, desired) - cfg.warn_cost_weight * warn_used
         else:
-            reward = np.asarray(success, dtype=np.float64) - 1.0
-        return reward - cfg.violation_penalty * np.asarray(exceeded, dtype=np.float64)
+            reward = np.asarray(self.task.is_success(achieved, desired), dtype=np.float64) - 1.0
+        return reward - cfg.violation_penalty * exceeded
 
     # ------------------------------------------------------------------ building blocks (the teleop server's sim arm)
     def advance_physics(self, steps: int, travel_m: float) -> tuple[np.ndarray, float]:

@@ -1,4 +1,10 @@
-"""Wrappers: discrete actions for DQN, and the force shield for training."""
+"""Wrappers: discrete actions for DQN, the force shield and the cost penalty for training.
+
+Every wrapper here keeps the goal-env contract: ``compute_reward(achieved_goal, desired_goal, info)``
+returns exactly the reward its ``step`` returns. Gymnasium 1.x wrappers no longer forward attribute
+access, so each one defines ``compute_reward`` itself (SB3's ``check_env`` and HER call it on the
+env they are given; HER's ``env_method`` finds the outermost one with ``get_wrapper_attr``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.safety import ForceShield
+
+
+def _inner_compute_reward(env: gym.Env, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:
+    """The reward of the nearest layer below ``env`` that defines ``compute_reward``."""
+    return env.get_wrapper_attr("compute_reward")(achieved_goal, desired_goal, info)
 
 
 class DiscreteActions(gym.ActionWrapper):
@@ -58,6 +69,10 @@ class DiscreteActions(gym.ActionWrapper):
             self._jaw = jaw
         return np.array([*step, self._jaw], dtype=np.float32)
 
+    def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:
+        """The wrapped env's reward: which table entry was chosen changes neither goals nor reward."""
+        return _inner_compute_reward(self.env, achieved_goal, desired_goal, info)
+
 
 class ForceShieldWrapper(gym.Wrapper):
     """Passes every continuous action through a ``ForceShield`` using the contact force in the
@@ -102,14 +117,21 @@ class ForceShieldWrapper(gym.Wrapper):
         info["shield_active"] = active
         return obs, reward, terminated, truncated, info
 
+    def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:
+        """The wrapped env's reward: the shield changes the action, never the reward."""
+        return _inner_compute_reward(self.env, achieved_goal, desired_goal, info)
 
-class CostPenalty(gym.Wrapper):
+
+class CostPenalty(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Subtracts ``weight`` × ``info["cost"]`` from every reward: the constraint-cost term for
     training under force limits (cost is 1 on a hard-limit violation, else the fraction of the
-    warn→hard band used). ``info["reward_without_cost"]`` keeps the task reward."""
+    warn→hard band used). ``info["reward_without_cost"]`` keeps the task reward. The cost is read
+    from ``info``, so ``compute_reward`` subtracts it too and relabelled rewards carry it."""
 
     def __init__(self, env: gym.Env, weight: float) -> None:
-        super().__init__(env)
+        # Recorded in env.spec, so gym.make(env.spec) rebuilds the penalised env (as Gymnasium's own wrappers do).
+        gym.utils.RecordConstructorArgs.__init__(self, weight=weight)
+        gym.Wrapper.__init__(self, env)
         if not (np.isfinite(weight) and weight >= 0.0):
             raise ValueError(f"cost weight must be finite and >= 0, got {weight}")
         self.weight = float(weight)
@@ -118,3 +140,9 @@ class CostPenalty(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["reward_without_cost"] = reward
         return obs, float(reward) - self.weight * float(info["cost"]), terminated, truncated, info
+
+    def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:
+        """The wrapped env's reward minus ``weight`` × ``cost`` (vectorised like the wrapped one)."""
+        reward = _inner_compute_reward(self.env, achieved_goal, desired_goal, info)
+        cost = float(info["cost"]) if isinstance(info, dict) else np.array([i["cost"] for i in info], dtype=np.float64)
+        return reward - self.weight * cost

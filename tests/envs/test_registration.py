@@ -1,4 +1,5 @@
-"""Every registered id passes Gymnasium's checker and renders an image of the documented shape."""
+"""Every registered id passes Gymnasium's and stable-baselines3's checkers and renders an image of
+the documented shape."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs import ENV_IDS, env_id
 from envs.tasks import TASKS
+from envs.wrappers import CostPenalty, DiscreteActions
+
+
+def _discrete_layer(env: gym.Env) -> DiscreteActions:
+    """The wrapper that gives a Discrete id its action space (under gym.make's own wrappers)."""
+    while not isinstance(env, DiscreteActions):
+        env = env.env
+    return env
 
 
 def test_ids_are_built_for_every_task_and_variant() -> None:
@@ -17,11 +27,15 @@ def test_ids_are_built_for_every_task_and_variant() -> None:
     assert len(ENV_IDS) == len(expected) == 20
 
 
+# What gym.make hands out (time limit, order enforcing, passive checker included) is what users get,
+# so it is checked whole; Box ids are checked unwrapped as well, where no wrapper can hide a fault.
 @pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_check_env(env_id: str, make_env) -> None:
+def test_gymnasium_check_env(env_id: str, make_env) -> None:
     env = make_env(env_id, render_mode="rgb_array", render_width=64, render_height=48)
-    check_env(env.unwrapped if not env_id.endswith("Discrete-v0") else env, skip_render_check=False)
+    check_env(env, skip_render_check=False)
+    if not env_id.endswith("Discrete-v0"):
+        check_env(env.unwrapped, skip_render_check=False)
     if env_id.endswith("Discrete-v0"):
         assert isinstance(env.action_space, gym.spaces.Discrete)
     else:
@@ -30,6 +44,26 @@ def test_check_env(env_id: str, make_env) -> None:
     obs_space = env.observation_space
     assert set(obs_space.spaces) == {"observation", "achieved_goal", "desired_goal"}
     assert obs_space["achieved_goal"].shape == obs_space["desired_goal"].shape
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sb3_check_env(env_id: str, make_env) -> None:
+    """SB3 calls ``compute_reward`` on the env it is given (gym.make's wrappers have none), so Box
+    ids are checked unwrapped, as panda-gym's are, and Discrete ids at their Discrete wrapper. It
+    asserts that the step reward equals ``compute_reward`` of the observed goals, single and batched."""
+    env = make_env(env_id)
+    target = _discrete_layer(env) if env_id.endswith("Discrete-v0") else env.unwrapped
+    sb3_check_env(target)
+    assert target.action_space == env.action_space
+
+
+@pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
+def test_training_wrappers_pass_both_checkers(make_env) -> None:
+    """The shield leaves the reward alone and CostPenalty's ``compute_reward`` subtracts the cost
+    as its ``step`` does, so the training stack is still a goal env to both checkers."""
+    env = CostPenalty(make_env(env_id("Palpate", dense=True, discrete=True), shield=True), weight=5.0)
+    check_env(env)
+    sb3_check_env(env)
 
 
 @pytest.mark.parametrize("task", [t.name for t in TASKS])
