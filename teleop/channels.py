@@ -25,6 +25,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from teleop.ports import bind_zmq
+
 #: Socket high-water marks: bounded queues everywhere, so a flood costs memory never beyond this.
 CONTROL_HWM = 100
 TELEMETRY_HWM = 10
@@ -152,11 +154,11 @@ class ServerSockets:
             self.auth.start()
             self.auth.configure_curve(domain="*", location=str(keys.authorized_dir))
         try:
-            self.cmd = self._bind(zmq.SUB, endpoints.url("cmd"), secret, conflate=True)
+            self.cmd = self._bind(zmq.SUB, endpoints, "cmd", secret, conflate=True)
             self.cmd.setsockopt(zmq.SUBSCRIBE, b"")
-            self.telemetry = self._bind(zmq.PUB, endpoints.url("telemetry"), secret)
+            self.telemetry = self._bind(zmq.PUB, endpoints, "telemetry", secret)
             self.telemetry.setsockopt(zmq.SNDHWM, TELEMETRY_HWM)
-            self.control = self._bind(zmq.ROUTER, endpoints.url("control"), secret)
+            self.control = self._bind(zmq.ROUTER, endpoints, "control", secret)
             self.control.setsockopt(zmq.RCVHWM, CONTROL_HWM)
             self.control.setsockopt(zmq.SNDHWM, CONTROL_HWM)
             self.control.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -164,7 +166,9 @@ class ServerSockets:
             self.close()
             raise
 
-    def _bind(self, kind: int, url: str, secret: bytes | None, conflate: bool = False) -> zmq.Socket:
+    def _bind(
+        self, kind: int, endpoints: Endpoints, channel: str, secret: bytes | None, conflate: bool = False
+    ) -> zmq.Socket:
         sock = self.context.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         if conflate:
@@ -177,10 +181,8 @@ class ServerSockets:
         if not hasattr(self, "_sockets"):
             self._sockets: list[zmq.Socket] = []
         self._sockets.append(sock)
-        try:
-            sock.bind(url)
-        except zmq.ZMQError as exc:
-            raise OSError(f"cannot listen on {url}: {exc}") from exc
+        key = f"{channel}_port"
+        bind_zmq(sock, endpoints.host, getattr(endpoints, key), key)
         return sock
 
     def close(self) -> None:

@@ -7,11 +7,13 @@
     telesurg train --resume runs/reach_ppo   # continue from the newest checkpoint
     telesurg eval assets/policies/reach_ppo --episodes 100 --video reach.mp4 --plot curve.png
     telesurg sweep launch/sweep/reach_ppo.toml --trials 8   # Ray Tune (pip install telesurg[distributed])
-    telesurg launch launch/local.toml  # robot server + scripted console on this host
+    telesurg launch launch/local.toml  # robot server + video + scripted console on this host
+    telesurg launch launch/local.toml tasks="Reach Trace" http_port=8081 --dry-run   # its arguments
     telesurg robot --config launch/robot.toml --record session.mcap   # the robot server
     telesurg console --config launch/console.toml --input keyboard    # a surgeon console
     telesurg keys keys/ --name robot   # CURVE key pair (keys/robot.key, keys/robot.key_secret)
     telesurg safety --quick            # latency-injection safety harness (report in runs/safety/)
+    telesurg soak --minutes 60         # the whole stack for an hour: drift, leaks, invariants (runs/soak/)
     telesurg netem --to 10.0.0.5 --link "delay=100ms loss=1%"   # emulated network as a proxy
 
 Errors are reported as one line on stderr with a non-zero exit status.
@@ -249,6 +251,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _endpoint_ports(args: argparse.Namespace) -> dict[str, int | None]:
+    """The robot's channel ports from ``--cmd-port`` etc. (both ends take the same flags)."""
+    return {f"endpoints.{key}": getattr(args, key) for key in ("cmd_port", "telemetry_port", "control_port")}
+
+
+def _add_endpoint_ports(parser: argparse.ArgumentParser, where: str) -> None:
+    for channel in ("cmd", "telemetry", "control"):
+        text = f"port of the {channel} channel{where} ([endpoints] {channel}_port)"
+        parser.add_argument(f"--{channel}-port", type=int, help=text)
+
+
 def _cmd_robot(args: argparse.Namespace) -> int:
     import logging
 
@@ -260,6 +273,7 @@ def _cmd_robot(args: argparse.Namespace) -> int:
         "arm.seed": args.seed,
         "record": args.record,
         "endpoints.host": args.host,
+        **_endpoint_ports(args),
         "realtime": True if args.realtime else None,
         "state_port": args.state_port,
         "video_signal_port": args.video_signal_port,
@@ -287,6 +301,7 @@ def _cmd_robot(args: argparse.Namespace) -> int:
 def _cmd_console(args: argparse.Namespace) -> int:
     from teleop.console import Console, ConsoleConfig, ConsoleError
     from teleop.settings import ConfigError, load_section
+    from teleop.videolink import NoWindowError
 
     overrides = {
         "input": args.input,
@@ -297,6 +312,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         "summary_json": args.summary_json,
         "record_trace": args.record_trace,
         "endpoints.host": args.host,
+        **_endpoint_ports(args),
         "rate_hz": args.rate,
         "link": args.link,
         "video.enabled": True if (args.video or args.save_video or args.video_link) else None,
@@ -310,6 +326,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
         console = Console(config)
+    except NoWindowError as exc:  # show = true comes from the file
+        raise CliError(f"{args.config + ': ' if args.config else ''}{exc}") from None
     except (ConfigError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
     try:
@@ -355,10 +373,10 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from teleop.launch import LaunchError, run_launch
+    from teleop.launch import LaunchError, parse_arguments, run_launch
 
     try:
-        return run_launch(args.file, dry_run=args.dry_run)
+        return run_launch(args.file, parse_arguments(args.arguments), dry_run=args.dry_run)
     except LaunchError as exc:
         raise CliError(str(exc)) from None
 
@@ -372,6 +390,19 @@ def _cmd_safety(args: argparse.Namespace) -> int:
     try:
         return run_safety(out, quick=args.quick, jobs=args.jobs, only=args.cells, negative=args.negative_control)
     except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_soak(args: argparse.Namespace) -> int:
+    from teleop.harness.soak import SoakConfig, run_soak
+
+    out = Path(args.out or time.strftime("runs/soak/%Y%m%d-%H%M%S"))
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"{out} exists and is not empty; choose another --out")
+    try:
+        config = SoakConfig(out=out, minutes=args.minutes, window_minutes=args.window_minutes, strict=args.strict)
+        return run_soak(config)
+    except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -469,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_robot.add_argument("--seed", type=int, help="goal seed of the task")
     p_robot.add_argument("--record", metavar="FILE.mcap", help="record every period, command and event to MCAP")
     p_robot.add_argument("--host", help="address to listen on (default 127.0.0.1; others need CURVE keys)")
+    _add_endpoint_ports(p_robot, "")
     p_robot.add_argument("--realtime", action="store_true", help="ask for real-time scheduling (needs privilege)")
     p_robot.add_argument("--stats-json", metavar="OUT.json", help="write the control-period statistics on exit")
     p_robot.add_argument("--state-port", type=int, help="also publish telemetry on this loopback port (renderer)")
@@ -485,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.add_argument("--summary-json", metavar="OUT.json", help="write the summary as JSON")
     p_console.add_argument("--record-trace", metavar="OUT.csv", help="save the hand motion as a trace CSV")
     p_console.add_argument("--host", help="the robot's address (default 127.0.0.1)")
+    _add_endpoint_ports(p_console, " on the robot")
     p_console.add_argument("--rate", type=float, help="command rate in Hz (default 200)")
     p_console.add_argument("--link", help='emulated network on every channel, e.g. "delay=100ms jitter=10ms loss=1%%"')
     p_console.add_argument("--video", action="store_true", help="receive the endoscope video (WebRTC)")
@@ -503,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.set_defaults(func=_cmd_console)
 
     p_video = sub.add_parser("video", help="the media process: renderer + WebRTC video + browser viewer")
-    p_video.add_argument("--config", help="video TOML ([video] table), e.g. launch/robot.toml")
+    p_video.add_argument("--config", help="video TOML ([video] table), e.g. launch/video.toml")
     p_video.add_argument("--width", type=int, help="image width in pixels (default 640)")
     p_video.add_argument("--height", type=int, help="image height in pixels (default 480)")
     p_video.add_argument("--fps", type=float, help="frame rate (default 30)")
@@ -522,8 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_launch = sub.add_parser("launch", help="start the processes of a launch file (e.g. launch/local.toml)")
     p_launch.add_argument("file", help="launch TOML")
-    p_launch.add_argument("--dry-run", action="store_true", help="check the file and print the commands only")
-    p_launch.set_defaults(func=_cmd_launch)
+    p_launch.add_argument(
+        "arguments", nargs="*", metavar="NAME=VALUE", help='the file\'s launch arguments, e.g. tasks="Reach Trace"'
+    )
+    p_launch.add_argument(
+        "--dry-run", action="store_true", help="check the file, list its arguments and print the commands only"
+    )
+    p_launch.set_defaults(func=_cmd_launch, trailing_positionals=True)
 
     p_safety = sub.add_parser("safety", help="latency-injection safety harness: link conditions × faults, invariants")
     p_safety.add_argument("--quick", action="store_true", help="the reduced matrix (a handful of cells; CI runs it)")
@@ -537,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="TEST ONLY: disable the supervisor's watchdog or speed limit to prove the checks fail",
     )
     p_safety.set_defaults(func=_cmd_safety)
+
+    p_soak = sub.add_parser("soak", help="the whole stack for an hour under a bad link: drift, leaks, invariants")
+    p_soak.add_argument("--minutes", type=float, default=60.0, help="how long (default 60)")
+    p_soak.add_argument("--window-minutes", type=float, default=5.0, help="report window (default 5)")
+    p_soak.add_argument("--out", help="report folder (default runs/soak/<time>)")
+    p_soak.add_argument("--strict", action="store_true", help="the timing targets decide the exit status too")
+    p_soak.set_defaults(func=_cmd_soak)
 
     p_netem = sub.add_parser(
         "netem", help="a proxy with an emulated network between a console and a robot (delay, jitter, loss, outages)"
@@ -571,7 +616,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes positionals only before the first option: `launch FILE --dry-run tasks=Reach`
+    # (what `make demo ARGS=…` can give) leaves the NAME=VALUE words over.
+    if extra and getattr(args, "trailing_positionals", False) and not any(a.startswith("-") for a in extra):
+        args.arguments += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.command_line = "telesurg " + shlex.join(argv)
     try:
         return args.func(args)

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import io
 import json
-import queue
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 from mcap.data_stream import ReadDataStream
@@ -51,6 +49,8 @@ _MAGIC = b"\x89MCAP0\r\n"
 _RECORD_HEADER = struct.Struct("<BQ")  # opcode, body length: the framing of every MCAP record
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 _ENCODE = msgspec.json.Encoder().encode
+#: A record's JSON, as ``Recorder.write_encoded`` takes it.
+encode = _ENCODE
 _DECODE = msgspec.json.Decoder().decode
 
 
@@ -112,13 +112,21 @@ class Recorder:
 
         Cheap (a JSON encode and an append) except when it closes a chunk (size or flush interval).
         """
+        self.write_encoded(channel_id, _ENCODE(message), log_time_ns, publish_time_ns)
+
+    def write_encoded(self, channel_id: int, data: bytes, log_time_ns: int, publish_time_ns: int | None = None) -> None:
+        """``write`` of a message already JSON-encoded (``encode``) by the caller."""
         if self._closed:
             raise ValueError(f"recorder for {self.path} is closed")
         publish = log_time_ns if publish_time_ns is None else publish_time_ns
-        self._writer.add_message(channel_id, log_time_ns, _ENCODE(message), publish)
+        self._writer.add_message(channel_id, log_time_ns, data, publish)
         self.messages_written += 1
         if time.monotonic() - self._last_flush_s > self._flush_interval_s:
             self.flush()
+
+    @property
+    def flush_interval_s(self) -> float:
+        return self._flush_interval_s
 
     def maybe_flush(self) -> None:
         """Flushes if more than ``flush_interval_s`` has passed since the last flush (for idle periods)."""
@@ -147,63 +155,6 @@ class Recorder:
         self.close()
 
 
-class BackgroundRecorder:
-    """A ``Recorder`` driven by its own thread: ``write`` only queues the message, so a real-time loop
-    never waits for encoding, chunk compression or the disk (a write to the page cache can block for
-    tens of milliseconds when the OS is writing back). The thread flushes every ``flush_interval_s``
-    even when nothing is written, so the durability guarantee is the ``Recorder``'s. Errors in the
-    thread are re-raised by the next ``write`` or by ``close``."""
-
-    def __init__(self, path: str | Path, **options: Any) -> None:
-        self.recorder = Recorder(path, **options)
-        self.path = self.recorder.path
-        self._queue: queue.SimpleQueue[tuple[int, msgspec.Struct, int] | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="mcap-recorder", daemon=True)
-        self._started = False
-
-    def channel(self, topic: str, struct_type: type[msgspec.Struct]) -> int:
-        """Register a channel (before the first ``write``)."""
-        if self._started:
-            raise RuntimeError("register every channel before the first write")
-        return self.recorder.channel(topic, struct_type)
-
-    def write(self, channel_id: int, message: msgspec.Struct, log_time_ns: int) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"recording to {self.path} failed: {self._error}") from self._error
-        if not self._started:
-            self._started = True
-            self._thread.start()
-        self._queue.put((channel_id, message, log_time_ns))
-
-    def _run(self) -> None:
-        rec = self.recorder
-        interval = rec._flush_interval_s
-        # The thread inherits its creator's scheduling on purpose: beside a real-time loop it must
-        # not be a normal-priority thread, or it could be preempted while holding the interpreter
-        # lock and keep the loop waiting (priority inversion; seen as 80 ms stalls).
-        try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=interval / 2)
-                except queue.Empty:
-                    rec.maybe_flush()
-                    continue
-                if item is None:
-                    return
-                rec.write(*item)
-        except BaseException as exc:  # reported to the writer's thread
-            self._error = exc
-
-    def close(self) -> None:
-        if self._started and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self.recorder.close()
-        if self._error is not None:
-            raise RuntimeError(f"recording to {self.path} failed: {self._error}") from self._error
-
-
 @dataclass(frozen=True, slots=True)
 class RecordedMessage:
     """One recorded message: its topic, schema (struct class) name, times (ns) and decoded JSON."""
@@ -225,20 +176,74 @@ def read(path: str | Path) -> Iterator[RecordedMessage]:
     schemas: dict[int, Schema] = {}
     channels: dict[int, Channel] = {}
     for record in _records(Path(path)):
-        if isinstance(record, Schema):
-            schemas[record.id] = record
-        elif isinstance(record, Channel):
-            channels[record.id] = record
-        elif isinstance(record, Message):
-            channel = channels[record.channel_id]
-            schema = schemas.get(channel.schema_id)
-            yield RecordedMessage(
-                topic=channel.topic,
-                schema_name=schema.name if schema is not None else "",
-                log_time_ns=record.log_time,
-                publish_time_ns=record.publish_time,
-                data=_DECODE(record.data),
-            )
+        message = _message(record, schemas, channels)
+        if message is not None:
+            yield message
+
+
+def _message(
+    record: Schema | Channel | Message, schemas: dict[int, Schema], channels: dict[int, Channel]
+) -> RecordedMessage | None:
+    """Keeps schema and channel records in ``schemas``/``channels``; a message record decoded."""
+    if isinstance(record, Schema):
+        schemas[record.id] = record
+    elif isinstance(record, Channel):
+        channels[record.id] = record
+    elif isinstance(record, Message):
+        channel = channels[record.channel_id]
+        schema = schemas.get(channel.schema_id)
+        return RecordedMessage(
+            topic=channel.topic,
+            schema_name=schema.name if schema is not None else "",
+            log_time_ns=record.log_time,
+            publish_time_ns=record.publish_time,
+            data=_DECODE(record.data),
+        )
+    return None
+
+
+class RecordingTail:
+    """Follows a recording while its writer (``Recorder``, ``ProcessRecorder``) is still writing it:
+    each ``read_new()`` returns the messages flushed since the previous call, in file order, and
+    never reads a byte twice (a soak judges an hour-long recording as it grows). A record still
+    being written is left for the next call; ``finished`` turns true once the writer closed the file
+    (its data section ended). A file that does not exist yet reads as empty."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.finished = False
+        #: Where the next unread top-level record starts (bytes).
+        self.offset = 0
+        self.messages = 0
+        self._schemas: dict[int, Schema] = {}
+        self._channels: dict[int, Channel] = {}
+
+    def read_new(self) -> list[RecordedMessage]:
+        out: list[RecordedMessage] = []
+        if self.finished or not self.path.exists():
+            return out
+        with open(self.path, "rb") as f:
+            if self.offset == 0:
+                magic = f.read(len(_MAGIC))
+                if magic != _MAGIC[: len(magic)]:
+                    raise ValueError(f"{self.path} is not an MCAP file")
+                if len(magic) < len(_MAGIC):
+                    return out
+                self.offset = len(_MAGIC)
+            f.seek(self.offset)
+            for opcode, body in _frames(f):
+                if opcode in (Opcode.DATA_END, Opcode.FOOTER):
+                    self.finished = True
+                    break
+                if opcode == 0:
+                    break  # zeros where a record should start: not written yet
+                for record in _parse(opcode, body):
+                    message = _message(record, self._schemas, self._channels)
+                    if message is not None:
+                        out.append(message)
+                self.offset = f.tell()
+        self.messages += len(out)
+        return out
 
 
 def read_topic(path: str | Path, topic: str) -> list[dict[str, Any]]:
@@ -257,28 +262,44 @@ def _records(path: Path) -> Iterator[Schema | Channel | Message]:
         magic = f.read(len(_MAGIC))
         if magic != _MAGIC[: len(magic)]:
             raise ValueError(f"{path} is not an MCAP file")
-        while True:
-            header = f.read(_RECORD_HEADER.size)
-            if len(header) < _RECORD_HEADER.size:
-                return
-            opcode, length = _RECORD_HEADER.unpack(header)
+        for opcode, body in _frames(f):
             # Opcode 0 is reserved: a zero-filled tail (a power cut on some file systems) ends the data.
             if opcode in (0, Opcode.DATA_END, Opcode.FOOTER):
                 return
-            body = f.read(length)
-            if len(body) < length:
-                return
-            stream = ReadDataStream(io.BytesIO(body))
-            if opcode == Opcode.CHUNK:
-                for inner in breakup_chunk(Chunk.read(stream), validate_crc=True):
-                    if isinstance(inner, Schema | Channel | Message):
-                        yield inner
-            elif opcode == Opcode.SCHEMA:
-                yield Schema.read(stream)
-            elif opcode == Opcode.CHANNEL:
-                yield Channel.read(stream)
-            elif opcode == Opcode.MESSAGE:
-                yield Message.read(stream, length)
+            yield from _parse(opcode, body)
+
+
+def _frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The top-level records (opcode, body) from the file's position on, up to the first one cut
+    short (the file's position is then somewhere inside it). Opcodes 0, DATA_END and FOOTER come
+    with an empty body and end the walk: the caller decides what they mean."""
+    while True:
+        header = f.read(_RECORD_HEADER.size)
+        if len(header) < _RECORD_HEADER.size:
+            return
+        opcode, length = _RECORD_HEADER.unpack(header)
+        if opcode in (0, Opcode.DATA_END, Opcode.FOOTER):
+            yield opcode, b""
+            return
+        body = f.read(length)
+        if len(body) < length:
+            return
+        yield opcode, body
+
+
+def _parse(opcode: int, body: bytes) -> Iterator[Schema | Channel | Message]:
+    """The schema, channel and message records in one whole top-level record (a chunk opened)."""
+    stream = ReadDataStream(io.BytesIO(body))
+    if opcode == Opcode.CHUNK:
+        for inner in breakup_chunk(Chunk.read(stream), validate_crc=True):
+            if isinstance(inner, Schema | Channel | Message):
+                yield inner
+    elif opcode == Opcode.SCHEMA:
+        yield Schema.read(stream)
+    elif opcode == Opcode.CHANNEL:
+        yield Channel.read(stream)
+    elif opcode == Opcode.MESSAGE:
+        yield Message.read(stream, len(body))
 
 
 # ---------------------------------------------------------------------- schemas for Foxglove

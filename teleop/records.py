@@ -11,7 +11,9 @@ Topics:
 - ``/robot/rejected`` (``RejectedRecord``): every message rejected before the supervisor (bad bytes,
   version, NaN, ranges, sizes);
 - ``/robot/config`` (``ConfigRecord``): the limits in force, at start and whenever a task is loaded
-  (what the safety harness judges the other topics against).
+  (what the safety harness judges the other topics against);
+- ``/robot/stalls`` (``StallRecord``): every control period longer than 5× nominal, with where its
+  time went (the period's own work, or the wait for its start).
 
 Times named ``*_robot_s`` are the robot's monotonic clock (s); MCAP log times are the host's wall
 clock (ns).
@@ -30,6 +32,7 @@ TOPIC_EVENTS = "/robot/events"
 TOPIC_CONTROL = "/robot/control"
 TOPIC_REJECTED = "/robot/rejected"
 TOPIC_CONFIG = "/robot/config"
+TOPIC_STALLS = "/robot/stalls"
 
 
 class StateRecord(msgspec.Struct):
@@ -122,3 +125,38 @@ class ConfigRecord(msgspec.Struct):
     workspace_high_m: Vec3
     forbidden_m: list[tuple[Vec3, Vec3]]
     negative_controls: list[str]
+
+
+class StallRecord(msgspec.Struct):
+    """A control period longer than 5× nominal, which started at ``start_robot_s`` and lasted
+    ``period_s`` (s). Its time: ``control_s`` answering control requests, ``command_s`` judging the
+    command, ``work_s`` arm + supervisor + telemetry + recording, ``wait_s`` waiting for the next
+    period's start (sleep and spin, serving what arrived), ``unaccounted_s`` between the end of that
+    wait and the next period's first clock reading. ``kind`` is ``"work"`` when the period's own
+    steps took longer than a nominal period, else ``"wait"`` (the wake-up came late).
+    ``page_faults`` and ``gc_s``: the loop thread's page faults and time in garbage collection
+    during the period."""
+
+    start_robot_s: float
+    period_s: float
+    control_s: float
+    command_s: float
+    work_s: float
+    wait_s: float
+    unaccounted_s: float
+    kind: str
+    page_faults: int = 0
+    gc_s: float = 0.0
+
+
+#: Every topic the robot server records and its record type (what a copy of a recording registers).
+RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
+    TOPIC_STATE: StateRecord,
+    TOPIC_COMMANDS: CommandRecord,
+    TOPIC_APPLIED: CommandRecord,
+    TOPIC_EVENTS: EventRecord,
+    TOPIC_CONTROL: ControlRecord,
+    TOPIC_REJECTED: RejectedRecord,
+    TOPIC_CONFIG: ConfigRecord,
+    TOPIC_STALLS: StallRecord,
+}

@@ -28,6 +28,7 @@ import gc
 import hashlib
 import logging
 import math
+import os
 import signal
 import sys
 import threading
@@ -45,6 +46,8 @@ from teleop import protocol as p
 from teleop import signalling
 from teleop.channels import Endpoints, ServerKeys, ServerSockets
 from teleop.clock import ClockEstimator
+from teleop.ports import bind_zmq
+from teleop.realtime import RealtimeReport, ThreadUsage, enter_realtime, other_cpus, realtime_io_threads
 from teleop.records import (
     TOPIC_APPLIED,
     TOPIC_COMMANDS,
@@ -52,12 +55,14 @@ from teleop.records import (
     TOPIC_CONTROL,
     TOPIC_EVENTS,
     TOPIC_REJECTED,
+    TOPIC_STALLS,
     TOPIC_STATE,
     CommandRecord,
     ConfigRecord,
     ControlRecord,
     EventRecord,
     RejectedRecord,
+    StallRecord,
     StateRecord,
 )
 from teleop.robot import CameraInfo, SimArmConfig, SimulatedArm
@@ -66,8 +71,8 @@ from teleop.timing import sleep_until
 
 log = logging.getLogger("telesurg.robot")
 
-#: A period longer than this many nominal periods is a stall (logged with where its time went).
-STALL_FACTOR = 5.0
+#: SCHED_RR priority of the control loop (``realtime``); the host probe of the harness uses the same.
+REALTIME_PRIORITY = 10
 #: A command arriving later than this before the next period waits for the period start.
 EARLY_COMMAND_MARGIN_S = 0.0005
 
@@ -92,7 +97,16 @@ class ServerConfig:
     record: str | None = None
     record_flush_s: float = 0.5
     realtime: bool = False
+    #: Pin the control loop to this CPU (None: any; negative counts from the last CPU this process
+    #: may use, so -1 is the last); the server's other threads and its recorder process then run on
+    #: the other CPUs. Ignored on a single CPU.
+    cpu: int | None = None
+    #: With ``realtime``: lock all memory (mlockall), so the loop never waits for a page fault.
+    lock_memory: bool = True
     status_every_s: float = 5.0
+    #: A period longer than this many nominal periods is a stall: logged and recorded with where its
+    #: time went (the safety harness's stall invariant is 5×; a benchmark may look closer).
+    stall_factor: float = 5.0
     keys: ServerKeys | None = None
     state_port: int | None = None
     video_signal_port: int | None = None
@@ -122,6 +136,9 @@ class PeriodStats:
     periods_s: array = field(default_factory=lambda: array("d"))
     overruns: int = 0
     limit: int = 600_000
+    realtime: RealtimeReport | None = None
+    #: The loop thread's page faults and context switches over the run.
+    usage: dict[str, int] = field(default_factory=dict)
 
     def add(self, period_s: float) -> None:
         if len(self.periods_s) < self.limit:
@@ -140,6 +157,10 @@ class PeriodStats:
             "within_20pct": float(np.mean(np.abs(x - nominal) <= 0.2 * nominal)),
             "over_5x": int(np.sum(x > 5 * nominal)),
             "overruns": self.overruns,
+            "realtime_priority": self.realtime.priority if self.realtime else 0,
+            "cpu": self.realtime.cpu if self.realtime else None,
+            "memory_locked": bool(self.realtime and self.realtime.memory_locked),
+            **self.usage,
         }
 
 
@@ -182,22 +203,32 @@ class RobotServer:
         self._offers_pending: dict[int, tuple[bytes, bytes, float]] = {}
         #: The last answer per console identity and offer digest (a repeated offer gets it again).
         self._offers_answered: dict[bytes, tuple[bytes, p.Message]] = {}
+        self._gc_s = self._gc_started_s = 0.0
+        self.cpu: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Connect the arm, bind the sockets, open the recording (everything ``run`` needs)."""
+        self.cpu = _resolve_cpu(self.config.cpu)
+        if self.cpu is not None:
+            # Threads started from here on (ZeroMQ's I/O, the authenticator) and the recorder process
+            # inherit this: they stay off the CPU that ``run`` then gives the control loop alone.
+            os.sched_setaffinity(0, other_cpus(self.cpu))
         self.robot.connect()
         try:
             self.supervisor = Supervisor(self._supervisor_config(), now_s=self.clock())
-            self.sockets = ServerSockets(self.config.endpoints, self.config.keys)
-            if self.config.record:
-                self._open_recorder(self.config.record)
+            context = zmq.Context.instance()
+            if self.config.realtime and realtime_io_threads(context, REALTIME_PRIORITY - 1):
+                log.info("ZeroMQ I/O threads at SCHED_RR priority %d", REALTIME_PRIORITY - 1)
+            self.sockets = ServerSockets(self.config.endpoints, self.config.keys, context)
             ctx = self.sockets.context
-            if self.config.state_port is not None:
+            if self.config.state_port is not None:  # every port bound before the recording is created
                 self._state_pub = ctx.socket(zmq.PUB)
                 self._state_pub.setsockopt(zmq.SNDHWM, 4)
                 self._state_pub.setsockopt(zmq.LINGER, 0)
-                self._state_pub.bind(f"tcp://127.0.0.1:{self.config.state_port}")
+                bind_zmq(self._state_pub, "127.0.0.1", self.config.state_port, "state_port")
+            if self.config.record:
+                self._open_recorder(self.config.record)
             if self.config.video_signal_port is not None:
                 self._signal = ctx.socket(zmq.DEALER)
                 self._signal.setsockopt(zmq.SNDHWM, 16)
@@ -239,23 +270,27 @@ class RobotServer:
         )
 
     def _open_recorder(self, path: str) -> None:
-        from teleop.recorder import BackgroundRecorder
+        from teleop.recorder_process import ProcessRecorder
 
         self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
-        # lz4: a chunk compresses in ~0.06 ms (zstd ~0.1–1 ms), time the loop may wait for the lock.
-        self.recorder = BackgroundRecorder(
-            self.record_path, flush_interval_s=self.config.record_flush_s, compression="lz4"
+        # Its own process: encoding, lz4 chunks and the disk never share the loop's interpreter lock.
+        self.recorder = ProcessRecorder(
+            self.record_path,
+            {
+                TOPIC_STATE: StateRecord,
+                TOPIC_COMMANDS: CommandRecord,
+                TOPIC_APPLIED: CommandRecord,
+                TOPIC_EVENTS: EventRecord,
+                TOPIC_CONTROL: ControlRecord,
+                TOPIC_REJECTED: RejectedRecord,
+                TOPIC_CONFIG: ConfigRecord,
+                TOPIC_STALLS: StallRecord,
+            },
+            cpus=None if self.cpu is None else other_cpus(self.cpu),
+            flush_interval_s=self.config.record_flush_s,
+            compression="lz4",
         )
-        r = self.recorder
-        self._ch = {
-            TOPIC_STATE: r.channel(TOPIC_STATE, StateRecord),
-            TOPIC_COMMANDS: r.channel(TOPIC_COMMANDS, CommandRecord),
-            TOPIC_APPLIED: r.channel(TOPIC_APPLIED, CommandRecord),
-            TOPIC_EVENTS: r.channel(TOPIC_EVENTS, EventRecord),
-            TOPIC_CONTROL: r.channel(TOPIC_CONTROL, ControlRecord),
-            TOPIC_REJECTED: r.channel(TOPIC_REJECTED, RejectedRecord),
-            TOPIC_CONFIG: r.channel(TOPIC_CONFIG, ConfigRecord),
-        }
+        self._ch = self.recorder.channel_ids
         self._record_config(self.clock())
 
     def _record_config(self, now: float) -> None:
@@ -297,14 +332,28 @@ class RobotServer:
             raise RuntimeError("call start() before run()")
         period = self.config.period_s
         telemetry_every = max(1, round(self.config.control_rate_hz / self.config.telemetry_rate_hz))
-        if self.config.realtime:
-            _try_realtime()
+        report = enter_realtime(
+            priority=REALTIME_PRIORITY if self.config.realtime else 0,
+            cpu=self.cpu,
+            lock_memory=self.config.realtime and self.config.lock_memory,
+        )
+        self.stats.realtime = report
+        if self.config.realtime and report.realtime:
+            log.info("running with SCHED_RR real-time priority %d", report.priority)
+        for refused in report.refused:
+            log.warning("real-time set-up: %s not granted; running without it", refused)
+        # First use inside the simulator allocates (pybullet's first state query: 32 MiB, which locked
+        # memory faults in at once, 15 ms): done here, before the first period, not in it.
+        self.robot.read()
         # Everything built so far lives as long as the server: take it out of the garbage collector's
         # sight, so a full collection in the loop is short (~10 ms otherwise, five periods).
         gc.collect()
         gc.freeze()
-        # The recorder's thread shares the interpreter lock: hand it back within 0.5 ms, not 5 ms.
+        # Another thread (CURVE's authenticator) would share the interpreter lock: back within 0.5 ms.
         sys.setswitchinterval(0.0005)
+        gc.callbacks.append(self._time_gc)
+        usage = ThreadUsage.now()
+        faults = usage.minor_faults + usage.major_faults
         start = self.clock()
         deadline = start
         last_start = None
@@ -313,10 +362,13 @@ class RobotServer:
         k = 0
         while not self._stop.is_set():
             now = self.clock()
+            # What the period just ended suffered: page faults and garbage collection (for stalls).
+            faults_before, faults = faults, _faults()
+            gc_s, self._gc_s = self._gc_s, 0.0
             if last_start is not None:
                 self.stats.add(now - last_start)
-                if now - last_start > STALL_FACTOR * period:
-                    self._log_stall(now - last_start, marks)
+                if now - last_start > self.config.stall_factor * period:
+                    self._log_stall(now - last_start, marks, faults - faults_before, gc_s)
             last_start = now
             self._serve_control(now)
             t_control = self.clock()
@@ -337,21 +389,47 @@ class RobotServer:
                 continue
             self._wait(deadline)
             marks = (now, t_control, t_command, t_period, self.clock())
+        self.stats.usage = ThreadUsage.now().since(usage)
+        gc.callbacks.remove(self._time_gc)
         return self.stats
 
-    def _log_stall(self, length_s: float, marks: tuple[float, ...]) -> None:
+    def _time_gc(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started_s = self.clock()
+        else:
+            self._gc_s += self.clock() - self._gc_started_s
+
+    def _log_stall(self, length_s: float, marks: tuple[float, ...], faults: int, gc_s: float) -> None:
         """Say where the time of a long period went (control requests, command, arm + supervisor +
-        telemetry + recording, waiting)."""
+        telemetry + recording, waiting), in the log and the recording."""
         start, control, command, period, waited = marks
+        work_s = period - start
+        stall = StallRecord(
+            start_robot_s=start,
+            period_s=length_s,
+            control_s=control - start,
+            command_s=command - control,
+            work_s=period - command,
+            wait_s=waited - period,
+            unaccounted_s=length_s - (waited - start),
+            kind="work" if work_s > self.config.period_s else "wait",
+            page_faults=faults,
+            gc_s=gc_s,
+        )
+        self.counters[f"loop.stall.{stall.kind}"] += 1
+        self._record(TOPIC_STALLS, stall)
         log.warning(
-            "long control period: %.1f ms (control %.2f, command %.2f, arm/supervisor/telemetry/record %.2f, "
-            "wait %.2f, unaccounted %.2f ms)",
+            "long control period (%s): %.1f ms (control %.2f, command %.2f, arm/supervisor/telemetry/record %.2f, "
+            "wait %.2f, unaccounted %.2f ms; %d page faults, %.2f ms in garbage collection)",
+            stall.kind,
             length_s * 1e3,
-            (control - start) * 1e3,
-            (command - control) * 1e3,
-            (period - command) * 1e3,
-            (waited - period) * 1e3,
-            (length_s - (waited - start)) * 1e3,
+            stall.control_s * 1e3,
+            stall.command_s * 1e3,
+            stall.work_s * 1e3,
+            stall.wait_s * 1e3,
+            stall.unaccounted_s * 1e3,
+            stall.page_faults,
+            stall.gc_s * 1e3,
         )
 
     def _wait(self, deadline: float) -> None:
@@ -823,18 +901,24 @@ def camera_message(cam: CameraInfo) -> p.Camera:
     )
 
 
+def _resolve_cpu(cpu: int | None) -> int | None:
+    """The CPU ``ServerConfig.cpu`` names (negative: from the last), None when unset or single-CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if cpu is None or len(cpus) < 2:
+        return None
+    if cpu < 0:
+        return cpus[cpu] if -cpu <= len(cpus) else cpus[0]
+    return cpu
+
+
+def _faults() -> int:
+    """Page faults of the calling thread so far (minor + major)."""
+    usage = ThreadUsage.now()
+    return usage.minor_faults + usage.major_faults
+
+
 def _vec(v: Any) -> tuple[float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]))
-
-
-def _try_realtime() -> None:
-    try:
-        import os
-
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
-        log.info("running with SCHED_RR real-time priority")
-    except (AttributeError, PermissionError, OSError) as exc:
-        log.warning("real-time scheduling not available (%s); running at normal priority", exc)
 
 
 def serve(config: ServerConfig, ready_message: bool = True) -> PeriodStats:

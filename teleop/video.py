@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import socket
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,7 @@ import numpy as np
 from teleop import signalling
 from teleop.channels import is_loopback
 from teleop.framebuf import FrameBuffer, FrameMeta
+from teleop.ports import bind_zmq, listen_tcp
 from teleop.renderer import RendererConfig, run_renderer
 from teleop.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
 
@@ -116,8 +118,14 @@ class FrameSource:
         self._proc = ctx.Process(
             target=run_renderer, args=(config, self._fb.name, child_conn, self._stop), name="telesurg-renderer"
         )
-        self._proc.start()
-        child_conn.close()
+        try:
+            self._proc.start()
+        except BaseException:  # nothing may outlive us: the frame buffer is in shared memory
+            self._conn.close()
+            self._fb.close()
+            raise
+        finally:
+            child_conn.close()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._conn.fileno(), self._on_frames)
         self.t0_s = time.monotonic()
@@ -254,12 +262,15 @@ class MediaServer:
         self._zctx: Any = None
         self._router: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._http_sockets: list[socket.socket] = []
         self.http_url = ""
 
     async def start(self) -> None:
+        """Bind the ports, then start the renderer and serve. A port that cannot be bound raises
+        ``PortError`` before the renderer process and its shared memory exist; ``close()`` undoes a
+        partial start."""
         use_ice_addresses(self.config.ice_addresses)
         self._track_cls = _track_class()
-        self.source = FrameSource(self.config.renderer)
         if self.config.signal_port is not None:
             import zmq
             import zmq.asyncio
@@ -267,9 +278,13 @@ class MediaServer:
             self._zctx = zmq.asyncio.Context()
             self._router = self._zctx.socket(zmq.ROUTER)
             self._router.setsockopt(zmq.LINGER, 0)
-            self._router.bind(f"tcp://127.0.0.1:{self.config.signal_port}")
-            self._tasks.append(asyncio.get_running_loop().create_task(self._serve_signalling()))
+            bind_zmq(self._router, "127.0.0.1", self.config.signal_port, "signal_port")
         if self.config.http_port:
+            self._http_sockets = listen_tcp(self.config.http_host, self.config.http_port, "http_port")
+        self.source = FrameSource(self.config.renderer)
+        if self._router is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._serve_signalling()))
+        if self._http_sockets:
             await self._start_http()
 
     async def answer(self, client: str, offer_sdp: str) -> str:
@@ -364,8 +379,8 @@ class MediaServer:
         app.router.add_post("/offer", self._http_offer)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http_host, self.config.http_port)
-        await site.start()
+        for sock in self._http_sockets:  # bound in start()
+            await web.SockSite(self._runner, sock).start()
         port = self._runner.addresses[0][1] if self._runner.addresses else self.config.http_port
         query = f"?token={self.token}" if self.config.needs_token else ""
         self.http_url = f"http://{self.config.http_host}:{port}/{query}"
@@ -407,6 +422,8 @@ class MediaServer:
             await self._close_peer(peer)
         if self._runner is not None:
             await self._runner.cleanup()
+        for sock in self._http_sockets:  # the server closed those it took; a failed start leaves others
+            sock.close()
         if self._router is not None:
             self._router.close(0)
             self._zctx.term()
@@ -422,8 +439,8 @@ class MediaServer:
 
 async def serve_async(config: VideoConfig, stop: asyncio.Event, status_every_s: float = 5.0) -> None:
     server = MediaServer(config)
-    await server.start()
     try:
+        await server.start()
         r = config.renderer
         # Ready means a frame exists (the renderer builds and warms every task scene first, and
         # needs the robot's state feed): launch files and tests wait for the line below.

@@ -33,6 +33,12 @@ from teleop.webrtc import LOOPBACK_ADDRESSES, emulate_link, rtc_configuration, u
 
 #: Frames and metadata waiting for their partner (by RTP timestamp): at most this many each.
 MATCH_WINDOW = 120
+#: Why the console cannot open a window (the pinned OpenCV is the headless build: no libGL needed).
+NO_GUI = "this OpenCV has no GUI support (opencv-python-headless)"
+
+
+class NoWindowError(RuntimeError):
+    """``[console.video] show = true`` asks for a window this OpenCV cannot open."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,9 @@ class VideoClientConfig:
     the scripted surgeon (and trace replay) re-engages once video has been fresh this long (a
     surgeon's reaction); ``link``/``link_down``/``link_up``: emulated network on the video path (both
     directions / robot → console / console → robot, ``teleop.linkspec`` format); ``show``: an OpenCV
-    window (None: when a display exists); ``save_video``: an MP4 of what the surgeon saw (frames with
-    overlays, at display times); ``ice_addresses``/``ice_servers`` as in ``teleop.video.VideoConfig``."""
+    window (None: when a display exists and OpenCV can open windows, see ``use_window``);
+    ``save_video``: an MP4 of what the surgeon saw (frames with overlays, at display times);
+    ``ice_addresses``/``ice_servers`` as in ``teleop.video.VideoConfig``."""
 
     enabled: bool = False
     max_age_s: float = 0.5
@@ -78,6 +85,37 @@ class VideoClientConfig:
     def window(self) -> bool:
         display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         return self.show if self.show is not None else bool(display)
+
+
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV build can open windows (``opencv-python`` can, the headless build cannot)."""
+    import cv2
+
+    _, found, rest = cv2.getBuildInformation().partition("GUI:")
+    return not found or rest.split("\n", 1)[0].strip() != "NONE"
+
+
+def use_window(config: VideoClientConfig) -> bool:
+    """Whether the console shows the video in a window: ``show = true``, or ``show`` unset and a
+    display present. Without OpenCV GUI support, ``show = true`` raises ``NoWindowError``; unset, the
+    console says so once (one line on stderr) and carries on headless."""
+    if not config.window:
+        return False
+    if opencv_has_gui():
+        return True
+    if config.show:
+        raise NoWindowError(
+            f"[console.video] show = true asks for a video window, but {NO_GUI}: install opencv-python in "
+            "its place (it needs the system's libGL), or remove show to run without one"
+        )
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    print(
+        f"console: no video window on display {display}: {NO_GUI}; carrying on headless "
+        "(opencv-python in its place opens one; [console.video] show = false silences this)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return False
 
 
 @dataclass(frozen=True)
@@ -174,15 +212,7 @@ class VideoClient:
         self._frames_waiting: OrderedDict[int, float] = OrderedDict()
         self._consumer: asyncio.Task[None] | None = None
         self._writer: Any = None
-        self._window = config.window
-        if self._window:
-            import cv2
-
-            if "GUI:" in cv2.getBuildInformation() and "NONE" in cv2.getBuildInformation().split("GUI:")[1][:40]:
-                raise RuntimeError(
-                    "this OpenCV has no window support (opencv-python-headless): install opencv-python, "
-                    "or run the console headless (show = false)"
-                )
+        self._window = use_window(config)
         self._thread.start()
 
     # ------------------------------------------------------------------ console thread

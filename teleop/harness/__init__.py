@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import queue
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -21,6 +22,15 @@ def default_jobs() -> int:
     """Cells in parallel: each cell is a robot (a real-time loop that must keep its 2 ms period) and a
     console, so one cell per two cores, leaving one core spare."""
     return max(1, ((os.cpu_count() or 1) - 1) // 2)
+
+
+def robot_cpus(jobs: int) -> list[int | None]:
+    """The CPU each of ``jobs`` parallel robots is pinned to: the highest ones this process may use
+    (None for all when there are not more CPUs than robots: then nothing is pinned)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) <= jobs:
+        return [None] * jobs
+    return list(cpus[-jobs:])
 
 
 def run_safety(
@@ -43,8 +53,20 @@ def run_safety(
     started = time.monotonic()
     results: list[CellResult] = []
     log(f"safety: {len(cells)} cells, {jobs} at a time, report in {out}")
+    # Each cell's robot (and the host probe beside it) gets a CPU of its own, the highest ones.
+    cpus: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    for cpu in robot_cpus(jobs):
+        cpus.put(cpu)
+
+    def run(cell: Cell) -> CellResult:
+        cpu = cpus.get()
+        try:
+            return run_cell(cell, out / "cells" / cell.name.replace("/", "_"), controls, robot_cpu=cpu)
+        finally:
+            cpus.put(cpu)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_cell, c, out / "cells" / c.name.replace("/", "_"), controls): c for c in cells}
+        futures = {pool.submit(run, c): c for c in cells}
         for done, fut in enumerate(as_completed(futures), start=1):
             result = fut.result()
             results.append(result)

@@ -20,7 +20,9 @@ import numpy as np
 
 from teleop.channels import free_loopback_ports
 from teleop.harness.cells import OUTAGE_AT_S, Cell
+from teleop.harness.hostprobe import read_gaps
 from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
+from teleop.server import REALTIME_PRIORITY
 from teleop.settings import write_toml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +30,7 @@ FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
 #: When a fault is injected, counted from the console's engage.
 FAULT_AT_S = 0.5
 CLOCK_JUMP_S = 1.0
+PROBE_COMMAND = (sys.executable, "-m", "teleop.harness.hostprobe")
 
 
 @dataclass
@@ -136,8 +139,12 @@ class CliProcess:
         self.proc.wait(5)
 
 
-def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ()) -> CellResult:
-    """Run ``cell`` with its files (configs, logs, recordings, console summary) in ``out_dir``."""
+def run_cell(
+    cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = (), robot_cpu: int | None = None
+) -> CellResult:
+    """Run ``cell`` with its files (configs, logs, recordings, console summary) in ``out_dir``.
+    ``robot_cpu``: pin the robot's control loop there, with the host probe beside it at the next
+    real-time priority (its gaps set the host's share of a stall apart); None: no pinning, no probe."""
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ports = free_loopback_ports(5)
@@ -158,7 +165,14 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
             {
                 # Real-time scheduling where permitted (a robot controller runs so): the cell's own
                 # console and other cells must not take the control loop's time.
-                "": {"record": str(rec), "record_flush_s": 0.2, "status_every_s": 2.0, "realtime": True, **video_ports},
+                "": {
+                    "record": str(rec),
+                    "record_flush_s": 0.2,
+                    "status_every_s": 2.0,
+                    "realtime": True,
+                    **video_ports,
+                    **({} if robot_cpu is None else {"cpu": robot_cpu}),
+                },
                 "endpoints": endpoints,
                 "arm": {"task": cell.task, "seed": cell.seed, "preload": [cell.task], "forbidden_m": FORBIDDEN_M},
                 **({"supervisor": supervisor} if supervisor else {}),
@@ -203,6 +217,7 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         cfg = write_toml(out_dir / f"console-{index}.toml", "console", tables)
         return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
 
+    probe = None if robot_cpu is None else HostProbe(out_dir / "hostprobe.jsonl", robot_cpu)
     robot = start_robot(0)
     video = _start_video(out_dir, video_ports) if cell.video else None
     console = start_console(0)
@@ -228,10 +243,13 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         if video is not None:
             video.stop(10)
         robot.stop(10)
+        if probe is not None:
+            probe.stop()
     if any("real-time scheduling not available" in line for line in robot.lines):
         notes.append("the robot ran without real-time scheduling (no privilege)")
     jumps = _jumps(cell, out_dir)
-    checks = merge([check_recording(r, jumps) for r in recordings if r.exists()])
+    gaps = tuple(read_gaps(probe.path)[0]) if probe is not None else ()
+    checks = merge([check_recording(r, jumps, gaps) for r in recordings if r.exists()])
     summary = _summary(out_dir / f"console-{len(consoles) - 1}.json")
     episode = summary["episodes"][0] if summary and summary.get("episodes") else {}
     if cell.fault == "estop_outage":
@@ -261,6 +279,27 @@ def run_cell(cell: Cell, out_dir: Path, negative_controls: tuple[str, ...] = ())
         console_exit=console_exit,
         notes=notes,
     )
+
+
+class HostProbe:
+    """``teleop.harness.hostprobe`` pinned to the robot's CPU, one real-time priority above it."""
+
+    def __init__(self, path: Path, cpu: int) -> None:
+        self.path = path
+        self.proc = subprocess.Popen(
+            [*PROBE_COMMAND, "--out", str(path), "--cpu", str(cpu), "--priority", str(REALTIME_PRIORITY + 1)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def _start_video(out_dir: Path, ports: dict[str, int]) -> CliProcess:

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from teleop.launch import LaunchError, load_launch, run_launch
+from teleop.launch import LaunchError, load_launch, parse_arguments, run_launch
 
 #: A child that records the first stop signal it gets in the file named by argv[1], then exits 0.
 SLEEPER = """
@@ -98,17 +99,144 @@ def test_output_lines_are_whole_and_prefixed_with_padded_names(tmp_path: Path, c
     assert any(line.startswith("launch | started alpha (pid ") for line in lines)
 
 
-def test_env_cwd_relative_to_launcher_and_unbuffered(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "work").mkdir()
-    monkeypatch.chdir(tmp_path)
+def test_cwd_and_launch_dir_are_the_files_folder_from_anywhere(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "launch" / "work").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the file's folder, nor its parent
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # so the launcher must set it
-    show = "import os; print(os.getcwd(), os.environ['TELESURG_X'], os.environ['PYTHONUNBUFFERED'])"
+    show = "import os, sys; print(os.getcwd(), os.environ['TELESURG_X'], os.environ['PYTHONUNBUFFERED'], sys.argv[1])"
     path = write_launch(
-        tmp_path / "launch" / "env.toml",  # a cwd relative to the file would be launch/work: missing
-        [{"name": "show", "command": py(show), "cwd": "work", "env": {"TELESURG_X": "42"}, "main": True}],
+        tmp_path / "launch" / "env.toml",
+        [
+            {
+                "name": "show",
+                "command": [*py(show), "{launch_dir}/robot.toml"],
+                "cwd": "work",
+                "env": {"TELESURG_X": "{launch_dir}"},
+                "main": True,
+            },
+            {"name": "here", "command": py("import os; print(os.getcwd())")},
+        ],
     )
     assert run_launch(path) == 0
-    assert f"show   | {tmp_path / 'work'} 42 1" in capsys.readouterr().out.splitlines()
+    folder = tmp_path / "launch"
+    lines = capsys.readouterr().out.splitlines()
+    assert f"show   | {folder / 'work'} {folder} 1 {folder}/robot.toml" in lines
+    assert f"here   | {tmp_path / 'elsewhere'}" in lines  # no cwd: the launcher's (outputs land there)
+
+
+def test_a_cwd_missing_beside_the_file_is_named_with_its_resolved_path(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()  # beside the launcher's cwd would not count
+    path = write_launch(tmp_path / "launch" / "c.toml", [{"name": "a", "command": ["x"], "cwd": "work"}])
+    with pytest.raises(LaunchError, match=re.escape(f"cwd 'work' is not a directory ({tmp_path}/launch/work)")):
+        load_launch(path)
+
+
+#: Prints its argv as JSON (one element per argument).
+ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
+
+
+def argv_lines(out: str, name: str) -> list[list[str]]:
+    return [json.loads(line.split("| ", 1)[1]) for line in out.splitlines() if line.startswith(f"{name} ")]
+
+
+def test_arguments_fill_commands_with_defaults_and_given_values(tmp_path: Path, capsys) -> None:
+    arguments = (
+        "[arguments]\n"
+        'tasks = { default = "Reach Palpate", description = "tasks, in order" }\n'
+        'seed = { description = "optional" }\n'
+        "port = 5570\n"
+        'words = ["two words", "x"]\n'
+        'empty = ""\n'
+    )
+    command = [*py(ARGV), "--tasks", "{tasks}", "--seed={seed}", "--port", "{port}", "{words}", "{empty}", "p{port}"]
+    path = tmp_path / "args.toml"
+    path.write_text(arguments + f'\n[[process]]\nname = "show"\nmain = true\ncommand = {json.dumps(command)}\n')
+    assert run_launch(path) == 0
+    expected = ["--tasks", "Reach", "Palpate", "--port", "5570", "two words", "x", "p5570"]
+    assert argv_lines(capsys.readouterr().out, "show") == [expected]  # no --seed: it has no value
+
+    assert run_launch(path, {"tasks": "Trace", "seed": "3", "port": "6000", "empty": "'a b' c"}) == 0
+    expected = ["--tasks", "Trace", "--seed=3", "--port", "6000", "two words", "x", "a b", "c", "p6000"]
+    assert argv_lines(capsys.readouterr().out, "show") == [expected]
+
+    # A dry run lists the arguments (value, given or default, description) and the resolved command.
+    assert run_launch(path, {"tasks": "Reach Trace"}, dry_run=True) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "launch |   tasks = 'Reach Trace' (given): tasks, in order" in lines
+    assert "launch |   seed (not set): optional" in lines
+    assert "launch |   port = 5570 (default)" in lines
+    resolved = [*py(ARGV), "--tasks", "Reach", "Trace", "--port", "5570", "two words", "x", "p5570"]
+    assert f"show   | {shlex.join(resolved)}  [main]" in lines
+
+
+def test_other_braces_are_left_alone(tmp_path: Path, capsys) -> None:
+    path = write_launch(
+        tmp_path / "b.toml",
+        [{"name": "show", "command": [*py(ARGV), "runs/robot-{time}.mcap", "{", "{x y}"], "main": True}],
+    )
+    assert run_launch(path) == 0
+    assert argv_lines(capsys.readouterr().out, "show") == [["runs/robot-{time}.mcap", "{", "{x y}"]]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "needle"),
+    [
+        (["tasks=Reach", "task=Reach"], "unknown launch argument 'task' (known: tasks, seed)"),
+        (["tasks"], "launch arguments are NAME=VALUE after the file (e.g. tasks=Reach), got 'tasks'"),
+        (["--x=1"], "launch arguments are NAME=VALUE"),
+        (["seed=1", "seed=2"], "launch argument 'seed' is given twice"),
+    ],
+)
+def test_bad_command_line_arguments_are_one_line(tmp_path: Path, tokens: list[str], needle: str) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('[arguments]\ntasks = "Reach"\nseed = 0\n' + PROC.replace('["x"]', '["x", "{tasks}", "{seed}"]'))
+    with pytest.raises(LaunchError) as info:
+        run_launch(path, parse_arguments(tokens))
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_argument_for_a_file_without_any(tmp_path: Path) -> None:
+    path = write_launch(tmp_path / "none.toml", [{"name": "a", "command": ["x"]}])
+    with pytest.raises(LaunchError, match=r"unknown launch argument 'tasks' \(the file declares none\)"):
+        load_launch(path, {"tasks": "Reach"})
+
+
+def test_the_cli_takes_arguments_after_options_and_reports_errors_in_one_line(tmp_path: Path) -> None:
+    path = write_launch(tmp_path / "cli.toml", [{"name": "show", "command": [*py(ARGV), "{n}"], "main": True}])
+    path.write_text(path.read_text() + '\n[arguments]\nn = "1"\n')
+    cli = [sys.executable, "-m", "teleop.cli", "launch", str(path)]
+    # `make demo ARGS="--dry-run n=2"` puts the option first.
+    done = subprocess.run([*cli, "--dry-run", "n=2 3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"show   | {shlex.join([*py(ARGV), '2', '3'])}  [main]" in done.stdout.splitlines()
+    done = subprocess.run([*cli, "m=2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"telesurg launch: error: {path}: unknown launch argument 'm' (known: n)\n"
+    done = subprocess.run([*cli, "n=2", "--nope"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unrecognized arguments: --nope" in done.stderr
+
+
+def test_an_error_exit_before_ready_is_the_launchs_status_and_its_line_comes_last(tmp_path: Path, capsys) -> None:
+    mark = tmp_path / "sleeper_signal"
+    fail = "import sys; print('telesurg video: error: port 8080 (http_port, --http-port) is in use'); sys.exit(2)"
+    stopping = SLEEPER.replace("sys.exit(0)", "print('bye from sleeper'); sys.exit(0)")
+    path = write_launch(
+        tmp_path / "before_ready.toml",
+        [
+            {"name": "sleeper", "command": py(stopping, mark), "ready": "sleeping"},
+            {"name": "video", "command": py(fail), "ready": "rendering"},
+        ],
+    )
+    assert run_launch(path) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert "launch  | video exited with code 2 before printing 'rendering'; stopping sleeper" in lines
+    assert "sleeper | bye from sleeper" in lines
+    assert lines[-1] == (
+        "launch  | video's last line: telesurg video: error: port 8080 (http_port, --http-port) is in use"
+    )
 
 
 def test_main_exiting_0_stops_the_others_with_sigint(tmp_path: Path, capsys) -> None:
@@ -325,6 +453,24 @@ PROC = '[[process]]\nname = "a"\ncommand = ["x"]\n'
         (PROC + "env = { A = 1 }\n", "process 'a': env must be a table of strings"),
         (PROC + 'main = "yes"\n', "process 'a': main must be true or false"),
         (PROC + 'cwd = "does/not/exist"\n', "process 'a': cwd 'does/not/exist' is not a directory"),
+        ("arguments = 3\n" + PROC, "[arguments]: arguments must be a table"),
+        ('[arguments]\nlaunch_dir = "x"\n' + PROC, "[arguments]: argument name 'launch_dir' must be letters"),
+        ('[arguments]\n"a-b" = "x"\n' + PROC, "[arguments]: argument name 'a-b' must be letters"),
+        ("[arguments]\nx = true\n" + PROC, "[arguments]: x must be a string, a number or a list of strings"),
+        ("[arguments]\nx = { default = [1] }\n" + PROC, "[arguments] x: default must be a string, a number"),
+        ('[arguments]\nx = { defualt = "1" }\n' + PROC, "[arguments] x: unknown key 'defualt'"),
+        ("[arguments]\nx = { description = 1 }\n" + PROC, "[arguments] x: description must be a string"),
+        ('[arguments]\nx = "1"\n' + PROC, "[arguments]: 'x' is declared but no command, cwd or env uses {x}"),
+        (
+            '[arguments]\nx = { description = "unset" }\n' + PROC + 'cwd = "{x}"\n',
+            "process 'a': cwd uses argument 'x', which has no value (set it: x=…)",
+        ),
+        (
+            '[arguments]\nx = { description = "unset" }\n' + PROC + 'env = { A = "{x}" }\n',
+            "process 'a': env A uses argument 'x'",
+        ),
+        ('[arguments]\nx = "\'a"\n' + PROC.replace('["x"]', '["x", "{x}"]'), "process 'a': argument x: cannot split"),
+        ('[arguments]\nx = ""\n' + PROC.replace('["x"]', '["{x}"]'), "process 'a': command ['{x}'] is empty once"),
         ("[[process]\n", "malformed TOML"),
     ],
 )

@@ -17,7 +17,7 @@ import pytest
 from mcap.reader import make_reader
 
 from teleop.protocol import Command, Pose, Telemetry
-from teleop.recorder import Recorder, foxglove_schema, read, read_topic
+from teleop.recorder import Recorder, RecordingTail, foxglove_schema, read, read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -271,6 +271,48 @@ def test_a_file_chopped_anywhere_reads_a_contiguous_prefix_without_error(tmp_pat
     assert 0 < len(expected) < 200
     cut.write_bytes(data[:half] + bytes(4096))
     assert [m.data for m in read(cut)] == expected
+
+
+def test_a_tail_reads_each_flushed_message_once_while_the_file_grows_and_sees_it_closed(tmp_path: Path) -> None:
+    path = tmp_path / "live.mcap"
+    tail = RecordingTail(path)
+    assert tail.read_new() == [] and not tail.finished  # no file yet
+    rec = Recorder(path, flush_interval_s=3600.0)
+    ch = rec.channel("/tick", Tick)
+    assert tail.read_new() == []  # the header alone
+    for n in range(5):
+        rec.write(ch, Tick(n), n)
+    assert tail.read_new() == []  # still in the open chunk
+    rec.flush()
+    assert [m.data["n"] for m in tail.read_new()] == [0, 1, 2, 3, 4]
+    assert tail.read_new() == []  # nothing read twice
+    for n in range(5, 9):
+        rec.write(ch, Tick(n), n)
+    rec.close()
+    got = tail.read_new()
+    assert [m.data["n"] for m in got] == [5, 6, 7, 8] and got[0].topic == "/tick"
+    assert tail.finished and tail.messages == 9
+    assert tail.read_new() == []
+
+
+def test_a_tail_left_halfway_through_a_record_goes_on_from_its_start(tmp_path: Path) -> None:
+    full = tmp_path / "full.mcap"
+    with Recorder(full) as rec:
+        ch = rec.channel("/tick", Tick)
+        for n in range(100):
+            rec.write(ch, Tick(n), n)
+            if n % 20 == 19:
+                rec.flush()
+    data = full.read_bytes()
+    growing = tmp_path / "growing.mcap"
+    tail = RecordingTail(growing)
+    seen: list[int] = []
+    for end in range(0, len(data) + 1, 97):  # the file grows in steps that cut records anywhere
+        growing.write_bytes(data[:end])
+        seen += [m.data["n"] for m in tail.read_new()]
+    growing.write_bytes(data)
+    seen += [m.data["n"] for m in tail.read_new()]
+    assert seen == list(range(100)) and tail.finished
 
 
 def test_not_an_mcap_file_is_an_error(tmp_path: Path) -> None:

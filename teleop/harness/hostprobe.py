@@ -1,0 +1,165 @@
+"""A host-jitter probe: a tiny fixed-rate loop beside the robot that records its own wake-up lateness.
+
+It runs pinned to the robot's CPU, one real-time priority above the robot's (so the robot's own
+work never delays it: what delays it is the host or the kernel), and does nothing but sleep to
+absolute deadlines (default every 1 ms, about 1% of the CPU). Whatever keeps *it* from waking on
+time — a virtual CPU the host did not schedule, an interrupt storm, a higher-priority task — keeps
+the robot from waking too,
+while a stall of the robot's own making (its work, its interpreter lock, its page faults) leaves the
+probe on time. A robot stall counts as the host's only when the probe saw a gap at least
+``HOST_SHARE`` as long at the same moment (``match_stalls``).
+
+Every gap longer than ``min_gap_s`` is appended to ``out`` at once, one JSON object per line
+(``{"start_s": …, "gap_s": …}``, CLOCK_MONOTONIC seconds, the clock the robot's records use), so a
+killed probe loses nothing; the last line, written on SIGINT/SIGTERM, holds the totals.
+
+    python -m teleop.harness.hostprobe --out probe.jsonl --cpu 1 --priority 11
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("telesurg.hostprobe")
+
+#: A robot stall is the host's when the probe's gap at the same moment is at least this share of it.
+HOST_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """``period_s``: how often the probe wakes; ``min_gap_s``: lateness worth recording (s);
+    ``cpu``: the CPU to pin to (None: any); ``priority``: SCHED_RR priority (0: normal scheduling)."""
+
+    out: Path
+    period_s: float = 0.001
+    min_gap_s: float = 0.002
+    cpu: int | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The probe slept from ``start_s`` (its deadline) and woke ``gap_s`` late (CLOCK_MONOTONIC, s)."""
+
+    start_s: float
+    gap_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.gap_s
+
+
+def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
+    """Run until SIGINT/SIGTERM (or ``stop()`` returns true); returns the totals."""
+    if config.cpu is not None:
+        os.sched_setaffinity(0, {config.cpu})
+    granted = False
+    if config.priority > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(config.priority))
+            granted = True
+        except OSError as exc:
+            log.warning("hostprobe: real-time priority not granted (%s)", exc)
+    stopping = [False]
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stopping[0] = True
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop)
+    gc.disable()  # the loop allocates almost nothing; a collection would be the probe's own gap
+    clock, period, min_gap = time.monotonic, config.period_s, config.min_gap_s
+    out = config.out.open("a", buffering=1)
+    wakes = gaps = 0
+    worst = 0.0
+    started = deadline = clock()
+    try:
+        while not stopping[0] and not (stop is not None and stop()):
+            deadline += period
+            remaining = deadline - clock()
+            if remaining > 0:
+                time.sleep(remaining)
+            now = clock()
+            wakes += 1
+            late = now - deadline
+            if late > min_gap:
+                gaps += 1
+                worst = max(worst, late)
+                out.write(f'{{"start_s": {deadline:.6f}, "gap_s": {late:.6f}}}\n')
+            if late > period:
+                deadline = now
+        totals = {
+            "seconds": clock() - started,
+            "wakes": wakes,
+            "gaps": gaps,
+            "worst_gap_s": worst,
+            "cpu": -1 if config.cpu is None else config.cpu,
+            "realtime_granted": granted,
+        }
+        out.write(json.dumps({"totals": totals}) + "\n")
+        return totals
+    finally:
+        out.close()
+
+
+def read_gaps(path: Path) -> tuple[list[Gap], dict[str, Any]]:
+    """The gaps a probe wrote, and its totals (empty if it was killed before writing them)."""
+    gaps: list[Gap] = []
+    totals: dict[str, Any] = {}
+    if not path.exists():
+        return gaps, totals
+    for line in path.read_text().splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if "totals" in item:
+            totals = item["totals"]
+        else:
+            gaps.append(Gap(float(item["start_s"]), float(item["gap_s"])))
+    return gaps, totals
+
+
+def host_gap(start_s: float, length_s: float, gaps: Iterable[Gap]) -> float:
+    """The longest probe gap overlapping the interval [start_s, start_s + length_s] (s; 0 if none)."""
+    end_s = start_s + length_s
+    return max((g.gap_s for g in gaps if g.start_s < end_s and g.end_s > start_s), default=0.0)
+
+
+def is_host_stall(start_s: float, length_s: float, gaps: Iterable[Gap]) -> bool:
+    """Whether the probe saw a gap of at least ``HOST_SHARE`` of this robot stall at the same moment."""
+    return host_gap(start_s, length_s, gaps) >= HOST_SHARE * length_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m teleop.harness.hostprobe", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="JSON-lines file the gaps are appended to")
+    parser.add_argument("--period", type=float, default=0.001, help="wake-up period (s, default 0.001)")
+    parser.add_argument("--min-gap", type=float, default=0.002, help="record lateness above this (s, default 0.002)")
+    parser.add_argument("--cpu", type=int, help="pin to this CPU")
+    parser.add_argument("--priority", type=int, default=0, help="SCHED_RR priority (default 0: normal)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    cfg = ProbeConfig(Path(args.out), args.period, args.min_gap, args.cpu, args.priority)
+    print(f"hostprobe: running (cpu {args.cpu}, priority {args.priority})", flush=True)
+    totals = run(cfg)
+    print(
+        f"hostprobe: {totals['gaps']} gaps over {totals['seconds']:.1f} s, worst {totals['worst_gap_s'] * 1e3:.2f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
