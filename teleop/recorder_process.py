@@ -61,6 +61,8 @@ class ProcessRecorder:
         **options: Any,
     ) -> None:
         self.path = Path(path)
+        if self.path.exists():  # the child would refuse it too; say so here, as an OSError
+            raise FileExistsError(f"{self.path} exists; a recording is never overwritten")
         ctx = multiprocessing.get_context("spawn")  # never fork a process with ZeroMQ threads
         reader, self._writer = ctx.Pipe(duplex=False)
         self._replies, child_replies = ctx.Pipe(duplex=False)
@@ -88,7 +90,7 @@ class ProcessRecorder:
         status, detail = self._replies.recv()
         if status != "ok":
             self._abort()
-            raise RuntimeError(f"recording to {self.path}: {detail}")
+            raise OSError(f"recording to {self.path}: {detail}")
         self.channel_ids: dict[str, int] = detail
 
     @property

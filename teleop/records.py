@@ -135,7 +135,9 @@ class StallRecord(msgspec.Struct):
     wait and the next period's first clock reading. ``kind`` is ``"work"`` when the period's own
     steps took longer than a nominal period, else ``"wait"`` (the wake-up came late).
     ``page_faults`` and ``gc_s``: the loop thread's page faults and time in garbage collection
-    during the period."""
+    during the period; ``longest_poll_s``, ``longest_nap_s``, ``final_sleep_s``: within the wait, the
+    longest single ZeroMQ poll, the longest 0.1 ms nap of the last millisecond, and the final sleep
+    to the deadline."""
 
     start_robot_s: float
     period_s: float
@@ -147,6 +149,9 @@ class StallRecord(msgspec.Struct):
     kind: str
     page_faults: int = 0
     gc_s: float = 0.0
+    longest_poll_s: float = 0.0
+    longest_nap_s: float = 0.0
+    final_sleep_s: float = 0.0
 
 
 #: Every topic the robot server records and its record type (what a copy of a recording registers).

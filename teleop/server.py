@@ -97,9 +97,9 @@ class ServerConfig:
     record: str | None = None
     record_flush_s: float = 0.5
     realtime: bool = False
-    #: Pin the control loop to this CPU (None: any; negative counts from the last CPU this process
-    #: may use, so -1 is the last); the server's other threads and its recorder process then run on
-    #: the other CPUs. Ignored on a single CPU.
+    #: Pin the control loop to this CPU (None: any; negative counts from the machine's last CPU, so
+    #: -1 is the last); the server's other threads and its recorder process then run on the other
+    #: CPUs. Ignored on a single CPU.
     cpu: int | None = None
     #: With ``realtime``: lock all memory (mlockall), so the loop never waits for a page fault.
     lock_memory: bool = True
@@ -204,6 +204,8 @@ class RobotServer:
         #: The last answer per console identity and offer digest (a repeated offer gets it again).
         self._offers_answered: dict[bytes, tuple[bytes, p.Message]] = {}
         self._gc_s = self._gc_started_s = 0.0
+        #: The longest single ZeroMQ poll and nap, and the final sleep, of the current wait (s).
+        self._wait_poll_s = self._wait_nap_s = self._wait_sleep_s = 0.0
         self.cpu: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -370,6 +372,7 @@ class RobotServer:
                 if now - last_start > self.config.stall_factor * period:
                     self._log_stall(now - last_start, marks, faults - faults_before, gc_s)
             last_start = now
+            self._wait_poll_s = self._wait_nap_s = self._wait_sleep_s = 0.0
             self._serve_control(now)
             t_control = self.clock()
             self._take_command(t_control)
@@ -415,18 +418,25 @@ class RobotServer:
             kind="work" if work_s > self.config.period_s else "wait",
             page_faults=faults,
             gc_s=gc_s,
+            longest_poll_s=self._wait_poll_s,
+            longest_nap_s=self._wait_nap_s,
+            final_sleep_s=self._wait_sleep_s,
         )
         self.counters[f"loop.stall.{stall.kind}"] += 1
         self._record(TOPIC_STALLS, stall)
         log.warning(
             "long control period (%s): %.1f ms (control %.2f, command %.2f, arm/supervisor/telemetry/record %.2f, "
-            "wait %.2f, unaccounted %.2f ms; %d page faults, %.2f ms in garbage collection)",
+            "wait %.2f (longest poll %.2f, nap %.2f, final sleep %.2f), unaccounted %.2f ms; %d page faults, "
+            "%.2f ms in garbage collection)",
             stall.kind,
             length_s * 1e3,
             stall.control_s * 1e3,
             stall.command_s * 1e3,
             stall.work_s * 1e3,
             stall.wait_s * 1e3,
+            stall.longest_poll_s * 1e3,
+            stall.longest_nap_s * 1e3,
+            stall.final_sleep_s * 1e3,
             stall.unaccounted_s * 1e3,
             stall.page_faults,
             stall.gc_s * 1e3,
@@ -448,7 +458,9 @@ class RobotServer:
             if remaining <= 0:
                 break
             # ZeroMQ polls in whole milliseconds; the last millisecond is polled in 0.1 ms naps.
+            t_poll = self.clock()
             ready, _, _ = zmq.select(watch, [], [], remaining if remaining >= 0.001 else 0)
+            self._wait_poll_s = max(self._wait_poll_s, self.clock() - t_poll)
             if cmd in ready:
                 self._take_command(self.clock())
                 watch.remove(cmd)
@@ -457,8 +469,12 @@ class RobotServer:
                 if served >= self.config.max_control_per_period:
                     watch.remove(control)
             if not ready and remaining < 0.001:
+                t_nap = self.clock()
                 time.sleep(min(remaining, 0.0001))
+                self._wait_nap_s = max(self._wait_nap_s, self.clock() - t_nap)
+        t_sleep = self.clock()
         sleep_until(deadline, self.clock)
+        self._wait_sleep_s = self.clock() - t_sleep
 
     def _control_period(self, now: float, dt: float, publish: bool) -> None:
         sup = self.supervisor
@@ -902,13 +918,15 @@ def camera_message(cam: CameraInfo) -> p.Camera:
 
 
 def _resolve_cpu(cpu: int | None) -> int | None:
-    """The CPU ``ServerConfig.cpu`` names (negative: from the last), None when unset or single-CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
+    """The CPU ``ServerConfig.cpu`` names (negative: from the machine's last), None when unset or on a
+    single CPU. Counted over the machine's CPUs, not this process's inherited affinity, which a
+    launcher may already have narrowed to the *other* CPUs."""
+    cpus = list(range(os.cpu_count() or 1))
     if cpu is None or len(cpus) < 2:
         return None
-    if cpu < 0:
-        return cpus[cpu] if -cpu <= len(cpus) else cpus[0]
-    return cpu
+    if not -len(cpus) <= cpu < len(cpus):
+        raise ValueError(f"cpu {cpu} does not exist: this machine has CPUs 0–{len(cpus) - 1}")
+    return cpus[cpu]
 
 
 def _faults() -> int:

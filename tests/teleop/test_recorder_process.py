@@ -49,7 +49,7 @@ def test_every_write_arrives_in_order_on_its_channel(tmp_path: Path) -> None:
 def test_an_existing_file_is_refused_in_the_caller(tmp_path: Path) -> None:
     path = tmp_path / "r.mcap"
     path.write_bytes(b"keep me")
-    with pytest.raises(RuntimeError, match="exists"):
+    with pytest.raises(FileExistsError, match="exists"):
         ProcessRecorder(path, {"/a": EventRecord})
     assert path.read_bytes() == b"keep me"
 
