@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -38,24 +37,14 @@ import numpy as np
 from command_latency import drive
 
 from teleop.channels import Endpoints, free_loopback_ports
+from teleop.harness.browser import BrowserViewer
 from teleop.harness.hostprobe import is_host_stall, read_gaps
 from teleop.harness.invariants import load
-from teleop.harness.runner import CliProcess
+from teleop.harness.runner import CliProcess, HostProbe
 from teleop.settings import write_toml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--allow-loopback-in-peer-connection",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
 TARGET_WORST_S = 0.005
 PERIOD_S = 0.002
 
@@ -71,24 +60,19 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def viewer_cycle(http_port: int, token: str, timeout_s: float = 20.0) -> int:
     """Open the web viewer in headless Chromium until it decoded frames; returns frames decoded."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{http_port}/?token={token}")
-            deadline = time.monotonic() + timeout_s
-            frames = 0
-            while time.monotonic() < deadline:
-                state = page.evaluate("window.telesurg") or {}
-                frames = int(state.get("framesDecoded") or 0)
-                if frames >= 10 or state.get("error"):
-                    break
-                time.sleep(0.2)
-            return frames
-        finally:
-            browser.close()
+    viewer = BrowserViewer(f"http://127.0.0.1:{http_port}/?token={token}")
+    try:
+        deadline = time.monotonic() + timeout_s
+        frames = 0
+        while time.monotonic() < deadline:
+            state = viewer.poll()
+            frames = int(state["frames_decoded"])
+            if frames >= 10 or state.get("error"):
+                break
+            time.sleep(0.2)
+        return frames
+    finally:
+        viewer.close()
 
 
 def main() -> int:
@@ -141,14 +125,7 @@ def main() -> int:
         return 1
     if args.no_pin:
         robot_cpu = None
-    probe = None
-    if not args.no_probe:
-        probe = subprocess.Popen(
-            [sys.executable, "-m", "teleop.harness.hostprobe", "--out", str(folder / "probe.jsonl"), "--priority", "11"]
-            + (["--cpu", str(robot_cpu)] if robot_cpu is not None else []),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
+    probe = None if args.no_probe or robot_cpu is None else HostProbe(folder / "probe.jsonl", robot_cpu)
     seconds = 6.0 * args.cycles + 10.0
     driven: dict[str, Any] = {}
     driver = threading.Thread(target=lambda: driven.update(result=drive(endpoints, 500.0, seconds)), daemon=True)
@@ -173,15 +150,14 @@ def main() -> int:
     finally:
         robot.stop(20)
         if probe is not None:
-            probe.terminate()
-            probe.wait(10)
+            probe.stop()
 
     rec = load(record)
     periods = np.array([s["period_s"] for s in rec.get("state", [])][1:])
     stalls = rec.get("stalls", [])
     gaps, probe_totals = read_gaps(folder / "probe.jsonl")
     for s in stalls:
-        s["host"] = s["kind"] == "wait" and is_host_stall(s["start_robot_s"], s["period_s"], gaps)
+        s["host"] = s["kind"] == "wait" and is_host_stall(s["start_robot_s"], s["period_s"], PERIOD_S, gaps)
     granted = not any("real-time scheduling not available" in line for line in robot.lines)
     worst = float(periods.max()) if periods.size else float("nan")
     p9999 = float(np.percentile(periods, 99.99)) if periods.size else float("nan")

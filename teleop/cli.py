@@ -400,7 +400,9 @@ def _cmd_soak(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise CliError(f"{out} exists and is not empty; choose another --out")
     try:
-        config = SoakConfig(out=out, minutes=args.minutes, window_minutes=args.window_minutes, strict=args.strict)
+        config = SoakConfig(
+            out=out, minutes=args.minutes, window_minutes=args.window_minutes, strict=args.strict, pinning=args.pinning
+        )
         return run_soak(config)
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
@@ -581,6 +583,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_soak.add_argument("--window-minutes", type=float, default=5.0, help="report window (default 5)")
     p_soak.add_argument("--out", help="report folder (default runs/soak/<time>)")
     p_soak.add_argument("--strict", action="store_true", help="the timing targets decide the exit status too")
+    p_soak.add_argument(
+        "--pinning",
+        choices=["auto", "isolate", "robot", "none"],
+        default="auto",
+        help="robot loop on a CPU of its own (isolate), first on its CPU (robot), or none (default auto: by CPUs)",
+    )
     p_soak.set_defaults(func=_cmd_soak)
 
     p_netem = sub.add_parser(

@@ -204,6 +204,8 @@ class RobotServer:
         #: The last answer per console identity and offer digest (a repeated offer gets it again).
         self._offers_answered: dict[bytes, tuple[bytes, p.Message]] = {}
         self._gc_s = self._gc_started_s = 0.0
+        #: The length of the period that just ended (s): the nominal one before the first.
+        self._period_s = config.period_s
         #: The longest single ZeroMQ poll and nap, and the final sleep, of the current wait (s).
         self._wait_poll_s = self._wait_nap_s = self._wait_sleep_s = 0.0
         self.cpu: int | None = None
@@ -368,6 +370,7 @@ class RobotServer:
             faults_before, faults = faults, _faults()
             gc_s, self._gc_s = self._gc_s, 0.0
             if last_start is not None:
+                self._period_s = now - last_start  # recorded as is (the stats keep a bounded history)
                 self.stats.add(now - last_start)
                 if now - last_start > self.config.stall_factor * period:
                     self._log_stall(now - last_start, marks, faults - faults_before, gc_s)
@@ -492,7 +495,7 @@ class RobotServer:
                 TOPIC_STATE,
                 StateRecord(
                     robot_s=now,
-                    period_s=self.stats.periods_s[-1] if len(self.stats.periods_s) else dt,
+                    period_s=self._period_s,
                     tip_m=_vec(reading.tip_m),
                     setpoint_m=_vec(setpoint.tip_m),
                     jaw=reading.jaw,

@@ -54,9 +54,18 @@ def run_safety(
     results: list[CellResult] = []
     log(f"safety: {len(cells)} cells, {jobs} at a time, report in {out}")
     # Each cell's robot (and the host probe beside it) gets a CPU of its own, the highest ones.
+    # Everything else (consoles, media processes, this process) runs on the remaining CPUs.
     cpus: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-    for cpu in robot_cpus(jobs):
+    pinned = robot_cpus(jobs)
+    for cpu in pinned:
         cpus.put(cpu)
+    affinity = os.sched_getaffinity(0)
+    # Isolated only where two CPUs or more are left for the rest: on a two-core machine a cell's
+    # console, media process and renderer squeezed onto one CPU ran the video at 4–6 fps (measured
+    # with `telesurg soak --pinning isolate`); there the robot's real-time priority keeps it first.
+    isolate = None not in pinned and len(affinity) - len(pinned) >= 2
+    if isolate:
+        os.sched_setaffinity(0, affinity - set(pinned))
 
     def run(cell: Cell) -> CellResult:
         cpu = cpus.get()
@@ -65,15 +74,18 @@ def run_safety(
         finally:
             cpus.put(cpu)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run, c): c for c in cells}
-        for done, fut in enumerate(as_completed(futures), start=1):
-            result = fut.result()
-            results.append(result)
-            elapsed = time.monotonic() - started
-            eta = elapsed / done * (len(cells) - done)
-            line = cell_line(result.to_dict())
-            log(f"[{done:3d}/{len(cells)}] {line}  elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min")
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(run, c): c for c in cells}
+            for done, fut in enumerate(as_completed(futures), start=1):
+                result = fut.result()
+                results.append(result)
+                elapsed = time.monotonic() - started
+                eta = elapsed / done * (len(cells) - done)
+                line = cell_line(result.to_dict())
+                log(f"[{done:3d}/{len(cells)}] {line}  elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min")
+    finally:
+        os.sched_setaffinity(0, affinity)
     order = {c.name: i for i, c in enumerate(cells)}
     results.sort(key=lambda r: order[r.cell.name])
     meta = {
@@ -83,6 +95,8 @@ def run_safety(
         "wall_s": time.monotonic() - started,
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "negative_controls": list(negative or []),
+        "robot_cpus": [c for c in pinned if c is not None],
+        "isolated": isolate,
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
     }
     summary = write_report(out, results, meta)

@@ -6,8 +6,8 @@ absolute deadlines (default every 1 ms, about 1% of the CPU). Whatever keeps *it
 time — a virtual CPU the host did not schedule, an interrupt storm, a higher-priority task — keeps
 the robot from waking too,
 while a stall of the robot's own making (its work, its interpreter lock, its page faults) leaves the
-probe on time. A robot stall counts as the host's only when the probe saw a gap at least
-``HOST_SHARE`` as long at the same moment (``match_stalls``).
+probe on time. A robot stall counts as the host's only when the probe was held up, at the same
+moment, for at least ``HOST_SHARE`` of the robot's lateness (``is_host_stall``).
 
 Every gap longer than ``min_gap_s`` is appended to ``out`` at once, one JSON object per line
 (``{"start_s": …, "gap_s": …}``, CLOCK_MONOTONIC seconds, the clock the robot's records use), so a
@@ -33,8 +33,10 @@ from typing import Any
 
 log = logging.getLogger("telesurg.hostprobe")
 
-#: A robot stall is the host's when the probe's gap at the same moment is at least this share of it.
+#: A robot stall is the host's when the probe was held up for at least this share of its lateness.
 HOST_SHARE = 0.8
+#: The probe's period: how much of a host stall it can miss at either end (s).
+PROBE_SLACK_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -133,14 +135,20 @@ def read_gaps(path: Path) -> tuple[list[Gap], dict[str, Any]]:
 
 
 def host_gap(start_s: float, length_s: float, gaps: Iterable[Gap]) -> float:
-    """The longest probe gap overlapping the interval [start_s, start_s + length_s] (s; 0 if none)."""
+    """How long the probe was held up within [start_s, start_s + length_s] (s): the overlapping parts
+    of its gaps, added up (a long host stall can show as several gaps in a row)."""
     end_s = start_s + length_s
-    return max((g.gap_s for g in gaps if g.start_s < end_s and g.end_s > start_s), default=0.0)
+    return sum(max(0.0, min(end_s, g.end_s) - max(start_s, g.start_s)) for g in gaps)
 
 
-def is_host_stall(start_s: float, length_s: float, gaps: Iterable[Gap]) -> bool:
-    """Whether the probe saw a gap of at least ``HOST_SHARE`` of this robot stall at the same moment."""
-    return host_gap(start_s, length_s, gaps) >= HOST_SHARE * length_s
+def is_host_stall(start_s: float, length_s: float, nominal_s: float, gaps: Iterable[Gap]) -> bool:
+    """Whether the host took this robot stall: the probe was held up, at the same moment, for at
+    least ``HOST_SHARE`` of the stall's lateness (its length beyond the nominal period, the quantity
+    the probe measures of itself). The probe wakes every millisecond, so it can see up to one of
+    its periods less than the robot lost; the window is widened by that much on each side."""
+    lateness_s = length_s - nominal_s
+    seen = host_gap(start_s - PROBE_SLACK_S, length_s + 2 * PROBE_SLACK_S, gaps)
+    return seen >= HOST_SHARE * lateness_s
 
 
 def main(argv: list[str] | None = None) -> int:

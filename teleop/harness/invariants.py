@@ -18,9 +18,10 @@
    may push it slightly) and never inside a forbidden box.
 6. ``stall``: no control period is longer than 5× nominal — except one the host took: a period
    the robot spent waiting for its wake-up (``/robot/stalls`` kind ``wait``) while the host probe
-   pinned beside it (``teleop.harness.hostprobe``) was kept from running for at least 80% as long
-   at the same moment. Such periods are reported (count and longest), not hidden; a stall in the
-   period's own work always fails, whatever the probe saw.
+   pinned beside it (``teleop.harness.hostprobe``) was kept from running, at the same moment, for at
+   least 80% of the robot's lateness (the period's length beyond nominal). Such periods are
+   reported (count and longest), not hidden; a stall in the period's own work always fails,
+   whatever the probe saw.
 
 Each check returns pass/fail with its measured figure, so a report can show how close a run came.
 """
@@ -231,7 +232,7 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
             continue
         start = s["robot_s"] - length  # a state's period is the one that ended at its robot_s
         kind = next((st["kind"] for st in stalls if abs(st["start_robot_s"] - start) < 1e-4), "")
-        if kind == "wait" and is_host_stall(start, length, host_gaps):
+        if kind == "wait" and is_host_stall(start, length, nominal, host_gaps):
             host.append((length, host_gap(start, length, host_gaps)))
         else:
             own = max(own, length)
@@ -240,6 +241,6 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
         longest, seen = max(host)
         detail += (
             f"; {len(host)} longer period(s) set apart as the host's (waiting for the wake-up while the host "
-            f"probe was held up as long): longest {longest * 1e3:.1f} ms, probe gap {seen * 1e3:.1f} ms"
+            f"probe was held up ≥ 80% as long): longest {longest * 1e3:.1f} ms, probe held up {seen * 1e3:.1f} ms"
         )
     return Check("stall", own <= limit, own, limit, "s", detail)

@@ -72,7 +72,9 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: list[Path
         f"**Verdict: {'every invariant held in every cell' if ok else 'INVARIANTS FAILED in ' + ', '.join(failed)}**",
         "",
         f"- cells: {len(rows)}; matrix: {meta.get('matrix')}; wall time {meta.get('wall_s', 0) / 60:.1f} min; "
-        f"parallel jobs: {meta.get('jobs')}; started {meta.get('started')}",
+        f"parallel jobs: {meta.get('jobs')}; robots pinned to CPUs {meta.get('robot_cpus') or 'none'} "
+        f"(host probe beside each), the rest {'on the others' if meta.get('isolated') else 'anywhere'}; "
+        f"started {meta.get('started')}",
         f"- negative controls: {', '.join(meta.get('negative_controls') or []) or 'none'}",
         f"- machine: {meta.get('machine')}",
         "",

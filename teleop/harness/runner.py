@@ -30,7 +30,8 @@ FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
 #: When a fault is injected, counted from the console's engage.
 FAULT_AT_S = 0.5
 CLOCK_JUMP_S = 1.0
-PROBE_COMMAND = (sys.executable, "-m", "teleop.harness.hostprobe")
+#: The host probe's command line (``-c``, not ``-m``: the harness package imports the module itself).
+PROBE_COMMAND = (sys.executable, "-c", "import sys; from teleop.harness.hostprobe import main; sys.exit(main())")
 
 
 @dataclass

@@ -264,13 +264,15 @@ def test_a_stall_is_set_apart_as_the_hosts_only_when_waiting_and_the_probe_was_h
         rec = () if kind is None else (StallRecord(1.18, 0.02, 0.0, 0.0, 0.0003, 0.0197, 0.0, kind),)
         return _record(tmp_path / f"{name}.mcap", stalls=rec, state=stall)
 
-    probe_long = (Gap(1.181, 0.019),)  # ≥ 80% of the stall, at the same moment
+    probe_long = (Gap(1.181, 0.016),)  # ≥ 80% of its 18 ms lateness, at the same moment
+    probe_split = (Gap(1.181, 0.008), Gap(1.1895, 0.008))  # the same, seen as two gaps in a row
     probe_short = (Gap(1.181, 0.010),)
     probe_elsewhere = (Gap(3.0, 0.05),)
     wait = record("wait", "wait")
     assert _failed(wait, gaps=probe_long) == set()
     check = next(c for c in check_recording(wait, (), probe_long) if c.name == "stall")
     assert "1 longer period(s) set apart as the host's" in check.detail and check.figure <= 0.0021
+    assert _failed(wait, gaps=probe_split) == set()
     assert "stall" in _failed(wait, gaps=probe_short)
     assert "stall" in _failed(wait, gaps=probe_elsewhere)
     assert "stall" in _failed(wait)

@@ -17,6 +17,7 @@ from mcap.reader import make_reader
 
 from teleop.harness.hostprobe import ProbeConfig, read_gaps
 from teleop.harness.hostprobe import run as run_probe
+from teleop.harness.runner import PROBE_COMMAND
 from teleop.realtime import ThreadUsage
 from teleop.recorder import read
 from teleop.recorder_process import ProcessRecorder
@@ -122,9 +123,7 @@ def test_the_recorder_ignores_ctrl_c_and_ends_with_the_pipe(tmp_path: Path) -> N
 def test_the_host_probe_records_a_gap_it_was_kept_from_running(tmp_path: Path) -> None:
     # SIGSTOP the probe for 200 ms: from its point of view the host did not schedule it.
     out = tmp_path / "probe.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "teleop.harness.hostprobe", "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE
-    )
+    proc = subprocess.Popen([*PROBE_COMMAND, "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and b"running" in proc.stdout.readline()
         time.sleep(0.3)
