@@ -151,6 +151,14 @@ def is_host_stall(start_s: float, length_s: float, nominal_s: float, gaps: Itera
     return seen >= HOST_SHARE * lateness_s
 
 
+def stall_is_hosts(kind: str, start_s: float, length_s: float, nominal_s: float, gaps: Iterable[Gap]) -> bool:
+    """Whether a recorded robot stall (``kind`` ``"work"`` or ``"wait"``, see ``StallRecord``) was the
+    host's: ``is_host_stall``. Both kinds can be: the probe runs one priority *above* the robot, so the
+    robot's own work never holds it up — when the probe was held up through the robot's work, the
+    CPU was taken from both. An unknown kind (no stall record) is never the host's."""
+    return kind in ("work", "wait") and is_host_stall(start_s, length_s, nominal_s, gaps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m teleop.harness.hostprobe", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON-lines file the gaps are appended to")

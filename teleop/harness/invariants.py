@@ -16,12 +16,13 @@
    idle) are excluded.
 5. ``workspace``: setpoint and tip stay in the workspace box (the tip within ``TIP_MARGIN_M``: tissue
    may push it slightly) and never inside a forbidden box.
-6. ``stall``: no control period is longer than 5× nominal — except one the host took: a period
-   the robot spent waiting for its wake-up (``/robot/stalls`` kind ``wait``) while the host probe
-   pinned beside it (``teleop.harness.hostprobe``) was kept from running, at the same moment, for at
-   least 80% of the robot's lateness (the period's length beyond nominal). Such periods are
-   reported (count and longest), not hidden; a stall in the period's own work always fails,
-   whatever the probe saw.
+6. ``stall``: no control period is longer than 5× nominal — except one the host took: the host
+   probe pinned beside the robot one real-time priority above it (``teleop.harness.hostprobe``) was
+   kept from running, at the same moment, for at least 80% of the robot's lateness (the period's
+   length beyond nominal). The robot cannot hold up a higher-priority probe, so this holds for a
+   stall in the wait for the period's start and for one in the period's own work alike. Such
+   periods are reported per kind (count and longest), never hidden; a stall without a stall record,
+   or one the probe did not share, fails.
 
 Each check returns pass/fail with its measured figure, so a report can show how close a run came.
 """
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, host_gap, is_host_stall
+from teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts
 from teleop.recorder import read
 
 HOLD_SLACK_S = 0.05
@@ -232,15 +233,16 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
             continue
         start = s["robot_s"] - length  # a state's period is the one that ended at its robot_s
         kind = next((st["kind"] for st in stalls if abs(st["start_robot_s"] - start) < 1e-4), "")
-        if kind == "wait" and is_host_stall(start, length, nominal, host_gaps):
-            host.append((length, host_gap(start, length, host_gaps)))
+        if stall_is_hosts(kind, start, length, nominal, host_gaps):
+            host.append((length, host_gap(start, length, host_gaps), kind))
         else:
             own = max(own, length)
     detail = "longest control period"
     if host:
-        longest, seen = max(host)
+        longest, seen, _ = max(host)
+        kinds = ", ".join(f"{sum(k == kind for *_, k in host)} {kind}" for kind in ("wait", "work"))
         detail += (
-            f"; {len(host)} longer period(s) set apart as the host's (waiting for the wake-up while the host "
-            f"probe was held up ≥ 80% as long): longest {longest * 1e3:.1f} ms, probe held up {seen * 1e3:.1f} ms"
+            f"; {len(host)} longer period(s) ({kinds}) set apart as the host's (the host probe was held up "
+            f"≥ 80% as long at the same moment): longest {longest * 1e3:.1f} ms, probe held up {seen * 1e3:.1f} ms"
         )
     return Check("stall", own <= limit, own, limit, "s", detail)

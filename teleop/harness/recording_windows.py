@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, is_host_stall
+from teleop.harness.hostprobe import Gap, stall_is_hosts
 from teleop.harness.invariants import STALL_FACTOR, check_recording
 from teleop.recorder import RecordedMessage, Recorder, encode
 from teleop.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
@@ -268,7 +268,7 @@ class RecordingWindows:
         gaps = np.frombuffer(w.gaps_s, dtype=float) if len(w.gaps_s) else np.zeros(0)
         lat = np.frombuffer(w.latencies_s, dtype=float) if len(w.latencies_s) else np.zeros(0)
         for s in w.stalls:
-            s["host"] = s["kind"] == "wait" and is_host_stall(s["start_robot_s"], s["period_s"], nominal, probe_gaps)
+            s["host"] = stall_is_hosts(s["kind"], s["start_robot_s"], s["period_s"], nominal, probe_gaps)
         return {
             "index": w.index,
             "latency": {
