@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -63,6 +62,7 @@ import numpy as np
 from teleop import protocol as p
 from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import ConsoleConfig, RobotLink
+from teleop.harness import procstats
 from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
 from teleop.video import VIDEO_CLOCK_HZ, _tap_rtp
@@ -138,46 +138,16 @@ def drift(times_s: np.ndarray, values_s: np.ndarray, start_s: float, end_s: floa
 
 def cpu_s(pid: int) -> float:
     """utime + stime of process ``pid`` (all its threads) in s; NaN when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return math.nan
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces: fields from 3 (state) on
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (from /proc/<pid>/task/*/children, else by scanning ppids)."""
-    kids: list[int] = []
-    tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
-    if tasks:
-        for path in tasks:
-            with contextlib.suppress(OSError):
-                kids += [int(v) for v in path.read_text().split()]
-        return sorted(set(kids))
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return sorted(kids)
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    value = procstats.cpu_s(pid)
+    return math.nan if value is None else value
 
 
 def renderer_pids(media_pid: int) -> list[int]:
     """The renderer: the media process's child started by multiprocessing's spawn (not its resource
     tracker)."""
-    kids = children(media_pid)
-    spawned = [k for k in kids if "spawn_main" in cmdline(k)]
-    return spawned or [k for k in kids if "resource_tracker" not in cmdline(k)]
+    kids = procstats.children(media_pid)
+    spawned = [k for k in kids if "spawn_main" in procstats.cmdline(k)]
+    return spawned or [k for k in kids if "resource_tracker" not in procstats.cmdline(k)]
 
 
 class CpuMeter:

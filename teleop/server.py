@@ -49,6 +49,7 @@ from teleop.clock import ClockEstimator
 from teleop.ports import bind_zmq
 from teleop.realtime import RealtimeReport, ThreadUsage, enter_realtime, other_cpus, realtime_io_threads
 from teleop.records import (
+    RECORD_TYPES,
     TOPIC_APPLIED,
     TOPIC_COMMANDS,
     TOPIC_CONFIG,
@@ -280,16 +281,7 @@ class RobotServer:
         # Its own process: encoding, lz4 chunks and the disk never share the loop's interpreter lock.
         self.recorder = ProcessRecorder(
             self.record_path,
-            {
-                TOPIC_STATE: StateRecord,
-                TOPIC_COMMANDS: CommandRecord,
-                TOPIC_APPLIED: CommandRecord,
-                TOPIC_EVENTS: EventRecord,
-                TOPIC_CONTROL: ControlRecord,
-                TOPIC_REJECTED: RejectedRecord,
-                TOPIC_CONFIG: ConfigRecord,
-                TOPIC_STALLS: StallRecord,
-            },
+            RECORD_TYPES,
             cpus=None if self.cpu is None else other_cpus(self.cpu),
             flush_interval_s=self.config.record_flush_s,
             compression="lz4",

@@ -14,23 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from teleop.harness.browser import CHROMIUM_ARGS
+
 from ..system_programs import require
 from .conftest import RobotProcess
 from .test_video import VideoStack
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # WebRTC on loopback: offer the loopback address as a host candidate, not an mDNS name.
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def test_browser_receives_decoded_frames_with_the_token_and_is_refused_without(v
     assert _status(base + "offer", offer) == 403
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=list(CHROMIUM_ARGS))
         try:
             page = browser.new_page(viewport={"width": 800, "height": 600})
             refused = page.goto(base)
