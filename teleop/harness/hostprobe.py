@@ -1,19 +1,22 @@
 """A host-jitter probe: a tiny fixed-rate loop beside the robot that records its own wake-up lateness.
 
 It runs pinned to the robot's CPU, one real-time priority above the robot's (so the robot's own
-work never delays it: what delays it is the host or the kernel), and does nothing but sleep to
-absolute deadlines (default every 1 ms, about 1% of the CPU). Whatever keeps *it* from waking on
-time — a virtual CPU the host did not schedule, an interrupt storm, a higher-priority task — keeps
-the robot from waking too,
-while a stall of the robot's own making (its work, its interpreter lock, its page faults) leaves the
-probe on time. A robot stall counts as the host's only when the probe was held up, at the same
-moment, for at least ``HOST_SHARE`` of the robot's lateness (``is_host_stall``).
+work never delays it), and does nothing but sleep to absolute deadlines (default every 1 ms, about
+1% of the CPU). When it wakes late it also reads how long it sat runnable in the guest's run queue
+(``/proc/thread-self/schedstat``): that part is the guest's own doing — another task's
+non-preemptible kernel work on the CPU (this kernel is built without full preemption), a
+higher-priority task — and the rest is the host's: the virtual CPU was not running at all. A robot
+stall counts as the host's only when the host held the probe up, at the same moment, for at least
+``HOST_SHARE`` of the robot's lateness (``is_host_stall``); a stall of the robot's own making (its
+work, its interpreter lock, its page faults, another process on its CPU) does not qualify.
 
 Every gap longer than ``min_gap_s`` is appended to ``out`` at once, one JSON object per line
-(``{"start_s": …, "gap_s": …}``, CLOCK_MONOTONIC seconds, the clock the robot's records use), so a
-killed probe loses nothing; the last line, written on SIGINT/SIGTERM, holds the totals.
+(``{"start_s": …, "gap_s": …, "queued_s": …}``, CLOCK_MONOTONIC seconds, the clock the robot's
+records use), so a killed probe loses nothing; the last line, written on SIGINT/SIGTERM, holds the
+totals.
 
-    python -m teleop.harness.hostprobe --out probe.jsonl --cpu 1 --priority 11
+    python -c "import sys; from teleop.harness.hostprobe import main; sys.exit(main())" \
+        --out probe.jsonl --cpu 1 --priority 11
 """
 
 from __future__ import annotations
@@ -53,14 +56,22 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class Gap:
-    """The probe slept from ``start_s`` (its deadline) and woke ``gap_s`` late (CLOCK_MONOTONIC, s)."""
+    """The probe's deadline was ``start_s`` and it ran ``gap_s`` late (CLOCK_MONOTONIC, s), of which
+    it spent ``queued_s`` runnable in the guest's run queue (its ``schedstat`` run delay): held up
+    by the guest itself — another task's non-preemptible kernel work on the CPU, say — not by the
+    host. The rest, ``host_s``, is the time its virtual CPU was not running at all."""
 
     start_s: float
     gap_s: float
+    queued_s: float = 0.0
 
     @property
     def end_s(self) -> float:
         return self.start_s + self.gap_s
+
+    @property
+    def host_s(self) -> float:
+        return max(0.0, self.gap_s - self.queued_s)
 
 
 def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
@@ -84,6 +95,8 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
     gc.disable()  # the loop allocates almost nothing; a collection would be the probe's own gap
     clock, period, min_gap = time.monotonic, config.period_s, config.min_gap_s
     out = config.out.open("a", buffering=1)
+    schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    queued = _run_delay_s(schedstat)
     wakes = gaps = 0
     worst = 0.0
     started = deadline = clock()
@@ -94,12 +107,15 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
             if remaining > 0:
                 time.sleep(remaining)
             now = clock()
+            queued_before, queued = queued, _run_delay_s(schedstat)
             wakes += 1
             late = now - deadline
             if late > min_gap:
                 gaps += 1
                 worst = max(worst, late)
-                out.write(f'{{"start_s": {deadline:.6f}, "gap_s": {late:.6f}}}\n')
+                out.write(
+                    f'{{"start_s": {deadline:.6f}, "gap_s": {late:.6f}, "queued_s": {queued - queued_before:.6f}}}\n'
+                )
             if late > period:
                 deadline = now
         totals = {
@@ -114,6 +130,12 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
         return totals
     finally:
         out.close()
+        os.close(schedstat)
+
+
+def _run_delay_s(fd: int) -> float:
+    """This thread's time spent runnable but waiting for a CPU so far (s), from its schedstat."""
+    return int(os.pread(fd, 128, 0).split()[1]) / 1e9
 
 
 def read_gaps(path: Path) -> tuple[list[Gap], dict[str, Any]]:
@@ -130,21 +152,29 @@ def read_gaps(path: Path) -> tuple[list[Gap], dict[str, Any]]:
         if "totals" in item:
             totals = item["totals"]
         else:
-            gaps.append(Gap(float(item["start_s"]), float(item["gap_s"])))
+            gaps.append(Gap(float(item["start_s"]), float(item["gap_s"]), float(item.get("queued_s", 0.0))))
     return gaps, totals
 
 
 def host_gap(start_s: float, length_s: float, gaps: Iterable[Gap]) -> float:
-    """How long the probe was held up within [start_s, start_s + length_s] (s): the overlapping parts
-    of its gaps, added up (a long host stall can show as several gaps in a row)."""
+    """How long the host held the probe up within [start_s, start_s + length_s] (s): the overlapping
+    parts of its gaps, each counted for its host share (not the time it sat in the guest's run
+    queue), added up (a long host stall can show as several gaps in a row)."""
     end_s = start_s + length_s
-    return sum(max(0.0, min(end_s, g.end_s) - max(start_s, g.start_s)) for g in gaps)
+    total = 0.0
+    for g in gaps:
+        overlap = min(end_s, g.end_s) - max(start_s, g.start_s)
+        if overlap > 0 and g.gap_s > 0:
+            total += overlap * g.host_s / g.gap_s
+    return total
 
 
 def is_host_stall(start_s: float, length_s: float, nominal_s: float, gaps: Iterable[Gap]) -> bool:
-    """Whether the host took this robot stall: the probe was held up, at the same moment, for at
+    """Whether the host took this robot stall: the host held the probe up, at the same moment, for at
     least ``HOST_SHARE`` of the stall's lateness (its length beyond the nominal period, the quantity
-    the probe measures of itself). The probe wakes every millisecond, so it can see up to one of
+    the probe measures of itself). Time the probe spent queued in the guest does not count: that is
+    the guest's own doing (e.g. another process's non-preemptible kernel work on the robot's CPU,
+    which a CPU of its own avoids), not the host's. The probe wakes every millisecond, so it can see up to one of
     its periods less than the robot lost; the window is widened by that much on each side."""
     lateness_s = length_s - nominal_s
     seen = host_gap(start_s - PROBE_SLACK_S, length_s + 2 * PROBE_SLACK_S, gaps)
@@ -160,7 +190,7 @@ def stall_is_hosts(kind: str, start_s: float, length_s: float, nominal_s: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m teleop.harness.hostprobe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="hostprobe", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON-lines file the gaps are appended to")
     parser.add_argument("--period", type=float, default=0.001, help="wake-up period (s, default 0.001)")
     parser.add_argument("--min-gap", type=float, default=0.002, help="record lateness above this (s, default 0.002)")

@@ -139,6 +139,7 @@ def test_the_host_probe_records_a_gap_it_was_kept_from_running(tmp_path: Path) -
     assert totals["wakes"] > 300
     longest = max(gaps, key=lambda g: g.gap_s)
     assert 0.15 <= longest.gap_s <= 0.5 and abs(longest.start_s - stopped) < 0.05
+    assert longest.queued_s < 0.01 and longest.host_s > 0.14  # stopped, not queued: host-like
 
 
 def test_the_probe_stops_and_writes_its_totals(tmp_path: Path) -> None:
@@ -174,3 +175,34 @@ def test_thread_usage_counts_page_faults() -> None:
         for i in range(0, len(block), mmap.PAGESIZE):
             block[i] = 1
     assert ThreadUsage.now().since(before)["minor_faults"] >= (8 << 20) // mmap.PAGESIZE
+
+
+def test_the_probe_tells_time_queued_in_the_guest_from_time_the_cpu_was_gone(tmp_path: Path) -> None:
+    # Another busy process on the probe's CPU keeps it queued in the guest (its run delay grows): not
+    # the host's. A SIGSTOP (the previous test) leaves it off the run queue: its gap is all host-like.
+    cpu = min(os.sched_getaffinity(0))
+    out = tmp_path / "probe.jsonl"
+    probe = subprocess.Popen(
+        [*PROBE_COMMAND, "--out", str(out), "--cpu", str(cpu), "--min-gap", "0.0003"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+    )
+    hog = None
+    try:
+        assert probe.stdout is not None and b"running" in probe.stdout.readline()
+        burn = (
+            f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+            "end = time.monotonic() + 1.0\nwhile time.monotonic() < end: pass"
+        )
+        hog = subprocess.Popen([sys.executable, "-c", burn])
+        hog.wait(20)
+        time.sleep(0.2)
+    finally:
+        probe.send_signal(signal.SIGINT)
+        probe.wait(10)
+        if hog is not None and hog.poll() is None:
+            hog.kill()
+    gaps, _ = read_gaps(out)
+    queued = [g for g in gaps if g.gap_s > 0.0005]
+    assert queued, "the busy process never delayed the probe"
+    assert all(g.queued_s >= 0.8 * g.gap_s and g.host_s <= 0.2 * g.gap_s for g in queued)
