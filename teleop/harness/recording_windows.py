@@ -18,20 +18,17 @@ writes its records in loop order, so everything earlier is in the file by then).
   boundary). A slice is kept only when an invariant broke in it.
 - measures the window: command latency from ``/robot/applied`` (true age: robot receive time −
   console send time; console and robot read the same host clock, so no clock-sync estimate is
-  involved), control periods (from successive ``robot_s``: the recorded ``period_s`` freezes after
-  ``teleop.server.PeriodStats.limit`` periods), stalls with their kind and whether the host probe
-  saw the same gap (a ``wait`` stall only, as the stall invariant), refused commands, rejected
+  involved), control periods (from successive ``robot_s``), stalls with their kind and whether the
+  host probe was held up as long (as the stall invariant judges it), refused commands, rejected
   messages, the share of periods ENGAGED.
 
 It also checks, over the whole recording, that no control period is missing: consecutive
-``robot_s`` differ by exactly the later record's ``period_s`` (for the first ``LIVE_PERIODS``
-records: the server stops updating ``period_s`` after that), and every gap longer than the stall
+``robot_s`` differ by exactly the later record's ``period_s``, and every gap longer than the stall
 threshold has its ``/robot/stalls`` record.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from array import array
 from collections import Counter, deque
@@ -45,7 +42,6 @@ from teleop.harness.hostprobe import Gap, stall_is_hosts
 from teleop.harness.invariants import STALL_FACTOR, check_recording
 from teleop.recorder import RecordedMessage, Recorder, encode
 from teleop.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
-from teleop.server import PeriodStats
 
 #: Commands before a window that its slice carries (s): more than the watchdog and the maximum age.
 CONTEXT_S = 2.0
@@ -53,9 +49,6 @@ CONTEXT_S = 2.0
 CONTEXT_STATES = 8
 #: A period within this share of nominal counts as on time.
 ON_TIME_SHARE = 0.2
-#: The server records each period's length only for its first ``PeriodStats.limit`` periods (the
-#: first record carries the nominal period); later records repeat the last one.
-LIVE_PERIODS = {f.name: f.default for f in dataclasses.fields(PeriodStats)}["limit"] + 1
 #: Two float times this close are the same instant (both are copies of one clock reading).
 SAME_S = 1e-9
 
@@ -107,8 +100,6 @@ class Completeness:
     missing: int = 0
     #: Gaps longer than the stall threshold with no ``/robot/stalls`` record.
     unexplained: int = 0
-    #: Records after the first ``LIVE_PERIODS``, whose ``period_s`` is stale (not checkable).
-    stale_period: int = 0
 
     @property
     def ok(self) -> bool:
@@ -120,7 +111,6 @@ class Completeness:
             "states": self.states,
             "missing": self.missing,
             "unexplained_gaps": self.unexplained,
-            "stale_period": self.stale_period,
         }
 
 
@@ -224,9 +214,7 @@ class RecordingWindows:
         if prev is not None:
             gap = d["robot_s"] - prev["robot_s"]
             w.gaps_s.append(gap)
-            if c.states > LIVE_PERIODS:
-                c.stale_period += 1  # the server no longer updates it
-            elif abs(gap - d["period_s"]) > SAME_S:
+            if abs(gap - d["period_s"]) > SAME_S:
                 c.missing += 1
                 w.missing += 1
             if gap > STALL_FACTOR * self.nominal_s and not any(

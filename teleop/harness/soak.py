@@ -642,14 +642,6 @@ class Soak:
 
     def _notes(self, recording: dict[str, Any]) -> list[str]:
         notes = []
-        stale = recording["complete"]["stale_period"]
-        if stale:
-            notes.append(
-                f"the last {stale} control periods recorded a stale period_s (the server stops updating it "
-                "after teleop.server.PeriodStats.limit periods): the stall invariant judges a frozen figure "
-                "there, and missing periods are found only by the stall records; the windows' period "
-                "figures come from robot_s and are right"
-            )
         if self.pinning != "isolate" and self.robot_cpu is not None:
             notes.append(f"pinning {self.pinning}: other processes may run on the robot's CPU {self.robot_cpu}")
         return notes

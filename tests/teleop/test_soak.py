@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.harness import procstats, recording_windows
+from teleop.harness import procstats
 from teleop.harness.recording_windows import RecordingWindows
 from teleop.harness.soak import TASKS
 from teleop.harness.soak_report import WINDOW_KEYS
@@ -144,23 +144,6 @@ def test_a_growing_recording_is_filed_into_windows_judged_on_slices_and_checked_
     assert Path(done[1]["invariants"]["slice"]).is_file()
     windows.discard()
     assert [p.name for p in (tmp_path / "windows").iterdir()] == ["window-002.mcap"]
-
-
-def test_after_the_servers_live_periods_only_long_gaps_without_a_stall_record_count_as_holes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The server stops updating period_s after PeriodStats.limit periods (20 min at 500 Hz): from
-    # there a lost record can no longer be told from its neighbour's period, a long gap still can.
-    monkeypatch.setattr(recording_windows, "LIVE_PERIODS", 100)
-    written = _write(tmp_path / "robot.mcap", 99.5, 102.5)
-    windows = RecordingWindows(tmp_path / "windows", start_s=100.0, window_s=1.0, end_s=102.0)
-    windows.feed(RecordingTail(tmp_path / "robot.mcap").read_new())
-    while windows.ready:
-        windows.close([])
-    windows.close([], partial=True)
-    c = windows.completeness
-    assert (c.states, c.stale_period, c.missing, c.unexplained) == (written["states"], written["states"] - 100, 0, 1)
-    windows.discard()
 
 
 def test_soak_refuses_a_window_longer_than_the_run(tmp_path: Path) -> None:
