@@ -210,4 +210,4 @@ def test_the_probe_tells_time_queued_in_the_guest_from_time_the_cpu_was_gone(tmp
     assert queued, "the busy process never delayed the probe"
     # Most of the time it lost was queued time (a host stall during the second may add some of its own).
     total_gap, total_queued = sum(g.gap_s for g in queued), sum(g.queued_s for g in queued)
-    assert total_queued >= 0.8 * total_gap and total_queued > 0.01, (total_queued, total_gap)
+    assert total_queued >= 0.8 * total_gap, (total_queued, total_gap)
