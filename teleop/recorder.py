@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,14 +37,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgspec
-from mcap.data_stream import ReadDataStream
+from mcap.data_stream import ReadDataStream, RecordBuilder
 from mcap.opcode import Opcode
-from mcap.records import Channel, Chunk, Message, Schema
+from mcap.records import Channel, Chunk, ChunkIndex, Message, Schema
 from mcap.stream_reader import breakup_chunk
 from mcap.writer import CompressionType, Writer
 
 if not hasattr(Writer, "flush"):  # closes the open chunk and flushes the stream; in the pinned mcap 1.6.0
     raise ImportError("teleop.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
+#: Where mcap 1.6.0's Writer keeps every chunk's index until ``finish`` writes the summary.
+_WRITER_CHUNK_INDEXES = "_Writer__chunk_indices"
 
 _MAGIC = b"\x89MCAP0\r\n"
 _RECORD_HEADER = struct.Struct("<BQ")  # opcode, body length: the framing of every MCAP record
@@ -80,6 +83,10 @@ class Recorder:
         except FileExistsError:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it") from None
         self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=_COMPRESSION[compression])
+        if not isinstance(getattr(self._writer, _WRITER_CHUNK_INDEXES, None), list):
+            raise ImportError("teleop.recorder needs mcap 1.6.0's Writer (it spills the Writer's chunk indexes)")
+        self._chunk_indexes = SpilledChunkIndexes(self.path.parent)
+        setattr(self._writer, _WRITER_CHUNK_INDEXES, self._chunk_indexes)
         self._writer.start(profile="", library="telesurg")
         self._file.flush()  # the header is on disk: even a file killed at once is a valid (empty) MCAP
         self._flush_interval_s = flush_interval_s
@@ -147,12 +154,45 @@ class Recorder:
             self._writer.finish()
         finally:
             self._file.close()
+            self._chunk_indexes.close()
 
     def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SpilledChunkIndexes:
+    """Stands in for the list in which mcap's Writer keeps every chunk's index until ``finish``
+    writes the summary. In memory that list grows by about 1 KB a chunk (18 MB an hour when a chunk
+    closes every 0.2 s), so a recorder's memory would grow with the length of the session. Here each
+    index is written, as its MCAP record, to an unlinked temporary file beside the recording (gone
+    with the process, however it ends) and read back one by one when the summary is written."""
+
+    def __init__(self, folder: Path) -> None:
+        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (closed in close())
+        self._count = 0
+
+    def append(self, index: ChunkIndex) -> None:
+        builder = RecordBuilder()
+        index.write(builder)
+        self._file.write(builder.end())
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[ChunkIndex]:
+        self._file.flush()
+        self._file.seek(0)
+        for _ in range(self._count):
+            _, length = _RECORD_HEADER.unpack(self._file.read(_RECORD_HEADER.size))
+            yield ChunkIndex.read(ReadDataStream(io.BytesIO(self._file.read(length))))
+        self._file.seek(0, io.SEEK_END)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,6 +121,39 @@ def test_complete_file_has_summary_and_foxglove_readable_json_schemas(tmp_path: 
         for _, message in sent:
             if isinstance(message, struct_type) and not (isinstance(message, Event) and message.detail is None):
                 validator.validate(msgspec.json.decode(msgspec.json.encode(message)))
+
+
+def test_memory_does_not_grow_with_the_number_of_chunks_and_every_chunk_is_indexed(tmp_path: Path) -> None:
+    """A session's recorder closes a chunk at every flush (5 a second in the soak): what it keeps per
+    chunk for the summary must not stay in memory, or its RSS grows with the session's length."""
+    path = tmp_path / "long.mcap"
+    sample = Sample(1, 0.5, "x", (0.0, 0.0, 0.0))
+    chunks, per_chunk = 3000, 4
+    with Recorder(path) as rec:
+        channel = rec.channel("/sample", Sample)
+
+        def write_chunks(first: int, count: int) -> None:
+            for c in range(first, first + count):
+                for m in range(per_chunk):
+                    rec.write(channel, sample, log_time_ns=c * per_chunk + m)
+                rec.flush()
+
+        write_chunks(0, 500)  # every allocation that happens once has happened
+        tracemalloc.start()
+        before, _ = tracemalloc.get_traced_memory()
+        write_chunks(500, chunks - 500)
+        after, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    # An in-memory index is about 1 KB a chunk (2.5 MB here); allow 40 bytes a chunk.
+    assert after - before < 40 * (chunks - 500), f"{after - before} bytes kept for {chunks - 500} chunks"
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None and len(summary.chunk_indexes) == chunks
+        starts = [index.message_start_time for index in summary.chunk_indexes]
+        assert starts == [c * per_chunk for c in range(chunks)]
+        late = list(reader.iter_messages(start_time=(chunks - 2) * per_chunk))  # found through the index
+        assert [m.log_time for _, _, m in late] == list(range((chunks - 2) * per_chunk, chunks * per_chunk))
 
 
 @pytest.mark.parametrize("struct_type", [Telemetry, Command, Sample, Event])
