@@ -48,6 +48,7 @@ from teleop import signalling
 from teleop.channels import is_loopback
 from teleop.framebuf import FrameBuffer, FrameMeta
 from teleop.ports import bind_zmq, listen_tcp
+from teleop.realtime import give_back_large_blocks
 from teleop.renderer import RendererConfig, run_renderer
 from teleop.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
 
@@ -473,6 +474,7 @@ def serve(config: VideoConfig) -> int:
 
     if config.nice:
         os.nice(config.nice)
+    give_back_large_blocks()  # peers (each with its encoder) come and go for hours
 
     async def main() -> None:
         stop = asyncio.Event()
