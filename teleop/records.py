@@ -137,7 +137,12 @@ class StallRecord(msgspec.Struct):
     ``page_faults`` and ``gc_s``: the loop thread's page faults and time in garbage collection
     during the period; ``longest_poll_s``, ``longest_nap_s``, ``final_sleep_s``: within the wait, the
     longest single ZeroMQ poll, the longest 0.1 ms nap of the last millisecond, and the final sleep
-    to the deadline."""
+    to the deadline. Over control + command + work, the loop thread's ``work_cpu_s`` (its CPU time;
+    on a paravirtualised guest that leaves out time the hypervisor held the CPU; -1 when not
+    measured), ``work_queued_s`` (time runnable but not running: a higher priority had the CPU) and
+    ``work_blocked`` (whether it went to sleep: a lock, a blocking call). When it never blocked,
+    ``control_s + command_s + work_s - work_cpu_s - work_queued_s`` is time the loop was on its CPU
+    with work to do and did not run: the host's."""
 
     start_robot_s: float
     period_s: float
@@ -152,6 +157,9 @@ class StallRecord(msgspec.Struct):
     longest_poll_s: float = 0.0
     longest_nap_s: float = 0.0
     final_sleep_s: float = 0.0
+    work_cpu_s: float = -1.0
+    work_queued_s: float = 0.0
+    work_blocked: bool = False
 
 
 #: Every topic the robot server records and its record type (what a copy of a recording registers).

@@ -47,7 +47,14 @@ from teleop import signalling
 from teleop.channels import Endpoints, ServerKeys, ServerSockets
 from teleop.clock import ClockEstimator
 from teleop.ports import bind_zmq
-from teleop.realtime import RealtimeReport, ThreadUsage, enter_realtime, other_cpus, realtime_io_threads
+from teleop.realtime import (
+    RealtimeReport,
+    SchedClock,
+    ThreadUsage,
+    enter_realtime,
+    other_cpus,
+    realtime_io_threads,
+)
 from teleop.records import (
     RECORD_TYPES,
     TOPIC_APPLIED,
@@ -348,25 +355,32 @@ class RobotServer:
         # Another thread (CURVE's authenticator) would share the interpreter lock: back within 0.5 ms.
         sys.setswitchinterval(0.0005)
         gc.callbacks.append(self._time_gc)
-        usage = ThreadUsage.now()
-        faults = usage.minor_faults + usage.major_faults
+        first_usage = usage = ThreadUsage.now()
         start = self.clock()
         deadline = start
         last_start = None
         marks = (start,) * 5
+        sched = SchedClock()
+        sched_start = sched_work = sched.read()
+        blocked = False
         next_status = start + self.config.status_every_s
         k = 0
         while not self._stop.is_set():
             now = self.clock()
-            # What the period just ended suffered: page faults and garbage collection (for stalls).
-            faults_before, faults = faults, _faults()
+            # What the period just ended suffered: page faults, garbage collection, and over its work
+            # the loop's CPU time, run-queue wait and whether it slept (for stalls).
+            usage_before, usage = usage, ThreadUsage.now()
             gc_s, self._gc_s = self._gc_s, 0.0
             if last_start is not None:
                 self._period_s = now - last_start  # recorded as is (the stats keep a bounded history)
                 self.stats.add(now - last_start)
                 if now - last_start > self.config.stall_factor * period:
-                    self._log_stall(now - last_start, marks, faults - faults_before, gc_s)
+                    faults = usage.minor_faults + usage.major_faults - usage_before.minor_faults
+                    faults -= usage_before.major_faults
+                    work = (sched_work[0] - sched_start[0], sched_work[1] - sched_start[1], blocked)
+                    self._log_stall(now - last_start, marks, faults, gc_s, work)
             last_start = now
+            sched_start = sched.read()
             self._wait_poll_s = self._wait_nap_s = self._wait_sleep_s = 0.0
             self._serve_control(now)
             t_control = self.clock()
@@ -374,6 +388,8 @@ class RobotServer:
             t_command = self.clock()
             self._control_period(now, period, publish=(k % telemetry_every == 0))
             t_period = self.clock()
+            sched_work = sched.read()
+            blocked = ThreadUsage.now().voluntary_switches != usage.voluntary_switches
             k += 1
             if now >= next_status:
                 self._status(now)
@@ -387,7 +403,8 @@ class RobotServer:
                 continue
             self._wait(deadline)
             marks = (now, t_control, t_command, t_period, self.clock())
-        self.stats.usage = ThreadUsage.now().since(usage)
+        self.stats.usage = ThreadUsage.now().since(first_usage)
+        sched.close()
         gc.callbacks.remove(self._time_gc)
         return self.stats
 
@@ -397,7 +414,9 @@ class RobotServer:
         else:
             self._gc_s += self.clock() - self._gc_started_s
 
-    def _log_stall(self, length_s: float, marks: tuple[float, ...], faults: int, gc_s: float) -> None:
+    def _log_stall(
+        self, length_s: float, marks: tuple[float, ...], faults: int, gc_s: float, work: tuple[float, float, bool]
+    ) -> None:
         """Say where the time of a long period went (control requests, command, arm + supervisor +
         telemetry + recording, waiting), in the log and the recording."""
         start, control, command, period, waited = marks
@@ -416,13 +435,16 @@ class RobotServer:
             longest_poll_s=self._wait_poll_s,
             longest_nap_s=self._wait_nap_s,
             final_sleep_s=self._wait_sleep_s,
+            work_cpu_s=work[0],
+            work_queued_s=work[1],
+            work_blocked=work[2],
         )
         self.counters[f"loop.stall.{stall.kind}"] += 1
         self._record(TOPIC_STALLS, stall)
         log.warning(
             "long control period (%s): %.1f ms (control %.2f, command %.2f, arm/supervisor/telemetry/record %.2f, "
             "wait %.2f (longest poll %.2f, nap %.2f, final sleep %.2f), unaccounted %.2f ms; %d page faults, "
-            "%.2f ms in garbage collection)",
+            "%.2f ms in garbage collection; before the wait %.2f ms on CPU, %.2f ms queued%s)",
             stall.kind,
             length_s * 1e3,
             stall.control_s * 1e3,
@@ -435,6 +457,9 @@ class RobotServer:
             stall.unaccounted_s * 1e3,
             stall.page_faults,
             stall.gc_s * 1e3,
+            stall.work_cpu_s * 1e3,
+            stall.work_queued_s * 1e3,
+            ", slept" if stall.work_blocked else "",
         )
 
     def _wait(self, deadline: float) -> None:
@@ -922,12 +947,6 @@ def _resolve_cpu(cpu: int | None) -> int | None:
     if not -len(cpus) <= cpu < len(cpus):
         raise ValueError(f"cpu {cpu} does not exist: this machine has CPUs 0–{len(cpus) - 1}")
     return cpus[cpu]
-
-
-def _faults() -> int:
-    """Page faults of the calling thread so far (minor + major)."""
-    usage = ThreadUsage.now()
-    return usage.minor_faults + usage.major_faults
 
 
 def _vec(v: Any) -> tuple[float, float, float]:

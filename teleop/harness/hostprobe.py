@@ -10,6 +10,13 @@ stall counts as the host's only when the host held the probe up, at the same mom
 ``HOST_SHARE`` of the robot's lateness (``is_host_stall``); a stall of the robot's own making (its
 work, its interpreter lock, its page faults, another process on its CPU) does not qualify.
 
+The probe cannot tell every host stall: when the hypervisor takes the CPU while the probe is
+already runnable (woken, waiting for the robot's work to be preempted), its wait counts as queued,
+i.e. the guest's. A work stall carries its own evidence instead: the loop thread's CPU clock, which
+on a paravirtualised guest (steal-time accounting) leaves out the time the hypervisor held the CPU.
+When the robot, with work to do and nothing of higher priority but the probe on its CPU, did not
+run for ``HOST_SHARE`` of its lateness, that time was the host's (``stall_is_hosts``).
+
 Every gap longer than ``min_gap_s`` is appended to ``out`` at once, one JSON object per line
 (``{"start_s": …, "gap_s": …, "queued_s": …}``, CLOCK_MONOTONIC seconds, the clock the robot's
 records use), so a killed probe loses nothing; the last line, written on SIGINT/SIGTERM, holds the
@@ -33,6 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from teleop.realtime import SchedClock
 
 log = logging.getLogger("telesurg.hostprobe")
 
@@ -95,8 +104,8 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
     gc.disable()  # the loop allocates almost nothing; a collection would be the probe's own gap
     clock, period, min_gap = time.monotonic, config.period_s, config.min_gap_s
     out = config.out.open("a", buffering=1)
-    schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-    queued = _run_delay_s(schedstat)
+    schedstat = SchedClock()
+    queued = schedstat.read()[1]
     wakes = gaps = 0
     worst = 0.0
     started = deadline = clock()
@@ -107,7 +116,7 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
             if remaining > 0:
                 time.sleep(remaining)
             now = clock()
-            queued_before, queued = queued, _run_delay_s(schedstat)
+            queued_before, queued = queued, schedstat.read()[1]
             wakes += 1
             late = now - deadline
             if late > min_gap:
@@ -130,12 +139,7 @@ def run(config: ProbeConfig, stop: Any = None) -> dict[str, float]:
         return totals
     finally:
         out.close()
-        os.close(schedstat)
-
-
-def _run_delay_s(fd: int) -> float:
-    """This thread's time spent runnable but waiting for a CPU so far (s), from its schedstat."""
-    return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+        schedstat.close()
 
 
 def read_gaps(path: Path) -> tuple[list[Gap], dict[str, Any]]:
@@ -181,12 +185,32 @@ def is_host_stall(start_s: float, length_s: float, nominal_s: float, gaps: Itera
     return seen >= HOST_SHARE * lateness_s
 
 
-def stall_is_hosts(kind: str, start_s: float, length_s: float, nominal_s: float, gaps: Iterable[Gap]) -> bool:
+def stall_is_hosts(
+    kind: str, start_s: float, length_s: float, nominal_s: float, gaps: Iterable[Gap], unexecuted_s: float = 0.0
+) -> bool:
     """Whether a recorded robot stall (``kind`` ``"work"`` or ``"wait"``, see ``StallRecord``) was the
     host's: ``is_host_stall``. Both kinds can be: the probe runs one priority *above* the robot, so the
     robot's own work never holds it up — when the probe was held up through the robot's work, the
-    CPU was taken from both. An unknown kind (no stall record) is never the host's."""
-    return kind in ("work", "wait") and is_host_stall(start_s, length_s, nominal_s, gaps)
+    CPU was taken from both. A work stall is the host's too when the loop did not run for
+    ``HOST_SHARE`` of its lateness while it had work to do (``unexecuted_s``, see
+    ``unexecuted_work_s``). An unknown kind (no stall record) is never the host's."""
+    if kind not in ("work", "wait"):
+        return False
+    if kind == "work" and unexecuted_s >= HOST_SHARE * (length_s - nominal_s):
+        return True
+    return is_host_stall(start_s, length_s, nominal_s, gaps)
+
+
+def unexecuted_work_s(stall: dict[str, Any]) -> float:
+    """Of a recorded stall (``StallRecord`` as a dict), the time the loop thread was on its CPU with
+    work to do and did not run (control + command + work, wall clock, less its CPU time and its
+    run-queue wait); 0 when it slept meanwhile (a lock, a blocking call: its own doing) or the record
+    has no CPU time (older recordings)."""
+    cpu = stall.get("work_cpu_s", -1.0)
+    if cpu is None or cpu < 0 or stall.get("work_blocked", False):
+        return 0.0
+    wall = stall["control_s"] + stall["command_s"] + stall["work_s"]
+    return max(0.0, wall - cpu - stall.get("work_queued_s", 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts
+from teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts, unexecuted_work_s
 from teleop.recorder import read
 
 HOLD_SLACK_S = 0.05
@@ -232,9 +232,11 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
             own = max(own, length)
             continue
         start = s["robot_s"] - length  # a state's period is the one that ended at its robot_s
-        kind = next((st["kind"] for st in stalls if abs(st["start_robot_s"] - start) < 1e-4), "")
-        if stall_is_hosts(kind, start, length, nominal, host_gaps):
-            host.append((length, host_gap(start, length, host_gaps), kind))
+        record = next((st for st in stalls if abs(st["start_robot_s"] - start) < 1e-4), None)
+        kind = record["kind"] if record is not None else ""
+        unexecuted = unexecuted_work_s(record) if record is not None else 0.0
+        if stall_is_hosts(kind, start, length, nominal, host_gaps, unexecuted):
+            host.append((length, max(host_gap(start, length, host_gaps), unexecuted), kind))
         else:
             own = max(own, length)
     detail = "longest control period"
@@ -242,7 +244,8 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
         longest, seen, _ = max(host)
         kinds = ", ".join(f"{sum(k == kind for *_, k in host)} {kind}" for kind in ("wait", "work"))
         detail += (
-            f"; {len(host)} longer period(s) ({kinds}) set apart as the host's (the host probe was held up "
-            f"≥ 80% as long at the same moment): longest {longest * 1e3:.1f} ms, probe held up {seen * 1e3:.1f} ms"
+            f"; {len(host)} longer period(s) ({kinds}) set apart as the host's (the host probe was held up, or "
+            f"the loop with work to do did not run, ≥ 80% as long at the same moment): longest {longest * 1e3:.1f} "
+            f"ms, host held it {seen * 1e3:.1f} ms"
         )
     return Check("stall", own <= limit, own, limit, "s", detail)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, stall_is_hosts
+from teleop.harness.hostprobe import Gap, stall_is_hosts, unexecuted_work_s
 from teleop.harness.invariants import STALL_FACTOR, check_recording
 from teleop.recorder import RecordedMessage, Recorder, encode
 from teleop.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
@@ -256,7 +256,9 @@ class RecordingWindows:
         gaps = np.frombuffer(w.gaps_s, dtype=float) if len(w.gaps_s) else np.zeros(0)
         lat = np.frombuffer(w.latencies_s, dtype=float) if len(w.latencies_s) else np.zeros(0)
         for s in w.stalls:
-            s["host"] = stall_is_hosts(s["kind"], s["start_robot_s"], s["period_s"], nominal, probe_gaps)
+            s["host"] = stall_is_hosts(
+                s["kind"], s["start_robot_s"], s["period_s"], nominal, probe_gaps, unexecuted_work_s(s)
+            )
         return {
             "index": w.index,
             "latency": {
@@ -294,6 +296,7 @@ class RecordingWindows:
                         "host": s["host"],
                         "work_ms": _ms(s["work_s"]),
                         "wait_ms": _ms(s["wait_s"]),
+                        "not_run_ms": _ms(unexecuted_work_s(s)),
                     }
                     for s in w.stalls
                 ],

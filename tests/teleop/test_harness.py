@@ -283,3 +283,29 @@ def test_a_stall_is_set_apart_as_the_hosts_only_when_the_probe_was_held_up_as_lo
     assert "stall" in _failed(work)
     # A long period without a stall record is never the host's.
     assert "stall" in _failed(record("unknown", None), gaps=probe_long)
+
+
+def test_a_work_stall_in_which_the_loop_did_not_run_is_the_hosts_without_the_probe(tmp_path: Path) -> None:
+    """The loop's CPU clock leaves out time the hypervisor took: 19 ms of work that cost the loop
+    0.5 ms of its own CPU was the host's, even where the probe (runnable, queued) saw nothing."""
+
+    def stall(i, s):
+        if i == 100:
+            s["period_s"] = 0.02
+
+    def record(name: str, kind: str, cpu_s: float, queued_s: float = 0.0, blocked: bool = False) -> Path:
+        rec = StallRecord(1.18, 0.02, 0.0002, 0.0, 0.0195, 0.0003, 0.0, kind, work_cpu_s=cpu_s, work_queued_s=queued_s)
+        rec.work_blocked = blocked
+        return _record(tmp_path / f"{name}.mcap", stalls=(rec,), state=stall)
+
+    assert _failed(record("stolen", "work", 0.0005)) == set()
+    check = next(c for c in check_recording(record("stolen2", "work", 0.0005), (), ()) if c.name == "stall")
+    assert "(0 wait, 1 work) set apart as the host's" in check.detail
+    assert "stall" in _failed(record("ran", "work", 0.019))  # it ran all along: its own work
+    assert "stall" in _failed(record("unmeasured", "work", -1.0))  # no CPU time recorded: not evidence
+    # Not running because it slept (a lock, a blocking call) or waited behind a higher priority in
+    # the guest is the guest's.
+    assert "stall" in _failed(record("slept", "work", 0.0005, blocked=True))
+    assert "stall" in _failed(record("queued", "work", 0.0005, queued_s=0.015))
+    # A wait stall's lateness is not in its work: the loop's CPU clock says nothing about it.
+    assert "stall" in _failed(record("wait", "wait", 0.0))
