@@ -48,11 +48,13 @@ from teleop import signalling
 from teleop.channels import is_loopback
 from teleop.framebuf import FrameBuffer, FrameMeta
 from teleop.ports import bind_zmq, listen_tcp
-from teleop.realtime import give_back_large_blocks
+from teleop.realtime import give_back_freed_memory
 from teleop.renderer import RendererConfig, run_renderer
 from teleop.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
 
 log = logging.getLogger("telesurg.video")
+#: How often the media process gives the C heaps' free memory back to the OS besides at each peer's end (s).
+TRIM_EVERY_S = 60.0
 
 #: RTP clock of video (Hz).
 VIDEO_CLOCK_HZ = 90_000
@@ -348,6 +350,9 @@ class MediaServer:
         if peer in self.peers:
             self.peers.remove(peer)
         await peer.pc.close()
+        # Its encoder's buffers went back to the C heap: give them back to the OS (peers come and go
+        # for hours; without this the process grows with each one).
+        give_back_freed_memory()
 
     # ------------------------------------------------------------------ signalling from the robot
     async def _serve_signalling(self) -> None:
@@ -458,10 +463,14 @@ async def serve_async(config: VideoConfig, stop: asyncio.Event, status_every_s: 
             + (f"; viewer at {server.http_url}" if server.http_url else ""),
             flush=True,
         )
+        trimmed_s = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), status_every_s)
             log.info("%s", server.status())
+            if time.monotonic() - trimmed_s >= TRIM_EVERY_S:  # a long-lived peer's churn of frames
+                give_back_freed_memory()
+                trimmed_s = time.monotonic()
     finally:
         await server.close()
 
@@ -474,7 +483,6 @@ def serve(config: VideoConfig) -> int:
 
     if config.nice:
         os.nice(config.nice)
-    give_back_large_blocks()  # peers (each with its encoder) come and go for hours
 
     async def main() -> None:
         stop = asyncio.Event()
