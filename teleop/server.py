@@ -563,16 +563,21 @@ class RobotServer:
             return
         if len(frames) != 1:  # CONFLATE delivers single frames; be strict anyway
             self._reject("cmd", "malformed", f"{len(frames)} frames", sum(len(f) for f in frames), now)
+            for frame in frames:
+                if self._odd_estop("cmd", None, frame, "malformed", now):
+                    break
             return
         data = frames[0]
         try:
             cmd = p.decode(data, p.Command)
         except p.ProtocolError as exc:
             self._reject("cmd", exc.reason, exc.detail, len(data), now)
+            self._odd_estop("cmd", None, data, exc.reason, now)
             return
         self.counters["cmd.received"] += 1
         if cmd.arm != self.arm_id:
             self._reject("cmd", "wrong_arm", f"command for arm {cmd.arm!r}, this is {self.arm_id!r}", len(data), now)
+            self._odd_estop("cmd", None, data, "wrong_arm", now)
             return
         sync = self._owner_sync() if self.supervisor.session == cmd.session else None
         clock = sync or ClockSync(0.0, 0.0)
@@ -674,16 +679,39 @@ class RobotServer:
             ident, body = frames[0], frames[1:]
             if len(body) != 1:
                 self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
-                self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
+                if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
+                    self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
                 continue
             try:
                 req = p.decode(body[0], p.Request)
             except p.ProtocolError as exc:
                 self._reject("control", exc.reason, exc.detail, len(body[0]), now)
-                self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
+                if not self._odd_estop("control", ident, body[0], exc.reason, now):
+                    self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
                 continue
             self._handle(ident, req, self.clock())
         return served
+
+    def _odd_estop(self, channel: str, ident: bytes | None, data: bytes, oddity: str, now: float) -> bool:
+        """Latch the e-stop that a message rejected for ``oddity`` still asks for (an e-stop request
+        latches whatever else is wrong with it; ``protocol.estop_request``); False when it asks for none.
+        Counted as ``{channel}.estop_odd``; a control request is answered as a pressed e-stop."""
+        reason = p.estop_request(data)
+        if reason is None:
+            return False
+        self.counters[f"{channel}.estop_odd"] += 1
+        client = self._client(ident, now) if ident is not None else None
+        source = client.name if client is not None else "a command"
+        self._latch_estop(f"{reason or 'no reason given'} (from {source}; odd request: {oddity})", now)
+        if ident is not None and client is not None:
+            self._answer(ident, now, client, "estop", True, f"latched (the request was odd: {oddity})")
+        return True
+
+    def _latch_estop(self, reason: str, now: float) -> None:
+        assert self.supervisor is not None
+        self.supervisor.estop(reason, now)
+        self._session_owner = None
+        self._flush_events()
 
     def _reply(self, ident: bytes, msg: p.Message) -> None:
         assert self.sockets is not None
@@ -692,9 +720,9 @@ class RobotServer:
         except zmq.Again:
             self.counters["control.reply_dropped"] += 1
 
-    def _handle(self, ident: bytes, req: Any, now: float) -> None:
-        sup = self.supervisor
-        assert sup is not None
+    def _client(self, ident: bytes, now: float) -> _Client:
+        """The control peer ``ident`` (a new one is remembered; at most 64, the longest silent
+        forgotten first), seen now."""
         client = self._clients.get(ident)
         if client is None:
             if len(self._clients) >= 64:  # forget the longest-silent peer: bounded memory
@@ -703,6 +731,12 @@ class RobotServer:
                     del self._clients[oldest]
             client = self._clients[ident] = _Client(ident.hex()[:16])
         client.last_seen_s = now
+        return client
+
+    def _handle(self, ident: bytes, req: Any, now: float) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        client = self._client(ident, now)
         kind = type(req).__name__
         if isinstance(req, p.Ping):
             t2 = now
@@ -740,10 +774,8 @@ class RobotServer:
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
             return
         if isinstance(req, p.EStop):  # honoured from anyone, hello or not
-            sup.estop(f"{req.reason} (from {client.name})", now)
-            self._session_owner = None
+            self._latch_estop(f"{p.printable(req.reason)} (from {client.name})", now)
             self._answer(ident, now, client, "estop", True, "")
-            self._flush_events()
             return
         if not client.hello:
             self._answer(ident, now, client, kind, False, "say hello first")
