@@ -23,6 +23,7 @@ estimate, never the console's word.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -44,7 +45,7 @@ import zmq
 
 from teleop import protocol as p
 from teleop import signalling
-from teleop.channels import Endpoints, ServerKeys, ServerSockets
+from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback, key_roles
 from teleop.clock import ClockEstimator
 from teleop.ports import bind_zmq
 from teleop.realtime import RealtimeReport, ThreadUsage, enter_realtime, other_cpus, realtime_io_threads
@@ -174,6 +175,9 @@ class _Client:
         self.clock = ClockEstimator()
         self.pongs: dict[float, tuple[float, float]] = {}  # t1 → (t2, t3) of recent exchanges
         self.last_seen_s = 0.0
+        #: Its CURVE public key (Z85, ZeroMQ's ``User-Id``; "" without CURVE) and TCP address.
+        self.key = ""
+        self.address = ""
 
 
 class RobotServer:
@@ -189,6 +193,10 @@ class RobotServer:
         self._stop = threading.Event()
         self._clients: dict[bytes, _Client] = {}
         self._session_owner: bytes | None = None
+        #: Who owned the session when the e-stop latched (``_identity``), None if no one did.
+        self._stop_owner: tuple[str, str] | None = None
+        #: Authorised keys with the reset role: Z85 public key → key name.
+        self._reset_keys: dict[str, str] = {}
         self._last_accepted_s = 0.0
         self._telemetry_seq = 0
         self._last_event = 0
@@ -226,6 +234,9 @@ class RobotServer:
             if self.config.realtime and realtime_io_threads(context, REALTIME_PRIORITY - 1):
                 log.info("ZeroMQ I/O threads at SCHED_RR priority %d", REALTIME_PRIORITY - 1)
             self.sockets = ServerSockets(self.config.endpoints, self.config.keys, context)
+            if self.config.keys is not None:
+                roles = key_roles(self.config.keys.authorized_dir)
+                self._reset_keys = {key: name for key, (name, role) in roles.items() if role == "reset"}
             ctx = self.sockets.context
             if self.config.state_port is not None:  # every port bound before the recording is created
                 self._state_pub = ctx.socket(zmq.PUB)
@@ -581,6 +592,7 @@ class RobotServer:
             return
         sync = self._owner_sync() if self.supervisor.session == cmd.session else None
         clock = sync or ClockSync(0.0, 0.0)
+        was = self.supervisor.state
         verdict = self.supervisor.on_command(
             cmd.session,
             cmd.seq,
@@ -592,6 +604,7 @@ class RobotServer:
             now,
             clock,
         )
+        self._latched(was)
         if verdict.accepted:
             self._last_accepted_s = now
             if self._session_owner in self._clients:
@@ -672,11 +685,12 @@ class RobotServer:
             self._relay_answers(now)
         for _ in range(self.config.max_control_per_period if limit is None else limit):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return served
             served += 1
-            ident, body = frames[0], frames[1:]
+            ident, body = parts[0].bytes, [part.bytes for part in parts[1:]]
+            self._see(ident, parts[-1], now)
             if len(body) != 1:
                 self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
                 if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
@@ -691,6 +705,21 @@ class RobotServer:
                 continue
             self._handle(ident, req, self.clock())
         return served
+
+    def _see(self, ident: bytes, frame: zmq.Frame, now: float) -> None:
+        """Note who sent a control request: the connection's CURVE key and address (ZeroMQ's frame
+        properties), which decide authority (never the request's own ``client`` field)."""
+        client = self._client(ident, now)
+        for prop, attr in (("User-Id", "key"), ("Peer-Address", "address")):
+            with contextlib.suppress(zmq.ZMQError):  # not set: no CURVE (User-Id), or not TCP
+                setattr(client, attr, frame.get(prop))
+
+    def _identity(self, ident: bytes) -> tuple[str, str]:
+        """Who a control connection is: its CURVE key, or without CURVE the connection itself."""
+        client = self._clients.get(ident)
+        if client is not None and client.key:
+            return ("key", client.key)
+        return ("connection", ident.hex())
 
     def _odd_estop(self, channel: str, ident: bytes | None, data: bytes, oddity: str, now: float) -> bool:
         """Latch the e-stop that a message rejected for ``oddity`` still asks for (an e-stop request
@@ -709,9 +738,31 @@ class RobotServer:
 
     def _latch_estop(self, reason: str, now: float) -> None:
         assert self.supervisor is not None
+        was = self.supervisor.state
         self.supervisor.estop(reason, now)
+        self._latched(was)
         self._session_owner = None
         self._flush_events()
+
+    def _latched(self, was: State) -> None:
+        """After a request that may have latched the e-stop (the supervisor was in ``was``): on the
+        latch, remember who owned the session then (only they, or a reset key, may clear it)."""
+        assert self.supervisor is not None
+        if was != State.ESTOP and self.supervisor.state == State.ESTOP:
+            self._stop_owner = self._identity(self._session_owner) if self._session_owner else None
+
+    def _may_reset(self, ident: bytes, client: _Client) -> tuple[bool, str]:
+        """Whether ``client`` may clear the latched e-stop, and why (README, "E-stop and reset")."""
+        owner = self._stop_owner
+        if owner is not None and owner == self._identity(ident):
+            return True, "reset by the session owner at the stop"
+        if client.key and client.key in self._reset_keys:
+            return True, f"reset by key {self._reset_keys[client.key]!r} (role reset)"
+        if owner is None and not self._reset_keys and is_loopback(client.address):
+            return True, "reset from the robot host (no session owner at the stop, no reset key configured)"
+        if owner is None:
+            return False, "refused: no session owner at the stop; only a key with the reset role may reset"
+        return False, "refused: only the session owner at the time of the stop, or a key with the reset role, may reset"
 
     def _reply(self, ident: bytes, msg: p.Message) -> None:
         assert self.sockets is not None
@@ -804,8 +855,15 @@ class RobotServer:
                 self._session_owner = None
             self._answer(ident, now, client, "disengage", verdict.accepted, verdict.reason)
         elif isinstance(req, p.Reset):
-            verdict = sup.reset(now)
-            self._answer(ident, now, client, "reset", verdict.accepted, verdict.reason)
+            if sup.state != State.ESTOP:
+                self._answer(ident, now, client, "reset", True, "nothing to reset")
+            else:
+                allowed, why = self._may_reset(ident, client)
+                if allowed:
+                    sup.reset(now)
+                    self._stop_owner = None
+                    log.info("e-stop %s (%s)", why, client.name)
+                self._answer(ident, now, client, "reset", allowed, why)
         elif isinstance(req, p.LoadTask):
             self._load_task(ident, now, client, req)
         elif isinstance(req, p.Offer):

@@ -9,6 +9,7 @@ import pytest
 import zmq
 
 from teleop import protocol as p
+from teleop.channels import ClientKeys, generate_keys
 from teleop.recorder import read_topic
 
 pytestmark = pytest.mark.slow
@@ -118,4 +119,77 @@ def test_an_estop_flag_latches_in_any_odd_command(robot, client):
         c.drive(tuple(start), 0.05)
     assert c.telemetry().state == "ENGAGED"
     pub.close(0)
+    r.stop()
+
+
+def _press(client, reason: str = "stranger's button") -> None:
+    assert client.link.request(p.EStop(reason=reason)).ok
+
+
+def test_only_the_owner_at_the_stop_may_reset_not_whoever_names_it(robot, client):
+    r = robot()
+    owner, stranger = client(r.endpoints, "owner"), client(r.endpoints, "stranger")
+    owner.connect()
+    stranger.connect()
+    assert owner.engage().ok
+    _press(stranger)
+    owner.wait_for(lambda t: t.state == "ESTOP")
+    # The stranger may not clear it, not even by calling itself the owner.
+    for name in ("stranger", "owner"):
+        ack = stranger.link.request(p.Reset(client=name))
+        assert not ack.ok and "session owner" in ack.reason, ack
+    assert stranger.telemetry().state == "ESTOP"
+    assert owner.link.request(p.Reset(client="owner")).ok
+    tel = owner.wait_for(lambda t: t.state == "IDLE")
+    assert tel.counters.get("control.refused.reset") == 2
+    r.stop()
+    resets = [c for c in read_topic(r.record, "/robot/control") if c["request"] == "reset"]
+    assert [c["ok"] for c in resets] == [False, False, True]
+    assert "session owner at the stop" in resets[-1]["reason"]
+
+
+def test_with_no_owner_at_the_stop_a_loopback_reset_is_allowed_and_recorded(robot, client):
+    r = robot()
+    a, b = client(r.endpoints, "a"), client(r.endpoints, "b")
+    a.connect()
+    b.connect()
+    _press(a)
+    b.wait_for(lambda t: t.state == "ESTOP")
+    ack = b.link.request(p.Reset(client="b"))
+    assert ack.ok and "robot host" in ack.reason, ack
+    b.wait_for(lambda t: t.state == "IDLE")
+    r.stop()
+    resets = [c for c in read_topic(r.record, "/robot/control") if c["request"] == "reset"]
+    assert len(resets) == 1 and resets[0]["ok"] and "no session owner at the stop" in resets[0]["reason"]
+
+
+def test_under_curve_the_owners_key_or_a_reset_key_may_reset(robot, client, tmp_path):
+    keys = tmp_path / "keys"
+    generate_keys(keys, "robot")
+    for name, role in (("surgeon", None), ("observer", None), ("charge-nurse", "reset")):
+        generate_keys(keys / "authorized", name, role)
+    r = robot(keys__secret_file=str(keys / "robot.key_secret"), keys__authorized_dir=str(keys / "authorized"))
+
+    def keyed(name: str):
+        c = client(r.endpoints, name, ClientKeys(keys / "authorized" / f"{name}.key_secret", keys / "robot.key"))
+        c.connect()
+        return c
+
+    surgeon, observer, nurse = keyed("surgeon"), keyed("observer"), keyed("charge-nurse")
+    assert surgeon.engage().ok
+    _press(observer)
+    surgeon.wait_for(lambda t: t.state == "ESTOP")
+    refused = observer.link.request(p.Reset(client="surgeon"))
+    assert not refused.ok and "reset role" in refused.reason, refused
+    ack = nurse.link.request(p.Reset(client="charge-nurse"))
+    assert ack.ok and "charge-nurse" in ack.reason, ack
+    surgeon.wait_for(lambda t: t.state == "IDLE")
+    # The owner is its key, not its connection: a new connection with the surgeon's key may reset.
+    assert surgeon.engage().ok
+    _press(observer)
+    surgeon.wait_for(lambda t: t.state == "ESTOP")
+    surgeon.close()
+    again = keyed("surgeon")
+    ack = again.link.request(p.Reset(client="surgeon"))
+    assert ack.ok and "session owner" in ack.reason, ack
     r.stop()
