@@ -10,7 +10,8 @@ Addresses default to loopback. Binding anything else requires CURVE: the robot's
 folder of the public keys of consoles allowed in (ZeroMQ's ZAP handler checks every connection on
 every channel, so a console without an authorised key never gets a message through). Keys are
 ZeroMQ certificate files written by ``telesurg keys`` (``NAME.key`` public, ``NAME.key_secret``
-secret).
+secret). A public key in the authorised folder may carry a role in its ``metadata`` section
+(``role = "reset"``, written by ``telesurg keys --role reset`` or added by the robot's operator).
 """
 
 from __future__ import annotations
@@ -120,9 +121,16 @@ def load_public(path: Path) -> bytes:
     return public
 
 
-def generate_keys(folder: Path, name: str) -> tuple[Path, Path]:
-    """Write ``NAME.key`` (public) and ``NAME.key_secret`` (secret, mode 0600) into ``folder``.
-    Refuses to overwrite existing files."""
+#: Roles a console key may carry (``role`` in its certificate's metadata): ``reset`` may clear an
+#: e-stop that another console's session was stopped by.
+ROLES = ("reset",)
+
+
+def generate_keys(folder: Path, name: str, role: str | None = None) -> tuple[Path, Path]:
+    """Write ``NAME.key`` (public) and ``NAME.key_secret`` (secret, mode 0600) into ``folder``, the
+    public one carrying ``role`` (one of ``ROLES``) when given. Refuses to overwrite existing files."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown key role {role!r}; known: {', '.join(ROLES)}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
@@ -131,7 +139,42 @@ def generate_keys(folder: Path, name: str) -> tuple[Path, Path]:
             raise FileExistsError(f"{p} exists; refusing to overwrite a key")
     pub, sec = zmq.auth.create_certificates(str(folder), name)
     os.chmod(sec, 0o600)
+    if role is not None:  # on the public certificate: the robot reads roles in its authorised-keys folder
+        text = Path(pub).read_text()
+        Path(pub).write_text(text.replace("\nmetadata\n", f'\nmetadata\n    role = "{role}"\n', 1))
     return Path(pub), Path(sec)
+
+
+def key_roles(folder: Path) -> dict[str, tuple[str, str]]:
+    """The authorised keys in ``folder`` that carry a role: Z85 public key (as ZeroMQ reports a
+    CURVE peer's ``User-Id``) → (key name, role). Unreadable files are skipped (ZeroMQ's own
+    authenticator ignores them too)."""
+    roles: dict[str, tuple[str, str]] = {}
+    for path in sorted(Path(folder).glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(str(path))
+            role = _certificate_metadata(path).get("role", "")
+        except (OSError, ValueError):
+            continue
+        if role in ROLES:
+            roles[public.decode("ascii")] = (path.stem, role)
+    return roles
+
+
+def _certificate_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata`` section of a ZeroMQ certificate file (ZPL: indented ``name = "value"``)."""
+    out: dict[str, str] = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            section = line.strip()
+            continue
+        if section == "metadata" and "=" in line:
+            name, _, value = line.strip().partition("=")
+            out[name.strip()] = value.strip().strip('"')
+    return out
 
 
 class ServerSockets:

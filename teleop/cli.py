@@ -365,10 +365,11 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from teleop.channels import generate_keys
 
     try:
-        public, secret = generate_keys(Path(args.folder), args.name)
+        public, secret = generate_keys(Path(args.folder), args.name, args.role)
     except (FileExistsError, OSError) as exc:
         raise CliError(str(exc)) from None
-    print(f"public key: {public} (give it to the other side)\nsecret key: {secret} (keep it here, mode 0600)")
+    role = f", role {args.role}" if args.role else ""
+    print(f"public key: {public} (give it to the other side{role})\nsecret key: {secret} (keep it here, mode 0600)")
     return 0
 
 
@@ -553,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_keys = sub.add_parser("keys", help="generate a CURVE key pair for the robot or a console")
     p_keys.add_argument("folder", help="folder for NAME.key (public) and NAME.key_secret (secret)")
     p_keys.add_argument("--name", required=True, help="key name, e.g. robot or console1")
+    p_keys.add_argument(
+        "--role", choices=("reset",), help="reset: this console may clear an e-stop that stopped another's session"
+    )
     p_keys.set_defaults(func=_cmd_keys)
 
     p_launch = sub.add_parser("launch", help="start the processes of a launch file (e.g. launch/local.toml)")

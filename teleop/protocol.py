@@ -41,6 +41,8 @@ Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 REASONS = ("too_large", "malformed", "version", "non_finite", "out_of_range", "unexpected_type")
+#: Longest e-stop reason kept (characters); a longer one is cut, never a reason to refuse the stop.
+MAX_REASON_CHARS = 256
 
 
 class ProtocolError(ValueError):
@@ -180,9 +182,10 @@ class Disengage(Message, tag="disengage"):
 
 
 class EStop(Message, tag="estop"):
-    """Latch the e-stop (any client may press it)."""
+    """Latch the e-stop (any client may press it). The request latches whatever else is wrong with
+    it (see ``estop_request``): an odd one is answered and counted as odd, never refused."""
 
-    reason: Annotated[str, msgspec.Meta(max_length=256)] = "console e-stop"
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS)] = "console e-stop"
 
 
 class Reset(Message, tag="reset"):
@@ -299,6 +302,38 @@ def decode(data: bytes, kind: Any) -> Any:
         raise ProtocolError("version", f"protocol version {message.v}, this side speaks {PROTOCOL_VERSION}")
     _check_values(message)
     return message
+
+
+class _EStopPeek(msgspec.Struct):
+    """The fields an e-stop request is recognised by; any others, and any types, are let through."""
+
+    type: Any = None
+    estop: Any = None
+    reason: Any = None
+
+
+_PEEK = msgspec.msgpack.Decoder(_EStopPeek)
+
+
+def estop_request(data: bytes) -> str | None:
+    """The reason of the e-stop that ``data`` asks for, whatever else is wrong with it (version, extra
+    or missing fields, values out of range, too large): a map whose ``type`` is "estop", or whose
+    ``estop`` is true (the flag of a command). None when it asks for no e-stop or is no map at all.
+    The reason is printable text of at most ``MAX_REASON_CHARS`` characters ("" when it had none
+    that could be read). Never raises."""
+    try:
+        peek = _PEEK.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError, TypeError):
+        return None
+    if peek.type != "estop" and peek.estop is not True:
+        return None
+    return printable(peek.reason if isinstance(peek.reason, str) else "")
+
+
+def printable(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, each unprintable one (line breaks, NUL, escapes) a space:
+    safe to log and to show, whoever wrote it."""
+    return "".join(ch if ch.isprintable() else " " for ch in text[:limit])
 
 
 def _classify(text: str) -> str:

@@ -23,6 +23,7 @@ estimate, never the console's word.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -44,7 +45,7 @@ import zmq
 
 from teleop import protocol as p
 from teleop import signalling
-from teleop.channels import Endpoints, ServerKeys, ServerSockets
+from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback, key_roles
 from teleop.clock import ClockEstimator
 from teleop.ports import bind_zmq
 from teleop.realtime import (
@@ -181,6 +182,9 @@ class _Client:
         self.clock = ClockEstimator()
         self.pongs: dict[float, tuple[float, float]] = {}  # t1 → (t2, t3) of recent exchanges
         self.last_seen_s = 0.0
+        #: Its CURVE public key (Z85, ZeroMQ's ``User-Id``; "" without CURVE) and TCP address.
+        self.key = ""
+        self.address = ""
 
 
 class RobotServer:
@@ -196,6 +200,10 @@ class RobotServer:
         self._stop = threading.Event()
         self._clients: dict[bytes, _Client] = {}
         self._session_owner: bytes | None = None
+        #: Who owned the session when the e-stop latched (``_identity``), None if no one did.
+        self._stop_owner: tuple[str, str] | None = None
+        #: Authorised keys with the reset role: Z85 public key → key name.
+        self._reset_keys: dict[str, str] = {}
         self._last_accepted_s = 0.0
         self._telemetry_seq = 0
         self._last_event = 0
@@ -233,6 +241,9 @@ class RobotServer:
             if self.config.realtime and realtime_io_threads(context, REALTIME_PRIORITY - 1):
                 log.info("ZeroMQ I/O threads at SCHED_RR priority %d", REALTIME_PRIORITY - 1)
             self.sockets = ServerSockets(self.config.endpoints, self.config.keys, context)
+            if self.config.keys is not None:
+                roles = key_roles(self.config.keys.authorized_dir)
+                self._reset_keys = {key: name for key, (name, role) in roles.items() if role == "reset"}
             ctx = self.sockets.context
             if self.config.state_port is not None:  # every port bound before the recording is created
                 self._state_pub = ctx.socket(zmq.PUB)
@@ -588,19 +599,25 @@ class RobotServer:
             return
         if len(frames) != 1:  # CONFLATE delivers single frames; be strict anyway
             self._reject("cmd", "malformed", f"{len(frames)} frames", sum(len(f) for f in frames), now)
+            for frame in frames:
+                if self._odd_estop("cmd", None, frame, "malformed", now):
+                    break
             return
         data = frames[0]
         try:
             cmd = p.decode(data, p.Command)
         except p.ProtocolError as exc:
             self._reject("cmd", exc.reason, exc.detail, len(data), now)
+            self._odd_estop("cmd", None, data, exc.reason, now)
             return
         self.counters["cmd.received"] += 1
         if cmd.arm != self.arm_id:
             self._reject("cmd", "wrong_arm", f"command for arm {cmd.arm!r}, this is {self.arm_id!r}", len(data), now)
+            self._odd_estop("cmd", None, data, "wrong_arm", now)
             return
         sync = self._owner_sync() if self.supervisor.session == cmd.session else None
         clock = sync or ClockSync(0.0, 0.0)
+        was = self.supervisor.state
         verdict = self.supervisor.on_command(
             cmd.session,
             cmd.seq,
@@ -612,6 +629,7 @@ class RobotServer:
             now,
             clock,
         )
+        self._latched(was)
         if verdict.accepted:
             self._last_accepted_s = now
             if self._session_owner in self._clients:
@@ -692,23 +710,84 @@ class RobotServer:
             self._relay_answers(now)
         for _ in range(self.config.max_control_per_period if limit is None else limit):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return served
             served += 1
-            ident, body = frames[0], frames[1:]
+            ident, body = parts[0].bytes, [part.bytes for part in parts[1:]]
+            self._see(ident, parts[-1], now)
             if len(body) != 1:
                 self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
-                self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
+                if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
+                    self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
                 continue
             try:
                 req = p.decode(body[0], p.Request)
             except p.ProtocolError as exc:
                 self._reject("control", exc.reason, exc.detail, len(body[0]), now)
-                self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
+                if not self._odd_estop("control", ident, body[0], exc.reason, now):
+                    self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
                 continue
             self._handle(ident, req, self.clock())
         return served
+
+    def _see(self, ident: bytes, frame: zmq.Frame, now: float) -> None:
+        """Note who sent a control request: the connection's CURVE key and address (ZeroMQ's frame
+        properties), which decide authority (never the request's own ``client`` field)."""
+        client = self._client(ident, now)
+        for prop, attr in (("User-Id", "key"), ("Peer-Address", "address")):
+            with contextlib.suppress(zmq.ZMQError):  # not set: no CURVE (User-Id), or not TCP
+                setattr(client, attr, frame.get(prop))
+
+    def _identity(self, ident: bytes) -> tuple[str, str]:
+        """Who a control connection is: its CURVE key, or without CURVE the connection itself."""
+        client = self._clients.get(ident)
+        if client is not None and client.key:
+            return ("key", client.key)
+        return ("connection", ident.hex())
+
+    def _odd_estop(self, channel: str, ident: bytes | None, data: bytes, oddity: str, now: float) -> bool:
+        """Latch the e-stop that a message rejected for ``oddity`` still asks for (an e-stop request
+        latches whatever else is wrong with it; ``protocol.estop_request``); False when it asks for none.
+        Counted as ``{channel}.estop_odd``; a control request is answered as a pressed e-stop."""
+        reason = p.estop_request(data)
+        if reason is None:
+            return False
+        self.counters[f"{channel}.estop_odd"] += 1
+        client = self._client(ident, now) if ident is not None else None
+        source = client.name if client is not None else "a command"
+        self._latch_estop(f"{reason or 'no reason given'} (from {source}; odd request: {oddity})", now)
+        if ident is not None and client is not None:
+            self._answer(ident, now, client, "estop", True, f"latched (the request was odd: {oddity})")
+        return True
+
+    def _latch_estop(self, reason: str, now: float) -> None:
+        assert self.supervisor is not None
+        was = self.supervisor.state
+        self.supervisor.estop(reason, now)
+        self._latched(was)
+        self._session_owner = None
+        self._flush_events()
+
+    def _latched(self, was: State) -> None:
+        """After a request that may have latched the e-stop (the supervisor was in ``was``): on the
+        latch, remember who owned the session then (only they, or a reset key, may clear it)."""
+        assert self.supervisor is not None
+        if was != State.ESTOP and self.supervisor.state == State.ESTOP:
+            self._stop_owner = self._identity(self._session_owner) if self._session_owner else None
+
+    def _may_reset(self, ident: bytes, client: _Client) -> tuple[bool, str]:
+        """Whether ``client`` may clear the latched e-stop, and why (README, "E-stop and reset")."""
+        owner = self._stop_owner
+        if owner is not None and owner == self._identity(ident):
+            return True, "reset by the session owner at the stop"
+        if client.key and client.key in self._reset_keys:
+            return True, f"reset by key {self._reset_keys[client.key]!r} (role reset)"
+        if owner is None and not self._reset_keys and is_loopback(client.address):
+            return True, "reset from the robot host (no session owner at the stop, no reset key configured)"
+        if owner is None:
+            return False, "refused: no session owner at the stop; only a key with the reset role may reset"
+        return False, "refused: only the session owner at the time of the stop, or a key with the reset role, may reset"
 
     def _reply(self, ident: bytes, msg: p.Message) -> None:
         assert self.sockets is not None
@@ -717,9 +796,9 @@ class RobotServer:
         except zmq.Again:
             self.counters["control.reply_dropped"] += 1
 
-    def _handle(self, ident: bytes, req: Any, now: float) -> None:
-        sup = self.supervisor
-        assert sup is not None
+    def _client(self, ident: bytes, now: float) -> _Client:
+        """The control peer ``ident`` (a new one is remembered; at most 64, the longest silent
+        forgotten first), seen now."""
         client = self._clients.get(ident)
         if client is None:
             if len(self._clients) >= 64:  # forget the longest-silent peer: bounded memory
@@ -728,6 +807,12 @@ class RobotServer:
                     del self._clients[oldest]
             client = self._clients[ident] = _Client(ident.hex()[:16])
         client.last_seen_s = now
+        return client
+
+    def _handle(self, ident: bytes, req: Any, now: float) -> None:
+        sup = self.supervisor
+        assert sup is not None
+        client = self._client(ident, now)
         kind = type(req).__name__
         if isinstance(req, p.Ping):
             t2 = now
@@ -765,10 +850,8 @@ class RobotServer:
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
             return
         if isinstance(req, p.EStop):  # honoured from anyone, hello or not
-            sup.estop(f"{req.reason} (from {client.name})", now)
-            self._session_owner = None
+            self._latch_estop(f"{p.printable(req.reason)} (from {client.name})", now)
             self._answer(ident, now, client, "estop", True, "")
-            self._flush_events()
             return
         if not client.hello:
             self._answer(ident, now, client, kind, False, "say hello first")
@@ -797,8 +880,15 @@ class RobotServer:
                 self._session_owner = None
             self._answer(ident, now, client, "disengage", verdict.accepted, verdict.reason)
         elif isinstance(req, p.Reset):
-            verdict = sup.reset(now)
-            self._answer(ident, now, client, "reset", verdict.accepted, verdict.reason)
+            if sup.state != State.ESTOP:
+                self._answer(ident, now, client, "reset", True, "nothing to reset")
+            else:
+                allowed, why = self._may_reset(ident, client)
+                if allowed:
+                    sup.reset(now)
+                    self._stop_owner = None
+                    log.info("e-stop %s (%s)", why, client.name)
+                self._answer(ident, now, client, "reset", allowed, why)
         elif isinstance(req, p.LoadTask):
             self._load_task(ident, now, client, req)
         elif isinstance(req, p.Offer):
