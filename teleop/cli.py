@@ -12,6 +12,7 @@
     telesurg robot --config launch/robot.toml --record session.mcap   # the robot server
     telesurg console --config launch/console.toml --input keyboard    # a surgeon console
     telesurg keys keys/ --name robot   # CURVE key pair (keys/robot.key, keys/robot.key_secret)
+    telesurg protocol --schema docs/protocol.schema.json   # the wire protocol's JSON Schema
     telesurg safety --quick            # latency-injection safety harness (report in runs/safety/)
     telesurg soak --minutes 60         # the whole stack for an hour: drift, leaks, invariants (runs/soak/)
     telesurg netem --to 10.0.0.5 --link "delay=100ms loss=1%"   # emulated network as a proxy
@@ -373,6 +374,21 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_protocol(args: argparse.Namespace) -> int:
+    from teleop.protocol import json_schema
+
+    text = json.dumps(json_schema(), indent=1, ensure_ascii=False) + "\n"
+    if args.schema == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.schema).write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.schema}: {exc.strerror}") from None
+    print(f"wrote the wire protocol's JSON Schema to {args.schema}")
+    return 0
+
+
 def _cmd_launch(args: argparse.Namespace) -> int:
     from teleop.launch import LaunchError, parse_arguments, run_launch
 
@@ -558,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", choices=("reset",), help="reset: this console may clear an e-stop that stopped another's session"
     )
     p_keys.set_defaults(func=_cmd_keys)
+
+    p_protocol = sub.add_parser("protocol", help="the wire protocol's machine-readable JSON Schema")
+    p_protocol.add_argument("--schema", default="-", metavar="PATH", help="write it here (default - : stdout)")
+    p_protocol.set_defaults(func=_cmd_protocol)
 
     p_launch = sub.add_parser("launch", help="start the processes of a launch file (e.g. launch/local.toml)")
     p_launch.add_argument("file", help="launch TOML")

@@ -219,9 +219,11 @@ class Guidance(msgspec.Struct, forbid_unknown_fields=True):
 
 class Welcome(Message, tag="welcome"):
     """Answer to ``Hello``: the server's protocol version, the arms it serves, the loaded task
-    (simulation), the path of its recording ("" when not recording) and the forbidden regions its
+    (simulation), the path of its recording ("" when not recording), the forbidden regions its
     supervisor enforces, as (low, high) corners in the base frame (m): consoles may guide the
-    surgeon away from them (``teleop.correction.fixtures``); the supervisor stays authoritative."""
+    surgeon away from them (``teleop.correction.fixtures``); the supervisor stays authoritative; and
+    the workspace box it clamps every setpoint to (low, high corners, base frame, m), so a client
+    can predict the clamping."""
 
     protocol: int
     arms: list[Id]
@@ -229,6 +231,7 @@ class Welcome(Message, tag="welcome"):
     recording: str = ""
     forbidden_m: list[tuple[Vec3, Vec3]] = []
     guidance: Guidance | None = None
+    workspace_m: tuple[Vec3, Vec3] | None = None
 
 
 class Pong(Message, tag="pong"):
@@ -269,6 +272,29 @@ _DECODERS: dict[Any, msgspec.msgpack.Decoder] = {
     Request: msgspec.msgpack.Decoder(Request),
     Response: msgspec.msgpack.Decoder(Response),
 }
+
+
+def type_name(message: Message) -> str:
+    """A message's wire name (its ``type`` tag, e.g. "load_task"), as counters and refusals use it."""
+    return str(type(message).__struct_config__.tag)
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema of every message, by channel: what a client in another language validates
+    against (``docs/protocol.schema.json`` is this, written by ``telesurg protocol --schema``).
+    Values are msgpack on the wire; the schema describes them as JSON (a msgpack str is a JSON
+    string, a msgpack map an object). Rules beyond the schema (finite numbers, unit quaternions,
+    positions within ``MAX_POSITION_M``, the size limit) are in README's wire-protocol section."""
+    channels = {"cmd": Command, "telemetry": Telemetry, "control_request": Request, "control_response": Response}
+    schemas, components = msgspec.json.schema_components(list(channels.values()), ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"telesurg wire protocol, version {PROTOCOL_VERSION}",
+        "description": "One msgpack map per ZeroMQ frame; `type` names the message, `v` the protocol version.",
+        "max_message_bytes": MAX_MESSAGE_BYTES,
+        "channels": dict(zip(channels, schemas, strict=True)),
+        "$defs": components,
+    }
 
 
 def encode(message: Message) -> bytes:

@@ -813,7 +813,7 @@ class RobotServer:
         sup = self.supervisor
         assert sup is not None
         client = self._client(ident, now)
-        kind = type(req).__name__
+        kind = p.type_name(req)
         if isinstance(req, p.Ping):
             t2 = now
             if req.prev_t1_console_s is not None and req.prev_t4_console_s is not None:
@@ -845,6 +845,7 @@ class RobotServer:
                     recording=str(self.record_path) if self.record_path else "",
                     forbidden_m=[(_vec(b.low_m), _vec(b.high_m)) for b in sup.config.forbidden],
                     guidance=self._guidance(),
+                    workspace_m=(_vec(sup.config.workspace_low_m), _vec(sup.config.workspace_high_m)),
                 ),
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))
