@@ -24,8 +24,8 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
+from teleop.auth import ROLES, AuditedAuthenticator
 from teleop.ports import bind_zmq
 
 #: Socket high-water marks: bounded queues everywhere, so a flood costs memory never beyond this.
@@ -121,11 +121,6 @@ def load_public(path: Path) -> bytes:
     return public
 
 
-#: Roles a console key may carry (``role`` in its certificate's metadata): ``reset`` may clear an
-#: e-stop that another console's session was stopped by.
-ROLES = ("reset",)
-
-
 def generate_keys(folder: Path, name: str, role: str | None = None) -> tuple[Path, Path]:
     """Write ``NAME.key`` (public) and ``NAME.key_secret`` (secret, mode 0600) into ``folder``, the
     public one carrying ``role`` (one of ``ROLES``) when given. Refuses to overwrite existing files."""
@@ -145,38 +140,6 @@ def generate_keys(folder: Path, name: str, role: str | None = None) -> tuple[Pat
     return Path(pub), Path(sec)
 
 
-def key_roles(folder: Path) -> dict[str, tuple[str, str]]:
-    """The authorised keys in ``folder`` that carry a role: Z85 public key (as ZeroMQ reports a
-    CURVE peer's ``User-Id``) → (key name, role). Unreadable files are skipped (ZeroMQ's own
-    authenticator ignores them too)."""
-    roles: dict[str, tuple[str, str]] = {}
-    for path in sorted(Path(folder).glob("*.key")):
-        try:
-            public, _ = zmq.auth.load_certificate(str(path))
-            role = _certificate_metadata(path).get("role", "")
-        except (OSError, ValueError):
-            continue
-        if role in ROLES:
-            roles[public.decode("ascii")] = (path.stem, role)
-    return roles
-
-
-def _certificate_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata`` section of a ZeroMQ certificate file (ZPL: indented ``name = "value"``)."""
-    out: dict[str, str] = {}
-    section = ""
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line[0].isspace():
-            section = line.strip()
-            continue
-        if section == "metadata" and "=" in line:
-            name, _, value = line.strip().partition("=")
-            out[name.strip()] = value.strip().strip('"')
-    return out
-
-
 class ServerSockets:
     """The robot's three bound sockets (and the CURVE authenticator when keys are given)."""
 
@@ -187,15 +150,14 @@ class ServerSockets:
                 "give the robot a secret key and a folder of authorised console keys (`telesurg keys`)"
             )
         self.context = context or zmq.Context.instance()
-        self.auth: ThreadAuthenticator | None = None
+        self.auth: AuditedAuthenticator | None = None
         secret: bytes | None = None
         if keys is not None:
             _, secret = load_secret(keys.secret_file)
             if not Path(keys.authorized_dir).is_dir():
                 raise KeyFileError(f"authorised-keys folder {keys.authorized_dir} not found")
-            self.auth = ThreadAuthenticator(self.context)
+            self.auth = AuditedAuthenticator(self.context, Path(keys.authorized_dir))
             self.auth.start()
-            self.auth.configure_curve(domain="*", location=str(keys.authorized_dir))
         try:
             self.cmd = self._bind(zmq.SUB, endpoints, "cmd", secret, conflate=True)
             self.cmd.setsockopt(zmq.SUBSCRIBE, b"")

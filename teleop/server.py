@@ -23,7 +23,6 @@ estimate, never the console's word.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -45,7 +44,8 @@ import zmq
 
 from teleop import protocol as p
 from teleop import signalling
-from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback, key_roles
+from teleop.auth import fingerprint
+from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback
 from teleop.clock import ClockEstimator
 from teleop.ports import bind_zmq
 from teleop.realtime import (
@@ -202,8 +202,11 @@ class RobotServer:
         self._session_owner: bytes | None = None
         #: Who owned the session when the e-stop latched (``_identity``), None if no one did.
         self._stop_owner: tuple[str, str] | None = None
-        #: Authorised keys with the reset role: Z85 public key → key name.
+        #: Authorised keys with the reset role: Z85 public key → key name (from the authenticator).
         self._reset_keys: dict[str, str] = {}
+        #: The authenticator's key-folder version and denial count the server has taken in.
+        self._keys_version = 0
+        self._denied_seen = 0
         self._last_accepted_s = 0.0
         self._telemetry_seq = 0
         self._last_event = 0
@@ -241,9 +244,6 @@ class RobotServer:
             if self.config.realtime and realtime_io_threads(context, REALTIME_PRIORITY - 1):
                 log.info("ZeroMQ I/O threads at SCHED_RR priority %d", REALTIME_PRIORITY - 1)
             self.sockets = ServerSockets(self.config.endpoints, self.config.keys, context)
-            if self.config.keys is not None:
-                roles = key_roles(self.config.keys.authorized_dir)
-                self._reset_keys = {key: name for key, (name, role) in roles.items() if role == "reset"}
             ctx = self.sockets.context
             if self.config.state_port is not None:  # every port bound before the recording is created
                 self._state_pub = ctx.socket(zmq.PUB)
@@ -393,6 +393,9 @@ class RobotServer:
             last_start = now
             sched_start = sched.read()
             self._wait_poll_s = self._wait_nap_s = self._wait_sleep_s = 0.0
+            auth = self.sockets.auth
+            if auth is not None and (auth.version != self._keys_version or auth.denied_total != self._denied_seen):
+                self._take_auth_news(auth, now)
             self._serve_control(now)
             t_control = self.clock()
             self._take_command(t_control)
@@ -594,9 +597,10 @@ class RobotServer:
     def _take_command(self, now: float) -> None:
         assert self.sockets is not None and self.supervisor is not None
         try:
-            frames = self.sockets.cmd.recv_multipart(zmq.NOBLOCK, copy=True)
+            parts = self.sockets.cmd.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
+        frames = [part.bytes for part in parts]
         if len(frames) != 1:  # CONFLATE delivers single frames; be strict anyway
             self._reject("cmd", "malformed", f"{len(frames)} frames", sum(len(f) for f in frames), now)
             for frame in frames:
@@ -615,6 +619,16 @@ class RobotServer:
             self._reject("cmd", "wrong_arm", f"command for arm {cmd.arm!r}, this is {self.arm_id!r}", len(data), now)
             self._odd_estop("cmd", None, data, "wrong_arm", now)
             return
+        owner_key = self._clients[self._session_owner].key if self._session_owner in self._clients else ""
+        if not cmd.estop and (owner_key or self.sockets.auth is not None):
+            sender = _frame_property(parts[0], "User-Id")
+            if self._revoked(sender):
+                self._reject("cmd", "revoked", "a command from a revoked key", len(data), now)
+                return
+            if owner_key and cmd.session == self.supervisor.session and sender != owner_key:
+                # The owner's session id from another key: never its command.
+                self._reject("cmd", "foreign_identity", "the session's id from another key", len(data), now)
+                return
         sync = self._owner_sync() if self.supervisor.session == cmd.session else None
         clock = sync or ClockSync(0.0, 0.0)
         was = self.supervisor.state
@@ -721,6 +735,11 @@ class RobotServer:
                 if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
                     self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
                 continue
+            if self._revoked(self._clients[ident].key):  # only its e-stop still counts
+                if not self._odd_estop("control", ident, body[0], "revoked key", now):
+                    self._reject("control", "revoked", "a request from a revoked key", len(body[0]), now)
+                    self._reply(ident, p.Ack(request="?", ok=False, reason="revoked: this key is no longer authorised"))
+                continue
             try:
                 req = p.decode(body[0], p.Request)
             except p.ProtocolError as exc:
@@ -731,13 +750,42 @@ class RobotServer:
             self._handle(ident, req, self.clock())
         return served
 
+    def _take_auth_news(self, auth: Any, now: float) -> None:
+        """What the authenticator saw since the last period (rare): refused handshakes (counted as
+        ``zap.<reason>``, recorded on ``/robot/rejected``) and a reloaded key folder (new roles; a
+        revoked owner's session ends and the arm holds)."""
+        while auth.pending:
+            denial = auth.pending.popleft()
+            reason = denial.reason.lower().replace(" ", "_")
+            self.counters[f"zap.{reason}"] += 1
+            detail = f"from {denial.address or '?'} with key {denial.fingerprint or '(none)'}"
+            self._record(TOPIC_REJECTED, RejectedRecord(now, "zap", reason, detail, 0))
+        self._denied_seen = auth.denied_total
+        if auth.version == self._keys_version:
+            return
+        self._keys_version = auth.version
+        self._reset_keys = {key: name for key, (name, role) in auth.roles.items() if role == "reset"}
+        owner = self._clients.get(self._session_owner) if self._session_owner else None
+        sup = self.supervisor
+        assert sup is not None
+        if owner is not None and owner.key and owner.key not in auth.keys and sup.session:
+            log.warning("the key of session %s (%s) was revoked: the session ends", sup.session, fingerprint(owner.key))
+            sup.disengage(sup.session, now)
+            sup.reason = f"session ended: its key {fingerprint(owner.key)} was revoked"
+            self._session_owner = None
+            self._flush_events()
+
+    def _revoked(self, key: str) -> bool:
+        """Whether a connection's CURVE key was authorised when it connected but is not now."""
+        auth = self.sockets.auth if self.sockets is not None else None
+        return bool(key) and auth is not None and key not in auth.keys
+
     def _see(self, ident: bytes, frame: zmq.Frame, now: float) -> None:
         """Note who sent a control request: the connection's CURVE key and address (ZeroMQ's frame
         properties), which decide authority (never the request's own ``client`` field)."""
         client = self._client(ident, now)
-        for prop, attr in (("User-Id", "key"), ("Peer-Address", "address")):
-            with contextlib.suppress(zmq.ZMQError):  # not set: no CURVE (User-Id), or not TCP
-                setattr(client, attr, frame.get(prop))
+        client.key = _frame_property(frame, "User-Id")
+        client.address = _frame_property(frame, "Peer-Address")
 
     def _identity(self, ident: bytes) -> tuple[str, str]:
         """Who a control connection is: its CURVE key, or without CURVE the connection itself."""
@@ -876,6 +924,10 @@ class RobotServer:
                 client.name = req.client
             self._answer(ident, now, client, "engage", verdict.accepted, verdict.reason, verdict.session)
         elif isinstance(req, p.Disengage):
+            owner = self._session_owner
+            if req.session == sup.session and owner is not None and self._identity(ident) != self._identity(owner):
+                self._answer(ident, now, client, "disengage", False, "the session belongs to another connection")
+                return
             verdict = sup.disengage(req.session, now)
             if verdict.accepted:
                 self._session_owner = None
@@ -1038,6 +1090,15 @@ def _resolve_cpu(cpu: int | None) -> int | None:
     if not -len(cpus) <= cpu < len(cpus):
         raise ValueError(f"cpu {cpu} does not exist: this machine has CPUs 0–{len(cpus) - 1}")
     return cpus[cpu]
+
+
+def _frame_property(frame: zmq.Frame, name: str) -> str:
+    """A received frame's ZeroMQ property (``User-Id``: the CURVE key, Z85; ``Peer-Address``), ""
+    when the connection has none (no CURVE, not TCP)."""
+    try:
+        return str(frame.get(name))
+    except zmq.ZMQError:
+        return ""
 
 
 def _vec(v: Any) -> tuple[float, float, float]:

@@ -185,7 +185,9 @@ class Supervisor:
             return Verdict(False, f"e-stop latched ({self.reason}); reset first", code="estop_latched")
         if self.session:
             return Verdict(False, f"arm is engaged by {self.client}", code="engaged_elsewhere")
-        self.session = f"{next(self._ids)}-{secrets.token_hex(4)}"
+        # 128 random bits: on a channel without identities (the command channel without CURVE) the
+        # session id is what a command must know; it must not be guessable.
+        self.session = f"{next(self._ids)}-{secrets.token_hex(16)}"
         self.client = client
         self.last_seq = 0
         self._target = None
