@@ -38,7 +38,7 @@ from command_latency import drive
 
 from teleop.channels import Endpoints, free_loopback_ports
 from teleop.harness.browser import BrowserViewer
-from teleop.harness.hostprobe import read_gaps, stall_is_hosts
+from teleop.harness.hostprobe import read_gaps, stall_is_hosts, unexecuted_work_s
 from teleop.harness.invariants import load
 from teleop.harness.runner import CliProcess, HostProbe
 from teleop.settings import write_toml
@@ -157,7 +157,7 @@ def main() -> int:
     stalls = rec.get("stalls", [])
     gaps, probe_totals = read_gaps(folder / "probe.jsonl")
     for s in stalls:
-        s["host"] = stall_is_hosts(s["kind"], s["start_robot_s"], s["period_s"], PERIOD_S, gaps)
+        s["host"] = stall_is_hosts(s["kind"], s["start_robot_s"], s["period_s"], PERIOD_S, gaps, unexecuted_work_s(s))
     granted = not any("real-time scheduling not available" in line for line in robot.lines)
     worst = float(periods.max()) if periods.size else float("nan")
     p9999 = float(np.percentile(periods, 99.99)) if periods.size else float("nan")
