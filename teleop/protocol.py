@@ -22,6 +22,7 @@ non-finite numbers, values out of range and messages above ``MAX_MESSAGE_BYTES``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -339,6 +340,45 @@ class _EStopPeek(msgspec.Struct):
 
 
 _PEEK = msgspec.msgpack.Decoder(_EStopPeek)
+
+
+class _CommandPeek(msgspec.Struct):
+    """What the robot sorts a flood of commands by before decoding any in full (any types let through)."""
+
+    type: Any = None
+    estop: Any = None
+    reason: Any = None
+    session: Any = None
+    seq: Any = None
+
+
+_PEEK_COMMAND = msgspec.msgpack.Decoder(_CommandPeek)
+
+
+@dataclass(frozen=True)
+class CommandPeek:
+    """A command's ``session`` and ``seq`` as far as they can be read (None where not a string or a
+    non-negative integer), and the reason of the e-stop it asks for (None: asks for none; see
+    ``estop_request``). A fraction of a full decode (0.3 µs against 8 µs here): the robot reads every
+    pending command each period and decodes in full only the ones it judges."""
+
+    session: str | None
+    seq: int | None
+    estop: str | None
+
+
+def peek_command(data: bytes) -> CommandPeek:
+    """``data``'s session, seq and e-stop request, as far as they can be read. Never raises."""
+    try:
+        peek = _PEEK_COMMAND.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, ValueError, TypeError):
+        return CommandPeek(None, None, None)
+    estop = None
+    if peek.type == "estop" or peek.estop is True:
+        estop = printable(peek.reason if isinstance(peek.reason, str) else "")
+    session = peek.session if isinstance(peek.session, str) else None
+    seq = peek.seq if isinstance(peek.seq, int) and not isinstance(peek.seq, bool) and peek.seq >= 0 else None
+    return CommandPeek(session, seq, estop)
 
 
 def estop_request(data: bytes) -> str | None:

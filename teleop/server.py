@@ -3,9 +3,11 @@
 Every control period (default 2 ms, 500 Hz), in this order:
 
 1. answer up to ``max_control_per_period`` control requests (hello, clock ping, engage, …);
-2. take the newest command (the cmd socket is CONFLATE: older ones were already dropped), decode it
-   and hand it to the supervisor with its robot-clock receive time and this console's clock sync
-   (while waiting for the next period, one command that arrives is judged at once as well);
+2. drain the cmd socket (CONFLATE: one message per connection), keep the newest command per session,
+   decode the session owner's and hand it to the supervisor with its robot-clock receive time and
+   this console's clock sync; e-stop requests are judged at once, one other message per drain is
+   judged (refused), the rest counted (while waiting for the next period, commands that arrive are
+   drained once more);
 3. read the arm, let the supervisor compute the setpoint (watchdog, freshness, speed and jaw rate,
    workspace, forbidden regions, force shield, e-stop), command the arm, advance it one period;
 4. publish telemetry (default 250 Hz) and record the period (``--record``).
@@ -84,6 +86,11 @@ log = logging.getLogger("telesurg.robot")
 REALTIME_PRIORITY = 10
 #: A command arriving later than this before the next period waits for the period start.
 EARLY_COMMAND_MARGIN_S = 0.0005
+#: One drain of the cmd socket reads for at most this long (s) and this many messages: enough to
+#: reach every connection of a 200-connection flood each period (~1.5 µs a message), bounded so a
+#: flood cannot take the period (checked every 16 messages).
+COMMAND_DRAIN_BUDGET_S = 0.0006
+COMMAND_DRAIN_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -477,8 +484,8 @@ class RobotServer:
         )
 
     def _wait(self, deadline: float) -> None:
-        """Wait for the next period, serving what arrives meanwhile: one command (at most one per
-        period, so a flood cannot eat the loop's time; this takes the wait for the period boundary
+        """Wait for the next period, serving what arrives meanwhile: one drain of commands (at most one
+        per period, so a flood cannot eat the loop's time; this takes the wait for the period boundary
         out of the command latency — the arm still moves only at period boundaries) and control
         requests (a clock ping answered at once keeps the sync's round trip short and unbiased),
         within the period's control budget."""
@@ -595,12 +602,67 @@ class RobotServer:
 
     # ------------------------------------------------------------------ commands
     def _take_command(self, now: float) -> None:
+        """Drain the cmd socket and judge what matters: the owner's newest command every time,
+        whatever else is pending (issue 15: ``CONFLATE`` keeps one message per connection and ZeroMQ
+        reads connections in turn, so reading one message per turn gave the owner 1/(N+1) of them).
+
+        Every pending message is read (within ``COMMAND_DRAIN_BUDGET_S`` and ``COMMAND_DRAIN_MAX``)
+        and peeked at (``protocol.peek_command``): an e-stop request is judged at once; of the rest
+        the newest (highest ``seq``) per session is kept. The supervisor's session's newest is then
+        judged, and one other message (a session's newest, or one whose session cannot be read, which
+        the full decode refuses by reason); the rest are counted (``cmd.superseded``: an older command
+        of a kept session; ``cmd.unjudged``: another session's, dropped unread like a conflated one)."""
         assert self.sockets is not None and self.supervisor is not None
-        try:
-            parts = self.sockets.cmd.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return
-        frames = [part.bytes for part in parts]
+        sock = self.sockets.cmd
+        curve = self.sockets.auth is not None  # the sender's key is a property of the received frame
+        own = self.supervisor.session
+        newest: dict[str, tuple[int, list[Any]]] = {}
+        unreadable: list[list[Any]] = []
+        end = now + COMMAND_DRAIN_BUDGET_S
+        for n in range(COMMAND_DRAIN_MAX):
+            if n % 16 == 15 and self.clock() > end:
+                break
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=not curve)
+            except zmq.Again:
+                break
+            data = parts[-1] if not curve else parts[-1].bytes
+            peek = p.peek_command(data) if len(parts) == 1 else p.CommandPeek(None, None, None)
+            if peek.estop is not None:
+                self._judge_command(parts, self.clock())
+                continue
+            if peek.session is None or peek.seq is None:
+                unreadable.append(parts)
+                continue
+            if curve and own and peek.session == own and self._foreign(parts, len(data), now):
+                continue
+            kept = newest.get(peek.session)
+            if kept is not None:
+                self.counters["cmd.superseded"] += 1
+                if kept[0] >= peek.seq:
+                    continue
+            newest[peek.session] = (peek.seq, parts)
+        mine = newest.pop(own, None) if own else None
+        if mine is not None:
+            self._judge_command(mine[1], self.clock())
+        others = [kept[1] for kept in newest.values()] + unreadable
+        if others:
+            self._judge_command(others[0], self.clock())
+            if len(others) > 1:
+                self.counters["cmd.unjudged"] += len(others) - 1
+
+    def _foreign(self, parts: list[Any], size: int, now: float) -> bool:
+        """Under CURVE: refuse (and count) a command carrying the owner's session id from another key."""
+        owner_key = self._clients[self._session_owner].key if self._session_owner in self._clients else ""
+        if owner_key and _frame_property(parts[0], "User-Id") != owner_key:
+            self._reject("cmd", "foreign_identity", "the session's id from another key", size, now)
+            return True
+        return False
+
+    def _judge_command(self, parts: list[Any], now: float) -> None:
+        """Decode one command in full and hand it to the supervisor (or refuse it, counted by reason)."""
+        assert self.sockets is not None and self.supervisor is not None
+        frames = [part if isinstance(part, bytes) else part.bytes for part in parts]
         if len(frames) != 1:  # CONFLATE delivers single frames; be strict anyway
             self._reject("cmd", "malformed", f"{len(frames)} frames", sum(len(f) for f in frames), now)
             for frame in frames:
@@ -645,6 +707,7 @@ class RobotServer:
         )
         self._latched(was)
         if verdict.accepted:
+            self.counters["cmd.accepted"] += 1
             self._last_accepted_s = now
             if self._session_owner in self._clients:
                 self._clients[self._session_owner].last_seen_s = now
