@@ -2,7 +2,9 @@
 
 Every control period (default 2 ms, 500 Hz), in this order:
 
-1. answer up to ``max_control_per_period`` control requests (hello, clock ping, engage, …);
+1. read waiting control requests (e-stops latch as read) and answer up to ``max_control_per_period``
+   (hello, clock ping, engage, …), the session owner's first, then the least demanding connections'
+   (``teleop.intake``), so a flood of connections cannot hold the surgeon's requests back;
 2. drain the cmd socket (CONFLATE: one message per connection), keep the newest command per session,
    decode the session owner's and hand it to the supervisor with its robot-clock receive time and
    this console's clock sync; e-stop requests are judged at once, one other message per drain is
@@ -49,6 +51,7 @@ from teleop import signalling
 from teleop.auth import fingerprint
 from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback
 from teleop.clock import ClockEstimator
+from teleop.intake import ControlIntake
 from teleop.ports import bind_zmq
 from teleop.realtime import (
     RealtimeReport,
@@ -86,6 +89,14 @@ log = logging.getLogger("telesurg.robot")
 REALTIME_PRIORITY = 10
 #: A command arriving later than this before the next period waits for the period start.
 EARLY_COMMAND_MARGIN_S = 0.0005
+#: Control requests read per period at most, and for at most this long (s) each time (checked every
+#: 16): a flood of connections is read in turn; what is read waits in the intake (``teleop.intake``).
+CONTROL_READS_PER_PERIOD = 64
+CONTROL_READ_BUDGET_S = 0.0003
+#: The answer to a request shed from a full intake (``control.busy``).
+BUSY_REPLY = p.encode(
+    p.Ack(request="?", ok=False, reason="busy: the robot is answering other connections first; ask again later")
+)
 #: One drain of the cmd socket reads for at most this long (s) and this many messages: enough to
 #: reach every connection of a 200-connection flood each period (~1.5 µs a message), bounded so a
 #: flood cannot take the period (checked every 16 messages).
@@ -206,6 +217,8 @@ class RobotServer:
         self.stats = PeriodStats(config.period_s)
         self._stop = threading.Event()
         self._clients: dict[bytes, _Client] = {}
+        self._intake: ControlIntake[list[Any]] = ControlIntake()
+        self._control_reads_left = CONTROL_READS_PER_PERIOD
         self._session_owner: bytes | None = None
         #: Who owned the session when the e-stop latched (``_identity``), None if no one did.
         self._stop_owner: tuple[str, str] | None = None
@@ -403,6 +416,7 @@ class RobotServer:
             auth = self.sockets.auth
             if auth is not None and (auth.version != self._keys_version or auth.denied_total != self._denied_seen):
                 self._take_auth_news(auth, now)
+            self._control_reads_left = CONTROL_READS_PER_PERIOD
             self._serve_control(now)
             t_control = self.clock()
             self._take_command(t_control)
@@ -507,7 +521,7 @@ class RobotServer:
                 watch.remove(cmd)
             if control in ready:
                 served += self._serve_control(self.clock(), limit=1)
-                if served >= self.config.max_control_per_period:
+                if served >= self.config.max_control_per_period or self._control_reads_left <= 0:
                     watch.remove(control)
             if not ready and remaining < 0.001:
                 t_nap = self.clock()
@@ -779,39 +793,65 @@ class RobotServer:
 
     # ------------------------------------------------------------------ control channel
     def _serve_control(self, now: float, limit: int | None = None) -> int:
-        """Answer up to ``limit`` (default: the per-period budget) waiting requests; returns how many."""
+        """Read waiting requests into the intake (``teleop.intake``: e-stops latched as read, at most
+        ``CONTROL_READS_PER_PERIOD`` a period within ``CONTROL_READ_BUDGET_S``), then answer up to
+        ``limit`` (default: the per-period budget), the owner's first; returns how many."""
         assert self.sockets is not None
-        sock = self.sockets.control
-        served = 0
         if self._signal is not None:
             self._relay_answers(now)
-        for _ in range(self.config.max_control_per_period if limit is None else limit):
+        self._read_control(now)
+        taken = self._intake.take(
+            self.config.max_control_per_period if limit is None else limit, now, self._session_owner
+        )
+        for ident, parts in taken:
+            self._serve_request(ident, parts, self.clock())
+        return len(taken)
+
+    def _read_control(self, now: float) -> None:
+        assert self.sockets is not None
+        sock = self.sockets.control
+        end = now + CONTROL_READ_BUDGET_S
+        while self._control_reads_left > 0:
+            if self._control_reads_left % 16 == 0 and self.clock() > end:
+                break
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return served
-            served += 1
-            ident, body = parts[0].bytes, [part.bytes for part in parts[1:]]
-            self._see(ident, parts[-1], now)
-            if len(body) != 1:
-                self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
-                if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
-                    self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
+                return
+            self._control_reads_left -= 1
+            ident = parts[0].bytes
+            body = parts[1].bytes if len(parts) == 2 else b""
+            # Served at once, never queued: an e-stop, and a frame too large to keep waiting.
+            if len(parts) == 2 and (len(body) > p.MAX_MESSAGE_BYTES or p.estop_request(body) is not None):
+                self._intake.rates.add(ident, now)
+                self._serve_request(ident, parts, self.clock())
                 continue
-            if self._revoked(self._clients[ident].key):  # only its e-stop still counts
-                if not self._odd_estop("control", ident, body[0], "revoked key", now):
-                    self._reject("control", "revoked", "a request from a revoked key", len(body[0]), now)
-                    self._reply(ident, p.Ack(request="?", ok=False, reason="revoked: this key is no longer authorised"))
-                continue
-            try:
-                req = p.decode(body[0], p.Request)
-            except p.ProtocolError as exc:
-                self._reject("control", exc.reason, exc.detail, len(body[0]), now)
-                if not self._odd_estop("control", ident, body[0], exc.reason, now):
-                    self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
-                continue
-            self._handle(ident, req, self.clock())
-        return served
+            for shed_ident, _ in self._intake.arrived(ident, parts, now, self._session_owner):
+                self.counters["control.busy"] += 1
+                self._reply_bytes(shed_ident, BUSY_REPLY)
+
+    def _serve_request(self, ident: bytes, parts: list[Any], now: float) -> None:
+        """Answer one control request (``parts``: routing id, then the request's frames)."""
+        body = [part.bytes for part in parts[1:]]
+        self._see(ident, parts[-1], now)
+        if len(body) != 1:
+            self._reject("control", "malformed", f"{len(body)} frames", sum(len(b) for b in body), now)
+            if not any(self._odd_estop("control", ident, b, "malformed: one frame per request", now) for b in body):
+                self._reply(ident, p.Ack(request="?", ok=False, reason="malformed: one frame per request"))
+            return
+        if self._revoked(self._clients[ident].key):  # only its e-stop still counts
+            if not self._odd_estop("control", ident, body[0], "revoked key", now):
+                self._reject("control", "revoked", "a request from a revoked key", len(body[0]), now)
+                self._reply(ident, p.Ack(request="?", ok=False, reason="revoked: this key is no longer authorised"))
+            return
+        try:
+            req = p.decode(body[0], p.Request)
+        except p.ProtocolError as exc:
+            self._reject("control", exc.reason, exc.detail, len(body[0]), now)
+            if not self._odd_estop("control", ident, body[0], exc.reason, now):
+                self._reply(ident, p.Ack(request="?", ok=False, reason=f"{exc.reason}: {exc.detail}"[:500]))
+            return
+        self._handle(ident, req, self.clock())
 
     def _take_auth_news(self, auth: Any, now: float) -> None:
         """What the authenticator saw since the last period (rare): refused handshakes (counted as
@@ -901,9 +941,12 @@ class RobotServer:
         return False, "refused: only the session owner at the time of the stop, or a key with the reset role, may reset"
 
     def _reply(self, ident: bytes, msg: p.Message) -> None:
+        self._reply_bytes(ident, p.encode(msg))
+
+    def _reply_bytes(self, ident: bytes, data: bytes) -> None:
         assert self.sockets is not None
         try:
-            self.sockets.control.send_multipart([ident, p.encode(msg)], zmq.NOBLOCK)
+            self.sockets.control.send_multipart([ident, data], zmq.NOBLOCK)
         except zmq.Again:
             self.counters["control.reply_dropped"] += 1
 
@@ -912,10 +955,14 @@ class RobotServer:
         forgotten first), seen now."""
         client = self._clients.get(ident)
         if client is None:
-            if len(self._clients) >= 64:  # forget the longest-silent peer: bounded memory
-                oldest = min(self._clients, key=lambda k: self._clients[k].last_seen_s)
-                if oldest != self._session_owner:
-                    del self._clients[oldest]
+            if len(self._clients) >= 64:  # bounded memory: forget the most demanding peer (never the owner)
+                heaviest = max(
+                    (k for k in self._clients if k != self._session_owner),
+                    key=lambda k: self._intake.rates.rate(k, now),
+                    default=None,
+                )
+                if heaviest is not None:
+                    del self._clients[heaviest]
             client = self._clients[ident] = _Client(ident.hex()[:16])
         client.last_seen_s = now
         return client
