@@ -15,12 +15,16 @@ Measured in one run, each part in its own processes:
    + ``clock_offset_s``), the offset being the robot's own clock-sync estimate. The first second is
    discarded. The same samples with offset 0 (the true one on a single host) are reported as a check
    of the sync.
-3. **flood**: as 2, while another process floods the cmd socket at ``--flood-rate`` messages per second
-   (batches every 10 ms) with valid ``Command``s of a foreign session: they decode and reach the
-   supervisor, which refuses them, the worst case for the loop. The cmd socket is CONFLATE (libzmq
-   keeps the newest message per connection) and the server judges at most two commands per period,
-   so the flood competes with the console for those; how many of the console's commands were
-   accepted is reported (from the robot's counters in telemetry), for information.
+3. **command floods**: as 2, while 1, 10, 50 and 200 other connections (``--floods``), each its own
+   process at nice 19 sending valid ``Command``s of its own session as fast as it can, flood the cmd
+   socket. The robot drains the socket every period and judges the owner's newest command
+   whatever else is pending (``teleop.server``); the share of the console's commands the supervisor
+   accepted (``cmd.accepted``), watchdog holds and control periods are reported against the same
+   run alone.
+4. **control floods**: 10, 50 and 200 connections (``--control-floods``) flood the control socket
+   with hellos and pings as fast as they can while the console says hello, syncs its clock, engages,
+   holds still for ``--seconds`` pinging at 10 Hz, then presses the e-stop: each request's round
+   trip is reported (the intake, ``teleop.intake``, answers the owner and light connections first).
 
 The control loop's period distribution comes from the robot's ``--stats-json`` (the whole run of
 each robot process, start to SIGINT; the flood runs from the console's hello, a few hundred ms
@@ -30,12 +34,14 @@ after the robot starts, until just before it stops). ``--realtime`` passes ``--r
 On one host the true clock offset is 0 (CLOCK_MONOTONIC is shared), so the latency with offset 0 is
 also reported: the difference between the two is the error of the clock sync.
 
-Targets (issue): latency p50 ≤ 2 ms and p99 ≤ 10 ms; under the flood at least 95% of control periods
-within 20% of nominal and none longer than 5× nominal. Figures are reported, not asserted: the exit
-status is 0 unless something crashed.
+Targets: latency p50 ≤ 2 ms and p99 ≤ 10 ms alone, at least 95% of control periods within 20% of
+nominal and none longer than 5× nominal; under every command flood (issue 15) ≥ 99% of the owner's
+commands judged, no watchdog hold, periods within a point of the run alone; under every control
+flood the owner's pings, engage and e-stop answered within 50 ms. Figures are reported, not
+asserted: the exit status is 0 unless something crashed.
 
-    .venv/bin/python bench/command_latency.py            # about 35 s
-    .venv/bin/python bench/command_latency.py --quick    # smoke check, about 10 s
+    .venv/bin/python bench/command_latency.py            # about 4 min
+    .venv/bin/python bench/command_latency.py --quick    # smoke check (3 s scenarios, 1 and 10 connections)
 
 prints a table and writes bench/command_latency.json.
 """
@@ -64,7 +70,6 @@ import zmq
 from teleop import protocol as p
 from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import ConsoleConfig, RobotLink
-from teleop.supervisor import REFUSAL_CODES
 from teleop.timing import sleep_until
 
 HERE = Path(__file__).resolve().parent
@@ -80,9 +85,11 @@ WARMUP_S = 1.0
 #: The console's target: a circle in the base x–y plane through the start position (m, Hz).
 CIRCLE_RADIUS_M = 0.005
 CIRCLE_HZ = 0.2
-#: The flood sends one batch per this interval (s).
-FLOOD_BATCH_S = 0.01
-FLOOD_SESSION = "flood-foreign-session"
+#: Issue 15: under a command flood the owner's commands judged, the periods' share within ±20% at most
+#: this far below the run alone; under a control flood the owner's requests answered within (ms).
+TARGET_JUDGED = 0.99
+TARGET_PERIODS_NOISE = 0.01
+TARGET_CONTROL_MS = 50.0
 CLIENT = "bench-console"
 ROBOT_START_TIMEOUT_S = 60.0
 ROBOT_STOP_TIMEOUT_S = 20.0
@@ -133,49 +140,86 @@ def raw_sub_worker() -> None:
     print(json.dumps(samples), flush=True)
 
 
-def flood_worker(port: int, arm: str, rate_hz: float) -> None:
-    """PUB connected to the robot's cmd port, sending valid foreign-session ``Command``s at
-    ``rate_hz`` in batches every ``FLOOD_BATCH_S`` until SIGTERM; prints what it achieved."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    batch = max(1, round(rate_hz * FLOOD_BATCH_S))
-    # Encoding is not what is measured: a pool of distinct valid messages is encoded once and cycled.
-    pool = [
-        p.encode(
-            p.Command(
-                arm=arm,
-                session=FLOOD_SESSION,
-                seq=i + 1,
-                sent_console_s=time.monotonic(),
-                target=p.Pose((0.0, -0.3, -0.05)),
+#: One flooding connection (its own process, nice 19 so the console keeps its share of the CPUs):
+#: sends MESSAGE (hex) on a PUB (``cmd``) or DEALER (``control``, alternating with PING, replies
+#: read and dropped) as fast as it can until SIGTERM; prints "ready", then ``sent elapsed_s``.
+FLOODER = """
+import os, signal, sys, time, zmq
+os.nice(19)
+kind, url = sys.argv[1], sys.argv[2]
+msgs = [bytes.fromhex(h) for h in sys.argv[3:]]
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+ctx = zmq.Context()
+s = ctx.socket(zmq.PUB if kind == "cmd" else zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(url)
+time.sleep(0.3)
+print("ready", flush=True)
+sent, t0, k = 0, time.monotonic(), len(msgs)
+while not stop:
+    for _ in range(100):
+        try:
+            s.send(msgs[sent % k], zmq.NOBLOCK)
+            sent += 1
+        except zmq.Again:
+            pass
+    if kind == "control":
+        try:
+            while True:
+                s.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+print(sent, time.monotonic() - t0, flush=True)
+"""
+
+
+class Floods:
+    """``n`` flooding processes (``FLOODER``) on the robot's ``kind`` socket ("cmd" or "control")."""
+
+    def __init__(self, kind: str, endpoints: Endpoints, n: int, arm: str) -> None:
+        self.kind, self.n = kind, n
+        if kind == "cmd":
+            messages = [
+                p.Command(arm=arm, session=f"flood-{i}", seq=1, sent_console_s=0.0, target=p.Pose((0.0, -0.3, -0.05)))
+                for i in range(n)
+            ]
+        else:
+            messages = [p.Hello(client="flood"), p.Ping(t1_console_s=1.0)]
+        url = endpoints.url(kind)
+        self.procs = []
+        for i in range(n):
+            payload = [p.encode(messages[i]).hex()] if kind == "cmd" else [p.encode(m).hex() for m in messages]
+            self.procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", FLOODER, kind, url, *payload],
+                    stdout=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
             )
-        )
-        for i in range(batch)
-    ]
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.connect(f"tcp://127.0.0.1:{port}")
-    print("ready", flush=True)
-    sent = 0
-    late = 0
-    t0 = time.monotonic()
-    deadline = t0
-    while not stop.is_set():
-        for data in pool:
-            pub.send(data)  # PUB never blocks: beyond its high-water mark ZeroMQ drops, as on a real link
-        sent += batch
-        deadline += FLOOD_BATCH_S
-        if time.monotonic() - deadline > FLOOD_BATCH_S:
-            late += 1  # fell a whole batch behind: start afresh rather than bursting to catch up
-            deadline = time.monotonic()
-        sleep_until(deadline)
-    elapsed = time.monotonic() - t0
-    pub.close()
-    ctx.term()
-    result = {"sent": sent, "elapsed_s": elapsed, "rate_hz": sent / elapsed, "batch": batch, "late_batches": late}
-    print(json.dumps(result), flush=True)
+        for proc in self.procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                self.stop()
+                raise RuntimeError("a flooding process did not start")
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM every process; what they sent (total, and msg/s summed over the processes)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        sent, rate = 0, 0.0
+        for proc in self.procs:
+            try:
+                out, _ = proc.communicate(timeout=20)
+                n, elapsed = out.strip().splitlines()[-1].split()
+                sent += int(n)
+                rate += int(n) / float(elapsed)
+            except (subprocess.TimeoutExpired, ValueError, IndexError):
+                proc.kill()
+                proc.wait()
+        return {"kind": self.kind, "connections": self.n, "sent": sent, "rate_hz": rate}
 
 
 # ---------------------------------------------------------------------- raw pyzmq baseline
@@ -394,100 +438,223 @@ def drive(endpoints: Endpoints, rate_hz: float, seconds: float, on_hello: Any = 
 
 
 def console_accepted(counters: dict[str, int]) -> int:
-    """Commands the supervisor accepted: decoded minus refused (all refusals but the flood's are the
-    console's; ``foreign_session`` are the flood's)."""
-    refused = sum(counters.get(f"cmd.{code}", 0) for code in REFUSAL_CODES)
-    return counters.get("cmd.received", 0) - refused - counters.get("cmd.wrong_arm", 0)
+    """Commands the supervisor accepted (``cmd.accepted``: only the session owner's can be)."""
+    return counters.get("cmd.accepted", 0)
+
+
+@dataclass
+class ControlResult:
+    """The owner's request round trips under a control flood (s)."""
+
+    hello_s: float = math.nan
+    sync_s: float = math.nan
+    engage_s: float = math.nan
+    estop_s: float = math.nan
+    ping_rtts_s: list[float] = field(default_factory=list)
+    pings_unanswered: int = 0
+    sent: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def drive_control(endpoints: Endpoints, rate_hz: float, seconds: float) -> ControlResult:
+    """Hello, clock sync and engage (each timed), hold still at ``rate_hz`` for ``seconds`` pinging
+    every 100 ms (each round trip timed), then the e-stop (timed)."""
+    link = RobotLink(ConsoleConfig(endpoints=endpoints, client=CLIENT, rate_hz=rate_hz, request_timeout_s=10.0))
+    clock = link.clock
+    result = ControlResult()
+    try:
+        t = clock()
+        welcome = link.request(p.Hello(client=CLIENT))
+        result.hello_s = clock() - t
+        if not isinstance(welcome, p.Welcome):
+            raise RuntimeError(f"hello refused: {welcome}")
+        arm = welcome.arms[0]
+        t = clock()
+        link.sync()
+        result.sync_s = clock() - t
+        while link.poll_telemetry() is None:
+            link.poll_control()
+            time.sleep(0.002)
+        hold = p.Pose(tuple(link.telemetry.tool.pos_m))  # type: ignore[union-attr]
+        t = clock()
+        ack = link.request(p.Engage(arm=arm, client=CLIENT))
+        result.engage_s = clock() - t
+        if not isinstance(ack, p.Ack) or not ack.ok:
+            raise RuntimeError(f"engage refused: {getattr(ack, 'reason', ack)}")
+        period = 1.0 / rate_hz
+        t0 = next_send = next_ping = clock()
+        ping_sent: float | None = None
+        exchanges = link.exchanges
+        seq = 0
+        while (now := clock()) - t0 < seconds:
+            link.poll_control()
+            link.poll_telemetry()
+            if ping_sent is not None and link.exchanges > exchanges:
+                result.ping_rtts_s.append(now - ping_sent)
+                ping_sent = None
+            if now >= next_ping:
+                if ping_sent is not None:
+                    result.pings_unanswered += 1
+                exchanges = link.exchanges
+                link.ping(force=True)
+                ping_sent, next_ping = now, now + 0.1
+            seq += 1
+            link.send(p.Command(arm=arm, session=ack.session, seq=seq, sent_console_s=clock(), target=hold))
+            result.sent += 1
+            next_send += period
+            if clock() - next_send > period:
+                next_send = clock()
+            link.wait_until(next_send)
+        t = clock()
+        stop = link.request(p.EStop(reason="bench: e-stop under a control flood"))
+        result.estop_s = clock() - t
+        if not isinstance(stop, p.Ack) or not stop.ok:
+            raise RuntimeError(f"e-stop not acknowledged: {stop}")
+        settle = clock() + 0.05
+        while clock() < settle:
+            link.poll_telemetry()
+            time.sleep(0.002)
+        if link.telemetry is not None:
+            result.counters = dict(link.telemetry.counters)
+    finally:
+        link.close()
+    return result
 
 
 def scenario(
-    name: str, folder: Path, rate_hz: float, seconds: float, flood_rate_hz: float | None, record: bool, realtime: bool
+    name: str,
+    folder: Path,
+    rate_hz: float,
+    seconds: float,
+    flood: tuple[str, int] | None,
+    record: bool,
+    realtime: bool,
 ) -> dict[str, Any]:
-    """One robot process, driven by this console (and flooded when ``flood_rate_hz``)."""
+    """One robot process, driven by this console; ``flood``: (socket, connections) flooding it."""
     robot = RobotProcess(folder, name, record, realtime)
-    flood: subprocess.Popen[str] | None = None
+    floods: Floods | None = None
     flood_result: dict[str, Any] | None = None
 
     def start_flood(arm: str) -> None:
-        nonlocal flood
-        if flood_rate_hz is None:
-            return
-        flood = subprocess.Popen(
-            [sys.executable, __file__, "--flood", str(robot.endpoints.cmd_port), arm, str(flood_rate_hz)],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        assert flood.stdout is not None
-        if flood.stdout.readline().strip() != "ready":
-            raise RuntimeError("the flood process did not start")
+        nonlocal floods
+        if flood is not None:
+            print(f"  {name}: starting {flood[1]} flooding processes", flush=True)
+            floods = Floods(flood[0], robot.endpoints, flood[1], arm)
 
+    control: ControlResult | None = None
+    drove: DriveResult | None = None
     try:
         robot.wait_ready()
         print(f"  {name}: robot up; driving at {rate_hz:.0f} Hz for {seconds:.0f} s", flush=True)
-        drove = drive(robot.endpoints, rate_hz, seconds, on_hello=start_flood)
-        if flood is not None:
-            flood.send_signal(signal.SIGTERM)
-            out, _ = flood.communicate(timeout=20)
-            flood_result = json.loads(out.strip().splitlines()[-1])
+        if flood is not None and flood[0] == "control":
+            start_flood("psm1")
+            time.sleep(0.5)
+            control = drive_control(robot.endpoints, rate_hz, seconds)
+        else:
+            drove = drive(robot.endpoints, rate_hz, seconds, on_hello=start_flood)
+        if floods is not None:
+            flood_result = floods.stop()
         periods = robot.stop()
     finally:
-        if flood is not None and flood.poll() is None:
-            flood.kill()
-            flood.wait()
+        if floods is not None:
+            floods.stop()
         robot.kill()
-    counters = drove.counters
-    accepted = console_accepted(counters)
     out_result: dict[str, Any] = {
-        "latency": percentiles_ms(drove.latencies_s),
-        "latency_same_clock": percentiles_ms(drove.latencies_same_clock_s),
-        "console": {
-            "sent": drove.sent,
-            "send_rate_hz": drove.sent / drove.duration_s if drove.duration_s else math.nan,
-            "send_overruns": drove.send_overruns,
-            "accepted": accepted,
-            "accepted_fraction": accepted / drove.sent if drove.sent else math.nan,
-            "echoed_in_telemetry": drove.echoed,
-            "max_gap_between_accepted_ms": drove.max_accept_gap_s * 1e3,
-            "telemetry_received": drove.telemetry,
-            "telemetry_states": drove.telemetry_states,
-            "clock_offset_ms": drove.clock_offset_s * 1e3,
-            "clock_rtt_ms": drove.clock_rtt_s * 1e3,
-            # CLOCK_MONOTONIC is shared on one host: the true offset is 0, so these are the sync's errors.
-            "clock_offset_error_ms": {
-                "min": float(np.min(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
-                "mean": float(np.mean(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
-                "max": float(np.max(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
-            },
-        },
         "robot_periods": periods,
-        "robot_counters": counters,
         "robot_hold_entries": sum("→ HOLD" in line for line in robot.lines),
         "robot_realtime": any("SCHED_RR" in line for line in robot.lines),
     }
+    if flood_result is not None:
+        out_result["flood"] = flood_result
+    if control is not None:
+        rtts = control.ping_rtts_s
+        out_result["control"] = {
+            "hello_ms": control.hello_s * 1e3,
+            "clock_sync_ms": control.sync_s * 1e3,
+            "engage_ms": control.engage_s * 1e3,
+            "estop_ms": control.estop_s * 1e3,
+            "ping_rtt": percentiles_ms(rtts),
+            "pings_unanswered": control.pings_unanswered,
+            "commands_sent": control.sent,
+            "commands_accepted": console_accepted(control.counters),
+        }
+        out_result["robot_counters"] = control.counters
+        return out_result
+    assert drove is not None
+    counters = drove.counters
+    accepted = console_accepted(counters)
+    out_result.update(
+        {
+            "latency": percentiles_ms(drove.latencies_s),
+            "latency_same_clock": percentiles_ms(drove.latencies_same_clock_s),
+            "console": {
+                "sent": drove.sent,
+                "send_rate_hz": drove.sent / drove.duration_s if drove.duration_s else math.nan,
+                "send_overruns": drove.send_overruns,
+                "accepted": accepted,
+                "accepted_fraction": accepted / drove.sent if drove.sent else math.nan,
+                "echoed_in_telemetry": drove.echoed,
+                "max_gap_between_accepted_ms": drove.max_accept_gap_s * 1e3,
+                "telemetry_received": drove.telemetry,
+                "telemetry_states": drove.telemetry_states,
+                "clock_offset_ms": drove.clock_offset_s * 1e3,
+                "clock_rtt_ms": drove.clock_rtt_s * 1e3,
+                # CLOCK_MONOTONIC is shared on one host: the true offset is 0, so these are the sync's errors.
+                "clock_offset_error_ms": {
+                    "min": float(np.min(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
+                    "mean": float(np.mean(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
+                    "max": float(np.max(drove.offsets_s) * 1e3) if drove.offsets_s else math.nan,
+                },
+            },
+            "robot_counters": counters,
+        }
+    )
     if robot.record_path is not None and robot.record_path.is_file():
         out_result["recording_bytes"] = robot.record_path.stat().st_size
-    if flood_result is not None:
-        flood_result["judged_by_supervisor"] = counters.get("cmd.foreign_session", 0)
-        out_result["flood"] = flood_result
     return out_result
 
 
 # ---------------------------------------------------------------------- report
+def checks_of(scenarios: dict[str, Any]) -> dict[str, bool]:
+    """Every target, by name (see the module docstring)."""
+    alone = scenarios["alone"]
+    base = alone["robot_periods"]
+    checks = {
+        "latency_p50_alone": alone["latency"]["p50_ms"] <= TARGET_P50_MS,
+        "latency_p99_alone": alone["latency"]["p99_ms"] <= TARGET_P99_MS,
+        "periods_alone": base["within_20pct"] >= TARGET_WITHIN_20PCT and base["over_5x"] <= TARGET_OVER_5X,
+    }
+    for name, sc in scenarios.items():
+        if name == "alone":
+            continue
+        periods = sc["robot_periods"]
+        checks[f"{name}_periods"] = (
+            periods["within_20pct"] >= base["within_20pct"] - TARGET_PERIODS_NOISE
+            and periods["over_5x"] <= TARGET_OVER_5X
+        )
+        checks[f"{name}_no_hold"] = sc["robot_hold_entries"] == 0
+        if "control" in sc:
+            c = sc["control"]
+            worst = max(c["engage_ms"], c["estop_ms"], c["ping_rtt"]["max_ms"])
+            checks[f"{name}_owner_within_50ms"] = worst <= TARGET_CONTROL_MS and c["pings_unanswered"] == 0
+        else:
+            checks[f"{name}_judged"] = sc["console"]["accepted_fraction"] >= TARGET_JUDGED
+    return checks
+
+
 def print_table(result: dict[str, Any]) -> None:
     raw = result["raw_pyzmq"]
-    alone, flood = result["scenarios"]["alone"], result["scenarios"]["flood"]
+    scenarios = result["scenarios"]
+    alone = scenarios["alone"]
     checks = result["checks"]
     lat_target = f"p50≤{TARGET_P50_MS:g}, p99≤{TARGET_P99_MS:g}"
     lat_ok = checks["latency_p50_alone"] and checks["latency_p99_alone"]
     rows = [
         ("raw pyzmq PUB→SUB one-way", raw, "", ""),
         ("telesurg send→accepted, alone", alone["latency"], lat_target, verdict(lat_ok)),
-        ("telesurg send→accepted, under flood", flood["latency"], "(info)", ""),
         ("  same, offset 0 (alone)", alone["latency_same_clock"], "(sync check)", ""),
-        ("  same, offset 0 (under flood)", flood["latency_same_clock"], "(sync check)", ""),
     ]
+    rows += [(f"  under {name}", sc["latency"], "(info)", "") for name, sc in scenarios.items() if "latency" in sc][1:]
     print()
     print(f"{'latency (ms)':<38}{'samples':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  {'target':<18}result")
     for label, s, target, res in rows:
@@ -499,36 +666,35 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"telesurg p50 / raw p50 (alone): {ratio:.1f}× clock-synced, {ratio_same:.1f}× with offset 0")
 
     print()
-    head = f"{'control periods (ms)':<38}{'periods':>8}{'mean':>8}{'p50':>8}{'p99':>8}{'max':>8}"
-    print(f"{head}{'≤20%':>8}{'>5×':>6}{'overrun':>8}  {'target':<18}result")
-    period_target = f"≥{TARGET_WITHIN_20PCT:.0%}, >5×: {TARGET_OVER_5X}"
-    flood_hz = result["scenarios"]["flood"]["flood"]["rate_hz"]
-    for label, s, ok in (
-        ("alone", alone["robot_periods"], checks["periods_alone"]),
-        (f"under flood ({flood_hz / 1e3:.1f}k msg/s)", flood["robot_periods"], checks["periods_flood"]),
-    ):
-        print(
-            f"{label:<38}{s['periods']:>8}{s['mean_ms']:>8.3f}{s['p50_ms']:>8.3f}{s['p99_ms']:>8.3f}"
-            f"{s['max_ms']:>8.3f}{s['within_20pct']:>8.1%}{s['over_5x']:>6}{s['overruns']:>8}  {period_target:<18}"
-            f"{verdict(ok)}"
-        )
-
-    print()
-    for label, sc in (("alone", alone), ("flood", flood)):
-        c = sc["console"]
-        e = c["clock_offset_error_ms"]
-        print(
-            f"console ({label}): sent {c['sent']} ({c['send_rate_hz']:.0f}/s), accepted {c['accepted']} "
-            f"({c['accepted_fraction']:.1%}), longest gap between accepted {c['max_gap_between_accepted_ms']:.1f} ms, "
-            f"robot entered HOLD {sc['robot_hold_entries']}×, telemetry states {c['telemetry_states']}, "
-            f"clock offset (true 0) {e['min']:+.3f}…{e['max']:+.3f} ms, rtt {c['clock_rtt_ms']:.3f} ms"
-        )
-    f = flood["flood"]
     print(
-        f"flood: {f['sent']} messages in {f['elapsed_s']:.1f} s = {f['rate_hz']:.0f}/s "
-        f"(asked {result['settings']['flood_rate_hz']:.0f}/s, {f['late_batches']} late batches); "
-        f"{f['judged_by_supervisor']} reached the supervisor (the rest conflated away in ZeroMQ)"
+        f"{'scenario':<22}{'flood msg/s':>12}{'owner judged':>13}{'holds':>6}{'periods':>8}{'p99 ms':>8}"
+        f"{'max ms':>8}{'≤20%':>8}{'>5×':>5}  result"
     )
+    for name, sc in scenarios.items():
+        f = sc.get("flood", {})
+        judged = "—" if "control" in sc else f"{sc['console']['accepted_fraction']:.1%}"
+        per = sc["robot_periods"]
+        ok = (
+            all(v for k, v in checks.items() if k.startswith(f"{name}_"))
+            if name != "alone"
+            else checks["periods_alone"]
+        )
+        print(
+            f"{name:<22}{f.get('rate_hz', 0):>12,.0f}{judged:>13}{sc['robot_hold_entries']:>6}{per['periods']:>8}"
+            f"{per['p99_ms']:>8.3f}{per['max_ms']:>8.3f}{per['within_20pct']:>8.1%}{per['over_5x']:>5}  {verdict(ok)}"
+        )
+    controls = {name: sc["control"] for name, sc in scenarios.items() if "control" in sc}
+    if controls:
+        print()
+        print(
+            f"{'owner under control flood (ms)':<32}{'hello':>8}{'sync':>8}{'engage':>8}"
+            f"{'ping p50':>9}{'ping max':>9}{'e-stop':>8}"
+        )
+        for name, c in controls.items():
+            print(
+                f"{name:<32}{c['hello_ms']:>8.1f}{c['clock_sync_ms']:>8.1f}{c['engage_ms']:>8.1f}"
+                f"{c['ping_rtt']['p50_ms']:>9.2f}{c['ping_rtt']['max_ms']:>9.2f}{c['estop_ms']:>8.1f}"
+            )
     print()
     met = [k for k, v in checks.items() if v]
     missed = [k for k, v in checks.items() if not v]
@@ -536,28 +702,30 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"targets missed: {', '.join(missed) or 'none'}")
 
 
+def counts(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="driving time per scenario (default 15)")
     parser.add_argument("--rate-hz", type=float, default=500.0, help="console command rate (default 500)")
-    parser.add_argument("--flood-rate", type=float, default=20_000.0, help="flood messages per second (default 20000)")
+    parser.add_argument("--floods", default="1,10,50,200", help="connections flooding the cmd socket, per scenario")
+    parser.add_argument("--control-floods", default="10,50,200", help="connections flooding the control socket")
     parser.add_argument("--record", action="store_true", help="let the robot record MCAP (to a temporary file)")
     parser.add_argument("--realtime", action="store_true", help="pass --realtime to the robot (SCHED_RR if allowed)")
-    parser.add_argument("--quick", action="store_true", help="short run for a smoke check (3 s per scenario)")
+    parser.add_argument("--quick", action="store_true", help="short run for a smoke check (3 s, 1 and 10 connections)")
     parser.add_argument("--out", default=str(HERE / "command_latency.json"), help="JSON path")
     parser.add_argument("--raw-sub", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--flood", nargs=3, metavar=("PORT", "ARM", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_sub:
         raw_sub_worker()
         return
-    if args.flood:
-        port, arm, rate = args.flood
-        flood_worker(int(port), arm, float(rate))
-        return
 
     seconds = 3.0 if args.quick else args.seconds
     raw_seconds = 1.0 if args.quick else min(3.0, seconds)
+    floods = [1, 10] if args.quick else counts(args.floods)
+    control_floods = [10] if args.quick else counts(args.control_floods)
     if seconds <= WARMUP_S:
         parser.error(f"--seconds must be above the {WARMUP_S:g} s warm-up")
     sample = p.Command(
@@ -572,21 +740,15 @@ def main() -> None:
     scenarios: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="command_latency_") as tmp:
         folder = Path(tmp)
-        print("scenario alone", flush=True)
-        scenarios["alone"] = scenario("alone", folder, args.rate_hz, seconds, None, args.record, args.realtime)
-        print(f"scenario flood ({args.flood_rate:.0f} msg/s)", flush=True)
-        flood_rate = args.flood_rate
-        scenarios["flood"] = scenario("flood", folder, args.rate_hz, seconds, flood_rate, args.record, args.realtime)
+        plan: list[tuple[str, tuple[str, int] | None]] = [("alone", None)]
+        plan += [(f"cmd_flood_{n}", ("cmd", n)) for n in floods]
+        plan += [(f"control_flood_{n}", ("control", n)) for n in control_floods]
+        for name, flood in plan:
+            print(f"scenario {name}", flush=True)
+            scenarios[name] = scenario(name, folder, args.rate_hz, seconds, flood, args.record, args.realtime)
 
-    alone, flood = scenarios["alone"], scenarios["flood"]
-    checks = {
-        "latency_p50_alone": alone["latency"]["p50_ms"] <= TARGET_P50_MS,
-        "latency_p99_alone": alone["latency"]["p99_ms"] <= TARGET_P99_MS,
-        "periods_alone": alone["robot_periods"]["within_20pct"] >= TARGET_WITHIN_20PCT
-        and alone["robot_periods"]["over_5x"] <= TARGET_OVER_5X,
-        "periods_flood": flood["robot_periods"]["within_20pct"] >= TARGET_WITHIN_20PCT
-        and flood["robot_periods"]["over_5x"] <= TARGET_OVER_5X,
-    }
+    alone = scenarios["alone"]
+    checks = checks_of(scenarios)
     result: dict[str, Any] = {
         "benchmark": "command_latency",
         "machine": {
@@ -602,8 +764,8 @@ def main() -> None:
         "settings": {
             "seconds": seconds,
             "rate_hz": args.rate_hz,
-            "flood_rate_hz": args.flood_rate,
-            "flood_batch_s": FLOOD_BATCH_S,
+            "floods": floods,
+            "control_floods": control_floods,
             "raw_seconds": raw_seconds,
             "warmup_s": WARMUP_S,
             "quick": args.quick,
@@ -617,6 +779,9 @@ def main() -> None:
             "latency_p99_ms": TARGET_P99_MS,
             "periods_within_20pct_min": TARGET_WITHIN_20PCT,
             "periods_over_5x_max": TARGET_OVER_5X,
+            "flood_owner_judged_min": TARGET_JUDGED,
+            "flood_periods_within_20pct_below_alone_max": TARGET_PERIODS_NOISE,
+            "control_flood_owner_ms": TARGET_CONTROL_MS,
         },
         "raw_pyzmq": raw,
         "scenarios": scenarios,

@@ -31,6 +31,12 @@ from teleop.ports import bind_zmq
 #: Socket high-water marks: bounded queues everywhere, so a flood costs memory never beyond this.
 CONTROL_HWM = 100
 TELEMETRY_HWM = 10
+#: The largest frame the control socket takes: anything above ``protocol.MAX_MESSAGE_BYTES`` up to
+#: this is answered ``too_large``; a larger frame makes ZeroMQ close that connection at its header
+#: (what it had sent before and the robot had not answered yet is answered into a closed connection).
+MAX_FRAME_BYTES = 32 << 20
+#: The cmd socket (no replies to lose) drops a connection at a frame above this.
+MAX_COMMAND_FRAME_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,10 @@ class ServerSockets:
         sock.setsockopt(zmq.LINGER, 0)
         if conflate:
             sock.setsockopt(zmq.CONFLATE, 1)
-        if kind != zmq.PUB:
-            sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # far above MAX_MESSAGE_BYTES; drops absurd frames early
+        if kind == zmq.ROUTER:
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        elif kind != zmq.PUB:
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_COMMAND_FRAME_BYTES)
         if secret is not None:
             sock.curve_server = True
             sock.curve_secretkey = secret

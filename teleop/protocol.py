@@ -381,7 +381,7 @@ def peek_command(data: bytes) -> CommandPeek:
     return CommandPeek(session, seq, estop)
 
 
-def estop_request(data: bytes) -> str | None:
+def estop_request(data: bytes | memoryview) -> str | None:
     """The reason of the e-stop that ``data`` asks for, whatever else is wrong with it (version, extra
     or missing fields, values out of range, too large): a map whose ``type`` is "estop", or whose
     ``estop`` is true (the flag of a command). None when it asks for no e-stop or is no map at all.

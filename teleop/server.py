@@ -820,15 +820,29 @@ class RobotServer:
                 return
             self._control_reads_left -= 1
             ident = parts[0].bytes
-            body = parts[1].bytes if len(parts) == 2 else b""
-            # Served at once, never queued: an e-stop, and a frame too large to keep waiting.
-            if len(parts) == 2 and (len(body) > p.MAX_MESSAGE_BYTES or p.estop_request(body) is not None):
+            if any(len(part) > p.MAX_MESSAGE_BYTES for part in parts[1:]):
+                self._intake.rates.add(ident, now)
+                self._too_large(ident, parts, self.clock())
+                continue
+            if len(parts) == 2 and p.estop_request(parts[1].bytes) is not None:  # latched at once
                 self._intake.rates.add(ident, now)
                 self._serve_request(ident, parts, self.clock())
                 continue
             for shed_ident, _ in self._intake.arrived(ident, parts, now, self._session_owner):
                 self.counters["control.busy"] += 1
                 self._reply_bytes(shed_ident, BUSY_REPLY)
+
+    def _too_large(self, ident: bytes, parts: list[Any], now: float) -> None:
+        """A request with a frame above ``MAX_MESSAGE_BYTES`` (up to ``channels.MAX_FRAME_BYTES``,
+        beyond which ZeroMQ closes the connection): answered ``too_large`` and counted, never copied
+        (an e-stop in it still latches)."""
+        self._see(ident, parts[-1], now)
+        size = sum(len(part) for part in parts[1:])
+        if any(self._odd_estop("control", ident, part.buffer, "too large", now) for part in parts[1:]):
+            return
+        detail = f"{size} bytes > {p.MAX_MESSAGE_BYTES}"
+        self._reject("control", "too_large", detail, size, now)
+        self._reply(ident, p.Ack(request="?", ok=False, reason=f"too_large: {detail}"))
 
     def _serve_request(self, ident: bytes, parts: list[Any], now: float) -> None:
         """Answer one control request (``parts``: routing id, then the request's frames)."""
@@ -897,7 +911,7 @@ class RobotServer:
             return ("key", client.key)
         return ("connection", ident.hex())
 
-    def _odd_estop(self, channel: str, ident: bytes | None, data: bytes, oddity: str, now: float) -> bool:
+    def _odd_estop(self, channel: str, ident: bytes | None, data: bytes | memoryview, oddity: str, now: float) -> bool:
         """Latch the e-stop that a message rejected for ``oddity`` still asks for (an e-stop request
         latches whatever else is wrong with it; ``protocol.estop_request``); False when it asks for none.
         Counted as ``{channel}.estop_odd``; a control request is answered as a pressed e-stop."""

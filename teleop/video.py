@@ -47,6 +47,7 @@ import numpy as np
 from teleop import signalling
 from teleop.channels import is_loopback
 from teleop.framebuf import FrameBuffer, FrameMeta
+from teleop.httpguard import ConnectionGuard, GuardConfig
 from teleop.ports import bind_zmq, listen_tcp
 from teleop.realtime import give_back_freed_memory
 from teleop.renderer import RendererConfig, run_renderer
@@ -82,6 +83,8 @@ class VideoConfig:
     max_peers: int = 4
     #: Scheduling niceness added to the media process (its encoders): the control loop comes first.
     nice: int = 5
+    #: The web viewer's connection limits: request deadline, caps on connections without the token.
+    http_guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -266,6 +269,8 @@ class MediaServer:
         self._router: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._http_sockets: list[socket.socket] = []
+        self._http_servers: list[asyncio.AbstractServer] = []
+        self.guard = ConnectionGuard(config.http_guard)
         self.http_url = ""
 
     async def start(self) -> None:
@@ -380,14 +385,15 @@ class MediaServer:
     async def _start_http(self) -> None:
         from aiohttp import web
 
-        app = web.Application(client_max_size=256 * 1024)
+        app = web.Application(client_max_size=256 * 1024, middlewares=[self.guard.middleware()])
         app.router.add_get("/", self._page)
         app.router.add_post("/offer", self._http_offer)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        for sock in self._http_sockets:  # bound in start()
-            await web.SockSite(self._runner, sock).start()
-        port = self._runner.addresses[0][1] if self._runner.addresses else self.config.http_port
+        loop = asyncio.get_running_loop()
+        for sock in self._http_sockets:  # bound in start(); every connection through the guard
+            self._http_servers.append(await loop.create_server(self.guard.wrap(self._runner.server), sock=sock))
+        port = self._http_sockets[0].getsockname()[1]
         query = f"?token={self.token}" if self.config.needs_token else ""
         self.http_url = f"http://{self.config.http_host}:{port}/{query}"
 
@@ -399,6 +405,8 @@ class MediaServer:
 
         if not self._authorised(request.query.get("token")):
             return web.Response(status=403, text="403: this viewer needs its access token (?token=…)\n")
+        if self.config.needs_token:
+            self.guard.trust(request)
         return web.Response(text=VIEWER_HTML.read_text(), content_type="text/html")
 
     async def _http_offer(self, request: Any) -> Any:
@@ -410,6 +418,8 @@ class MediaServer:
             return web.json_response({"error": "expected JSON {sdp, type, token}"}, status=400)
         if not isinstance(body, dict) or not self._authorised(body.get("token")):
             return web.json_response({"error": "forbidden: wrong or missing token"}, status=403)
+        if self.config.needs_token:
+            self.guard.trust(request)
         sdp = body.get("sdp")
         if body.get("type") != "offer" or not isinstance(sdp, str) or len(sdp) > 32_768:
             return web.json_response({"error": "expected an SDP offer"}, status=400)
@@ -426,6 +436,8 @@ class MediaServer:
             task.cancel()
         for peer in list(self.peers):
             await self._close_peer(peer)
+        for server in self._http_servers:
+            server.close()
         if self._runner is not None:
             await self._runner.cleanup()
         for sock in self._http_sockets:  # the server closed those it took; a failed start leaves others

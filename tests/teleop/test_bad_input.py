@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -131,3 +132,45 @@ def test_a_flood_of_bad_commands_does_not_stop_the_loop_or_move_the_arm(robot, c
     # Whole-run control rate: periods ≈ run time × 500 Hz (the loop never stalled for long).
     assert stats["over_5x"] <= 2, stats
     assert stats["max_ms"] < 100, stats
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_large_frames_are_answered_too_large_and_keep_the_connections_other_answers(robot):
+    """Frames above the message limit up to channels.MAX_FRAME_BYTES get a too_large answer; the
+    connection stays up, so every request pipelined around them is answered too; memory stays bounded."""
+    from teleop.channels import MAX_FRAME_BYTES
+
+    r = robot(record=False)
+    peak_before = _peak_rss_bytes(r.proc.pid)
+    ctx = zmq.Context.instance()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.SNDHWM, 10_000)
+    dealer.connect(r.endpoints.url("control"))
+    sizes = [2 << 20, 8 << 20, MAX_FRAME_BYTES]
+    pings, big = 0, 0
+    for i in range(300):  # pipelined: nothing is read until everything is sent
+        if i % 25 == 24:
+            dealer.send(b"\x92" + b"\x00" * (sizes[big % len(sizes)] - 1))
+            big += 1
+        else:
+            dealer.send(p.encode(p.Ping(t1_console_s=float(i))))
+            pings += 1
+    answers: list[p.Message] = []
+    deadline = time.monotonic() + 20.0
+    while len(answers) < pings + big and time.monotonic() < deadline:
+        if dealer.poll(200):
+            answers.append(p.decode(dealer.recv(), p.Response))
+    dealer.close(0)
+    too_large = [a for a in answers if isinstance(a, p.Ack) and a.reason.startswith("too_large")]
+    assert len(answers) == pings + big, (len(answers), pings, big)
+    assert len(too_large) == big == 12
+    assert sum(isinstance(a, p.Pong) for a in answers) == pings
+    # Bounded: the big frames are refused as read, never copied or queued (8 frames of 32 MiB were sent).
+    assert _peak_rss_bytes(r.proc.pid) - peak_before < 4 * MAX_FRAME_BYTES

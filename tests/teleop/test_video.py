@@ -32,13 +32,21 @@ pytestmark = pytest.mark.slow
 class VideoStack:
     """A robot with its state feed and signalling port, and the media process beside it."""
 
-    def __init__(self, tmp: Path, robot: Callable[..., RobotProcess], realtime: bool = False, **video: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        robot: Callable[..., RobotProcess],
+        realtime: bool = False,
+        http_guard: dict[str, Any] | None = None,
+        **video: Any,
+    ) -> None:
         state_port, signal_port, http_port = free_loopback_ports(3)
         self.http_port = http_port
         self.robot = robot(state_port=state_port, video_signal_port=signal_port, realtime=realtime)
         tables = {
             "": {"signal_port": signal_port, "http_port": http_port, **video},
             "renderer": {"state_url": f"tcp://127.0.0.1:{state_port}"},
+            "http_guard": http_guard or {},
         }
         config = write_toml(tmp / f"video-{signal_port}.toml", "video", tables)
         log = tmp / f"video-{signal_port}.log"

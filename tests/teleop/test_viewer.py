@@ -4,7 +4,10 @@ of the robot host; without the token it is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -87,3 +90,80 @@ def test_browser_receives_decoded_frames_with_the_token_and_is_refused_without(v
     # Not blank: the tissue, the tool and the props give real contrast (a black or flat frame has ~0).
     assert image.std() > 10.0, image.std()
     assert image.mean() > 30.0, image.mean()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server has closed (or reset) this connection."""
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def test_a_slow_loris_cannot_hold_the_viewer_and_the_page_keeps_working(tmp_path: Path, robot) -> None:
+    """200 half-sent requests from another loopback address (127.0.0.2): at most the per-address cap
+    is held, each only until the request deadline, open files stay bounded, and a browser on
+    127.0.0.1 loads the page and decodes video meanwhile."""
+    from playwright.sync_api import sync_playwright
+
+    require("chromium")
+    stack = VideoStack(tmp_path, robot, http_guard={"request_timeout_s": 3.0, "max_untrusted_per_address": 32})
+    try:
+        pid = stack.video.proc.pid
+        fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+        attackers: list[socket.socket] = []
+
+        def attack(n: int) -> None:  # open n half-sent requests
+            for _ in range(n):
+                sock = socket.socket()
+                sock.bind(("127.0.0.2", 0))
+                sock.connect(("127.0.0.1", stack.http_port))
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: viewer\r\n")  # never finished
+                sock.setblocking(False)
+                attackers.append(sock)
+
+        def still_held() -> list[socket.socket]:  # closes (here) what the server closed
+            for s in [s for s in attackers if _closed_by_peer(s)]:
+                s.close()
+                attackers.remove(s)
+            return list(attackers)
+
+        attack(200)
+        time.sleep(0.5)
+        held = still_held()
+        assert len(held) <= 32, len(held)
+        assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_before + 40
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=list(CHROMIUM_ARGS))
+            try:
+                page = browser.new_page()
+                response = page.goto(f"http://127.0.0.1:{stack.http_port}/")
+                assert response is not None and response.status == 200
+                state: dict = {}
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    for s in held:  # the slow loris trickles on: a byte now and then never completes a request
+                        with contextlib.suppress(OSError):
+                            s.send(b"X")
+                    attack(20)  # and opens more as its connections are closed
+                    time.sleep(0.05)
+                    held = still_held()
+                    assert len(held) <= 32, len(held)
+                    state = page.evaluate("window.telesurg")
+                    if state["error"] or state["framesDecoded"] >= 10:
+                        break
+                    time.sleep(0.25)
+                assert state["error"] is None and state["framesDecoded"] >= 10, state
+            finally:
+                browser.close()
+        # Past the request deadline every half-sent request is gone, trickle or not.
+        time.sleep(4.0)
+        still = still_held()
+        assert not still, f"{len(still)} slow connections still held after the request deadline"
+        assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_before + 8
+        for s in attackers:
+            s.close()
+    finally:
+        stack.close()
