@@ -29,7 +29,7 @@ Measured in one run, each part in its own processes:
 The control loop's period distribution comes from the robot's ``--stats-json`` (the whole run of
 each robot process, start to SIGINT; the flood runs from the console's hello, a few hundred ms
 after the robot starts, until just before it stops). ``--realtime`` passes ``--realtime`` to the robot
-(SCHED_RR where the OS allows it).
+(SCHED_RR where the OS allows it) and runs this console at SCHED_RR 5 (see ``console_realtime``).
 
 On one host the true clock offset is 0 (CLOCK_MONOTONIC is shared), so the latency with offset 0 is
 also reported: the difference between the two is the error of the clock sync.
@@ -145,6 +145,7 @@ def raw_sub_worker() -> None:
 #: read and dropped) as fast as it can until SIGTERM; prints "ready", then ``sent elapsed_s``.
 FLOODER = """
 import os, signal, sys, time, zmq
+os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 os.nice(19)
 kind, url = sys.argv[1], sys.argv[2]
 msgs = [bytes.fromhex(h) for h in sys.argv[3:]]
@@ -593,6 +594,8 @@ def scenario(
                 "send_overruns": drove.send_overruns,
                 "accepted": accepted,
                 "accepted_fraction": accepted / drove.sent if drove.sent else math.nan,
+                # Read by the robot but replaced, in the same drain, by the owner's own newer command.
+                "superseded_in_robot": counters.get("cmd.superseded_own", 0),
                 "echoed_in_telemetry": drove.echoed,
                 "max_gap_between_accepted_ms": drove.max_accept_gap_s * 1e3,
                 "telemetry_received": drove.telemetry,
@@ -683,6 +686,14 @@ def print_table(result: dict[str, Any]) -> None:
             f"{name:<22}{f.get('rate_hz', 0):>12,.0f}{judged:>13}{sc['robot_hold_entries']:>6}{per['periods']:>8}"
             f"{per['p99_ms']:>8.3f}{per['max_ms']:>8.3f}{per['within_20pct']:>8.1%}{per['over_5x']:>5}  {verdict(ok)}"
         )
+    for name, sc in scenarios.items():
+        if "console" in sc:
+            c = sc["console"]
+            print(
+                f"  {name}: owner sent {c['sent']}, accepted {c['accepted']}, replaced in the robot by its own "
+                f"newer one {c['superseded_in_robot']}, send overruns {c['send_overruns']}, longest gap between "
+                f"accepted {c['max_gap_between_accepted_ms']:.1f} ms"
+            )
     controls = {name: sc["control"] for name, sc in scenarios.items() if "control" in sc}
     if controls:
         print()
@@ -700,6 +711,21 @@ def print_table(result: dict[str, Any]) -> None:
     missed = [k for k, v in checks.items() if not v]
     print(f"targets met: {', '.join(met) or 'none'}")
     print(f"targets missed: {', '.join(missed) or 'none'}")
+
+
+def console_realtime() -> None:
+    """With ``--realtime``: this console too at SCHED_RR (5, its ZeroMQ I/O thread 4; below the
+    robot's 10), as if on a machine of its own — on this one it shares two cores with up to 200
+    flooding processes, which otherwise delay its own sends. Children (robot, flooders) start at
+    normal scheduling (reset on fork)."""
+    from teleop.realtime import realtime_io_threads
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(5))
+    except OSError as exc:
+        print(f"console real-time scheduling not granted ({exc}); running without it", flush=True)
+        return
+    realtime_io_threads(zmq.Context.instance(), 4)
 
 
 def counts(text: str) -> list[int]:
@@ -722,6 +748,8 @@ def main() -> None:
         raw_sub_worker()
         return
 
+    if args.realtime:
+        console_realtime()
     seconds = 3.0 if args.quick else args.seconds
     raw_seconds = 1.0 if args.quick else min(3.0, seconds)
     floods = [1, 10] if args.quick else counts(args.floods)

@@ -8,8 +8,8 @@ Every control period (default 2 ms, 500 Hz), in this order:
 2. drain the cmd socket (CONFLATE: one message per connection), keep the newest command per session,
    decode the session owner's and hand it to the supervisor with its robot-clock receive time and
    this console's clock sync; e-stop requests are judged at once, one other message per drain is
-   judged (refused), the rest counted (while waiting for the next period, commands that arrive are
-   drained once more);
+   judged (refused), the rest counted (while waiting for the next period, commands are drained as
+   they arrive, at most every 0.5 ms);
 3. read the arm, let the supervisor compute the setpoint (watchdog, freshness, speed and jaw rate,
    workspace, forbidden regions, force shield, e-stop), command the arm, advance it one period;
 4. publish telemetry (default 250 Hz) and record the period (``--record``).
@@ -102,6 +102,9 @@ BUSY_REPLY = p.encode(
 #: flood cannot take the period (checked every 16 messages).
 COMMAND_DRAIN_BUDGET_S = 0.0006
 COMMAND_DRAIN_MAX = 1024
+#: Between periods the cmd socket is drained again at most this often (s): under a flood it is
+#: always readable, and a console at the loop's rate must not have two commands land in one drain.
+COMMAND_REDRAIN_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -498,34 +501,44 @@ class RobotServer:
         )
 
     def _wait(self, deadline: float) -> None:
-        """Wait for the next period, serving what arrives meanwhile: one drain of commands (at most one
-        per period, so a flood cannot eat the loop's time; this takes the wait for the period boundary
-        out of the command latency — the arm still moves only at period boundaries) and control
-        requests (a clock ping answered at once keeps the sync's round trip short and unbiased),
-        within the period's control budget."""
+        """Wait for the next period, serving what arrives meanwhile: commands (drained as they arrive,
+        at most once per ``COMMAND_REDRAIN_S``, so a flood cannot eat the loop's time while the
+        owner's commands are still judged before a newer one replaces them; this takes the wait for
+        the period boundary out of the command latency — the arm still moves only at period
+        boundaries) and control requests (a clock ping answered at once keeps the sync's round trip
+        short and unbiased), within the period's control budget."""
         assert self.sockets is not None
         cmd, control = self.sockets.cmd, self.sockets.control
-        watch = [cmd, control]
+        control_on = True
+        next_drain = 0.0
         served = 0
-        while watch:
+        while True:
+            now = self.clock()
             # Serving takes ~0.1 ms: too close to the deadline, it waits for the period start.
-            remaining = deadline - self.clock() - EARLY_COMMAND_MARGIN_S
+            remaining = deadline - now - EARLY_COMMAND_MARGIN_S
             if remaining <= 0:
                 break
-            # ZeroMQ polls in whole milliseconds; the last millisecond is polled in 0.1 ms naps.
+            drain = now >= next_drain
+            watch = [sock for sock, on in ((cmd, drain), (control, control_on)) if on]
+            horizon = remaining if drain else min(remaining, next_drain - now)
             t_poll = self.clock()
-            ready, _, _ = zmq.select(watch, [], [], remaining if remaining >= 0.001 else 0)
+            if not watch:
+                time.sleep(horizon)
+                ready: list[Any] = []
+            else:
+                # ZeroMQ polls in whole milliseconds; below one, it polls at once and naps 0.1 ms.
+                ready, _, _ = zmq.select(watch, [], [], horizon if horizon >= 0.001 else 0)
             self._wait_poll_s = max(self._wait_poll_s, self.clock() - t_poll)
             if cmd in ready:
                 self._take_command(self.clock())
-                watch.remove(cmd)
+                next_drain = self.clock() + COMMAND_REDRAIN_S
             if control in ready:
                 served += self._serve_control(self.clock(), limit=1)
                 if served >= self.config.max_control_per_period or self._control_reads_left <= 0:
-                    watch.remove(control)
-            if not ready and remaining < 0.001:
+                    control_on = False
+            if watch and not ready and horizon < 0.001:
                 t_nap = self.clock()
-                time.sleep(min(remaining, 0.0001))
+                time.sleep(min(horizon, 0.0001))
                 self._wait_nap_s = max(self._wait_nap_s, self.clock() - t_nap)
         t_sleep = self.clock()
         sleep_until(deadline, self.clock)
@@ -625,7 +638,8 @@ class RobotServer:
         the newest (highest ``seq``) per session is kept. The supervisor's session's newest is then
         judged, and one other message (a session's newest, or one whose session cannot be read, which
         the full decode refuses by reason); the rest are counted (``cmd.superseded``: an older command
-        of a kept session; ``cmd.unjudged``: another session's, dropped unread like a conflated one)."""
+        of a kept session, ``cmd.superseded_own`` when the owner's; ``cmd.unjudged``: another
+        session's, dropped unread like a conflated one)."""
         assert self.sockets is not None and self.supervisor is not None
         sock = self.sockets.cmd
         curve = self.sockets.auth is not None  # the sender's key is a property of the received frame
@@ -652,7 +666,7 @@ class RobotServer:
                 continue
             kept = newest.get(peek.session)
             if kept is not None:
-                self.counters["cmd.superseded"] += 1
+                self.counters["cmd.superseded_own" if own and peek.session == own else "cmd.superseded"] += 1
                 if kept[0] >= peek.seq:
                     continue
             newest[peek.session] = (peek.seq, parts)
