@@ -348,6 +348,15 @@ class DriveResult:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+def settled_telemetry(link: RobotLink) -> p.Telemetry | None:
+    """The newest telemetry 50 ms from now: of a period after the last command (its counters)."""
+    settle = link.clock() + 0.05
+    while link.clock() < settle:
+        link.poll_telemetry()
+        time.sleep(0.002)
+    return link.telemetry
+
+
 def drive(endpoints: Endpoints, rate_hz: float, seconds: float, on_hello: Any = None) -> DriveResult:
     """Be the console for ``seconds``: hello, clock sync, engage, commands at ``rate_hz``, disengage.
     ``on_hello(arm_id)`` runs right after the robot answered hello (the flood starts there)."""
@@ -423,12 +432,7 @@ def drive(endpoints: Endpoints, rate_hz: float, seconds: float, on_hello: Any = 
             link.wait_until(next_send)  # reads Pongs on arrival, as the console does
         result.duration_s = clock() - t0
 
-        # The newest counters: telemetry of a period after the last command.
-        settle = clock() + 0.05
-        while clock() < settle:
-            link.poll_telemetry()
-            time.sleep(0.002)
-        if link.telemetry is not None:
+        if settled_telemetry(link) is not None:
             result.counters = dict(link.telemetry.counters)
             result.clock_offset_s = link.telemetry.clock_offset_s
             result.clock_rtt_s = link.telemetry.clock_rtt_s
@@ -511,11 +515,7 @@ def drive_control(endpoints: Endpoints, rate_hz: float, seconds: float) -> Contr
         result.estop_s = clock() - t
         if not isinstance(stop, p.Ack) or not stop.ok:
             raise RuntimeError(f"e-stop not acknowledged: {stop}")
-        settle = clock() + 0.05
-        while clock() < settle:
-            link.poll_telemetry()
-            time.sleep(0.002)
-        if link.telemetry is not None:
+        if settled_telemetry(link) is not None:
             result.counters = dict(link.telemetry.counters)
     finally:
         link.close()

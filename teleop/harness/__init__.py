@@ -60,10 +60,13 @@ def run_safety(
     for cpu in pinned:
         cpus.put(cpu)
     affinity = os.sched_getaffinity(0)
-    # Isolated only where two CPUs or more are left for the rest: on a two-core machine a cell's
-    # console, media process and renderer squeezed onto one CPU ran the video at 4–6 fps (measured
-    # with `telesurg soak --pinning isolate`); there the robot's real-time priority keeps it first.
-    isolate = None not in pinned and len(affinity) - len(pinned) >= 2
+    # Isolated where two CPUs or more are left for the rest, or where no cell runs the video: on a
+    # two-core machine a cell's console, media process and renderer squeezed onto one CPU ran the
+    # video at 4–6 fps (measured with `telesurg soak --pinning isolate`); there the robot's
+    # real-time priority keeps it first. Isolated, no other process's kernel work (process start
+    # and exit, large mappings), which this PREEMPT_NONE kernel does not preempt, runs on the
+    # robot's CPU.
+    isolate = None not in pinned and (len(affinity) - len(pinned) >= 2 or not any(c.video for c in cells))
     if isolate:
         os.sched_setaffinity(0, affinity - set(pinned))
 

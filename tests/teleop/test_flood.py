@@ -16,35 +16,60 @@ from teleop import protocol as p
 
 pytestmark = pytest.mark.slow
 
-#: A process holding ``n`` command connections, each sending valid commands of its own session as fast
-#: as it can (round robin), until stdin closes; prints "ready" once every connection is made.
+#: A process holding ``n`` connections to the robot's ``kind`` socket, each flooding as fast as it can
+#: (cmd: valid commands, each connection its own session; control: hellos and pings, replies read and
+#: dropped) until stdin closes; prints "ready" once every connection is made, then how many it sent.
 FLOODER = textwrap.dedent(
     """
-    import sys, time, zmq
+    import os, select, sys, time, zmq
     from teleop import protocol as p
-    url, n = sys.argv[1], int(sys.argv[2])
+    os.nice(19)  # lowest priority: it must not starve the test's own console on these shared cores
+    kind, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ctx = zmq.Context()
     socks = []
     for i in range(n):
-        s = ctx.socket(zmq.PUB)
+        s = ctx.socket(zmq.PUB if kind == "cmd" else zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.connect(url)
         socks.append(s)
-    msgs = [
-        p.encode(p.Command(arm="psm1", session=f"flood-{i}", seq=1, sent_console_s=0.0, target=p.Pose((0, -0.3, 0))))
-        for i in range(n)
-    ]
+    if kind == "cmd":
+        pose = p.Pose((0.0, -0.3, 0.0))
+        cmds = [p.Command(arm="psm1", session=f"flood-{i}", seq=1, sent_console_s=0.0, target=pose) for i in range(n)]
+        msgs = [p.encode(c) for c in cmds]
+    else:
+        msgs = [p.encode(p.Hello(client="flood")), p.encode(p.Ping(t1_console_s=1.0))]
     time.sleep(0.5)
     print("ready", flush=True)
-    import select
     sent = 0
     while not select.select([sys.stdin], [], [], 0)[0]:
-        for s, m in zip(socks, msgs):
-            s.send(m, zmq.NOBLOCK)
-        sent += n
+        for i, s in enumerate(socks):
+            try:
+                s.send(msgs[i] if kind == "cmd" else msgs[sent % 2], zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:
+                pass
+            while kind == "control" and s.poll(0):
+                s.recv()
     print(sent, flush=True)
     """
 )
+
+
+def _flood(kind: str, url: str, n: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOODER, kind, url, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    """Stop a flooder; how many messages it sent."""
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.close()
+    out = proc.stdout.read()
+    proc.wait(timeout=20)
+    return int(out.strip().splitlines()[-1])
 
 
 def test_the_owners_commands_reach_the_supervisor_under_a_flood_of_connections(robot, client):
@@ -52,14 +77,8 @@ def test_the_owners_commands_reach_the_supervisor_under_a_flood_of_connections(r
     c = client(r.endpoints, "owner")
     c.connect()
     start = np.asarray(c.telemetry().tool.pos_m)
-    flood = subprocess.Popen(
-        [sys.executable, "-c", FLOODER, r.endpoints.url("cmd"), "100"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    flood = _flood("cmd", r.endpoints.url("cmd"), 100)
     try:
-        assert flood.stdout is not None and flood.stdout.readline().strip() == "ready"
         assert c.engage().ok  # the owner engages while the flood is on (its control requests still pass)
         before = c.telemetry().counters
         states: set[str] = set()
@@ -77,11 +96,7 @@ def test_the_owners_commands_reach_the_supervisor_under_a_flood_of_connections(r
             time.sleep(0.01)
         tel = c.telemetry()
     finally:
-        assert flood.stdin is not None and flood.stdout is not None
-        flood.stdin.close()
-        out = flood.stdout.read()
-        flood.wait(timeout=20)
-    flooded = int(out.strip().splitlines()[-1])
+        flooded = _stop(flood)
     accepted = tel.counters.get("cmd.accepted", 0) - before.get("cmd.accepted", 0)
     assert flooded > 10_000, flooded  # the flood was real
     assert tel.counters.get("cmd.unjudged", 0) > 1000, tel.counters
@@ -92,51 +107,10 @@ def test_the_owners_commands_reach_the_supervisor_under_a_flood_of_connections(r
     assert np.linalg.norm(np.asarray(tel.tool.pos_m) - target) < 0.001
 
 
-#: A process holding ``n`` control connections, each sending hellos and pings as fast as it can
-#: (replies read and thrown away), until stdin closes.
-CONTROL_FLOODER = textwrap.dedent(
-    """
-    import select, sys, time, zmq
-    from teleop import protocol as p
-    url, n = sys.argv[1], int(sys.argv[2])
-    ctx = zmq.Context()
-    socks = []
-    for i in range(n):
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(url)
-        socks.append(s)
-    msgs = [p.encode(p.Hello(client="flood")), p.encode(p.Ping(t1_console_s=1.0))]
-    time.sleep(0.5)
-    print("ready", flush=True)
-    sent = 0
-    while not select.select([sys.stdin], [], [], 0)[0]:
-        for s in socks:
-            try:
-                s.send(msgs[sent % 2], zmq.NOBLOCK)
-                sent += 1
-            except zmq.Again:
-                pass
-            try:
-                while True:
-                    s.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-    print(sent, flush=True)
-    """
-)
-
-
 def test_the_owners_requests_get_through_a_flood_of_control_connections(robot, client):
     r = robot(record=False)
-    flood = subprocess.Popen(
-        [sys.executable, "-c", CONTROL_FLOODER, r.endpoints.url("control"), "100"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    flood = _flood("control", r.endpoints.url("control"), 100)
     try:
-        assert flood.stdout is not None and flood.stdout.readline().strip() == "ready"
         time.sleep(0.5)  # the flood is on
         c = client(r.endpoints, "owner")
         t0 = time.monotonic()
@@ -152,11 +126,7 @@ def test_the_owners_requests_get_through_a_flood_of_control_connections(robot, c
         t_estop = time.monotonic() - t0
         tel = c.wait_for(lambda t: t.state == "ESTOP")
     finally:
-        assert flood.stdin is not None and flood.stdout is not None
-        flood.stdin.close()
-        out = flood.stdout.read()
-        flood.wait(timeout=20)
-    flooded = int(out.strip().splitlines()[-1])
+        flooded = _stop(flood)
     assert flooded > 5_000, flooded
     assert tel.counters.get("control.busy", 0) > 100, tel.counters  # the flood was shed, answered busy
     assert ack.ok
