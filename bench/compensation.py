@@ -44,7 +44,7 @@ from teleop.records import TOPIC_STATE
 HERE = Path(__file__).resolve().parent
 #: Methods per generator: the twin loop needs a surgeon that closes its loop (scripted).
 GENERATOR_METHODS = {
-    "min-jerk": ["none", "prediction α-β", "prediction CV", "prediction learned", "tremor + α-β"],
+    "min-jerk": ["none", "prediction α-β", "prediction CV", "prediction learned", "tremor filter", "tremor + α-β"],
     "scripted": ["none", "prediction α-β", "prediction learned", "twin loop"],
     "trace-file": ["none", "prediction α-β", "prediction learned"],
 }
@@ -143,6 +143,7 @@ def main() -> None:
         rms, rms_ci = interval([s["rms_mm"] for s in scores])
         p99, p99_ci = interval([s["p99_mm"] for s in scores])
         t, t_ci = interval([s["time_s"] for s in scores])
+        tremor = [s["tremor_um2"] for s in scores if not math.isnan(s["tremor_um2"])]
         cells[key] = {
             "scenario": name,
             "method": method,
@@ -152,6 +153,8 @@ def main() -> None:
             "p99_mm": p99,
             "p99_ci95_mm": p99_ci,
             "success_rate": float(np.mean([s["success"] for s in scores])),
+            # 8–12 Hz power of (applied tip − intent), Welch; its ratio to "none" is added below.
+            "tremor_um2": float(np.mean(tremor)) if tremor else math.nan,
             "time_s": t,
             "time_ci95_s": t_ci,
             "violations": sum(s["violations"] for s in scores),
@@ -164,15 +167,24 @@ def main() -> None:
         order = [k for k in previous["cells"] if k in merged] + [k for k in cells if k not in previous["cells"]]
         cells = {k: merged[k] for k in order}
         args.delays = sorted({c["delay_s"] for c in cells.values()})
+    for c in cells.values():  # the tremor band power against no compensation, same scenario and delay
+        base_cell = cells.get(f"{c['scenario']}|none|{c['delay_s']:g}")
+        c["tremor_ratio"] = (
+            c.get("tremor_um2", math.nan) / base_cell["tremor_um2"]
+            if base_cell and base_cell.get("tremor_um2")
+            else math.nan
+        )
     for name in args.scenarios:
         rows = [c for c in cells.values() if c["scenario"] == name]
         print(f"\n{name}: RMS / p99 tracking error (mm), success, time (s): mean ± 95% interval over seeds")
-        print(f"{'method':>20s} {'delay':>6s} {'RMS':>15s} {'p99':>15s} {'success':>8s} {'time':>14s} {'viol':>5s}")
+        head = f"{'method':>20s} {'delay':>6s} {'RMS':>15s} {'p99':>15s} {'success':>8s} {'time':>14s} {'viol':>5s}"
+        print(f"{head} {'8–12 Hz':>9s} {'× none':>7s}")
         for c in rows:
             print(
                 f"{c['method']:>20s} {c['delay_s'] * 1e3:4.0f}ms {c['rms_mm']:7.2f} ± {c['rms_ci95_mm']:<5.2f} "
                 f"{c['p99_mm']:7.2f} ± {c['p99_ci95_mm']:<5.2f} {c['success_rate']:7.0%} "
-                f"{c['time_s']:6.2f} ± {c['time_ci95_s']:<5.2f} {c['violations']:5d}"
+                f"{c['time_s']:6.2f} ± {c['time_ci95_s']:<5.2f} {c['violations']:5d} "
+                f"{c.get('tremor_um2', math.nan):7.2f}µm² {c.get('tremor_ratio', math.nan):6.2f}×"
             )
         if 0.2 in args.delays and any(c["method"] == "none" and c["delay_s"] == 0.2 for c in rows):
             base = next(c for c in rows if c["method"] == "none" and c["delay_s"] == 0.2)

@@ -323,6 +323,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         "surgeon.feedback": args.feedback,
         "correction.twin_enabled": True if args.twin else None,
         "correction.prediction": args.prediction,
+        "correction.tremor_enabled": None if args.tremor is None else args.tremor == "on",
     }
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
@@ -399,14 +400,26 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_safety(args: argparse.Namespace) -> int:
-    from teleop.harness import run_safety
+    from teleop.harness import run_safety, select_cells
 
-    out = Path(args.out or time.strftime("runs/safety/%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()):
-        raise CliError(f"{out} exists and is not empty; choose another --out")
     try:
-        return run_safety(out, quick=args.quick, jobs=args.jobs, only=args.cells, negative=args.negative_control)
-    except ValueError as exc:
+        if args.list:
+            for cell in select_cells(args.quick, args.cells, args.link, args.task):
+                print(f"{cell.name:<44} {cell.task:<9} {cell.spec}{' ' + cell.fault if cell.fault else ''}")
+            return 0
+        out = Path(args.out or time.strftime("runs/safety/%Y%m%d-%H%M%S"))
+        if out.exists() and any(out.iterdir()):
+            raise CliError(f"{out} exists and is not empty; choose another --out")
+        return run_safety(
+            out,
+            quick=args.quick,
+            jobs=args.jobs,
+            only=args.cells,
+            negative=args.negative_control,
+            links=args.link,
+            tasks=args.task,
+        )
+    except ValueError as exc:  # LinkSpecError included: one line naming the item
         raise CliError(str(exc)) from None
 
 
@@ -552,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_console.add_argument(
         "--prediction", choices=["off", "zoh", "cv", "alphabeta", "learned"], help="motion prediction over the delay"
     )
+    p_console.add_argument("--tremor", choices=["on", "off"], help="the tremor filter (8–12 Hz) on the hand")
     p_console.set_defaults(func=_cmd_console)
 
     p_video = sub.add_parser("video", help="the media process: renderer + WebRTC video + browser viewer")
@@ -594,6 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_safety.add_argument("--out", help="report folder (default runs/safety/<time>)")
     p_safety.add_argument("--jobs", type=int, help="cells in parallel (default: one per two cores, one core spare)")
     p_safety.add_argument("--cells", nargs="+", metavar="REGEX", help="only cells whose name matches")
+    p_safety.add_argument(
+        "--link",
+        action="append",
+        metavar="SPEC",
+        help='custom cells instead of the matrix: a link spec, e.g. "delay=200ms jitter=20ms loss=3%% burst=4 '
+        'outage=1s@5s" (fidelity by its mode= key; repeatable)',
+    )
+    p_safety.add_argument(
+        "--task",
+        nargs="+",
+        choices=["Reach", "Palpate", "Retract", "Transfer", "Trace"],
+        help="the tasks of --link cells (default Reach), or only the matrix's cells of these tasks",
+    )
+    p_safety.add_argument("--list", action="store_true", help="print the cells that would run, and exit")
     p_safety.add_argument(
         "--negative-control",
         nargs="+",

@@ -749,6 +749,7 @@ class Console:
     # -------------------------------------------------------------- runs
     def run(self) -> int:
         """Connect, then run the scripted episodes or the interactive session. Returns an exit code."""
+        print(f"console: correction: {self.stages_line()}", flush=True)
         try:
             self.hello()
             self.link.sync()
@@ -759,6 +760,15 @@ class Console:
         finally:
             self._finish()
         return code
+
+    def stages_line(self) -> str:
+        """Which correction stages are on, e.g. ``scaling off, tremor on, prediction alphabeta, …``."""
+        cfg = self.config.correction
+        parts = [f"{stage.name} {'on' if stage.enabled else 'off'}" for stage in self.hand_stages]
+        parts.append(f"prediction {cfg.prediction}")
+        parts += [f"{s.name} {'on' if s.enabled else 'off'}" for s in self.tool_stages if s.name != "prediction"]
+        parts.append(f"twin {'on' if self.twin is not None else 'off'}")
+        return ", ".join(parts)
 
     def _run_scripted(self) -> int:
         assert isinstance(self.device, ScriptedSurgeon)
@@ -931,8 +941,16 @@ class Console:
                 reason="session ended",
             )
         )
+        if auto_engage:  # a trace replay is judged like a scripted episode: its exit status says
+            result = self.results[-1]
+            print(
+                f"console: trace replay on {result.task or '?'} seed {result.seed}: "
+                f"{'success' if result.success else 'FAILED'} in {result.time_s:.2f} s, "
+                f"max force {result.max_force_N:.2f} N",
+                flush=True,
+            )
         self.print_summary()
-        return 0
+        return 1 if auto_engage and not self.results[-1].success else 0
 
     def _finish(self) -> None:
         if self.config.record_trace and self._trace_rows:

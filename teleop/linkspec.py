@@ -24,8 +24,10 @@ gap        the reorder hold-back, a time (default 10ms)
 dup        probability (as ``loss``) that a message is delivered twice; mode=message only
 rate       bandwidth cap in bits per second: ``bit kbit Mbit Gbit`` or ``bps kbps Mbps Gbps``
            (all bits, unlike tc's ``mbps``); absent = unlimited
-outage     ``DURATION@START``: the link is down for DURATION from START after the link's start;
-           repeatable; outages must not overlap (touching is allowed)
+outage     ``DURATION@START``: the link is down for DURATION from START after the link's start —
+           a console's links start at its first engage, `telesurg netem`'s when the proxy starts,
+           the video path's when its peer connection is made; repeatable; outages must not overlap
+           (touching is allowed)
 mode       ``tcp`` (default): TCP-faithful, nothing lost or reordered, loss becomes retransmission
            delay; ``message``: every message on its own, UDP-like worst case
 rto        retransmission timeout added per lost transmission in mode=tcp (default 200ms)

@@ -9,7 +9,7 @@ import numpy as np
 
 from teleop.correction.blending import BlendingConfig, PolicyBlending
 from teleop.correction.fixtures import FixtureConfig, VirtualFixtures
-from teleop.correction.prediction import PREDICTORS, MotionPrediction
+from teleop.correction.prediction import PREDICTORS, BandLimit, MotionPrediction
 from teleop.correction.scaling import MotionScaling, ScalingConfig
 from teleop.correction.stage import Stage
 from teleop.correction.tremor import TremorFilter, TremorFilterConfig
@@ -34,6 +34,10 @@ class CorrectionConfig:
     tremor: TremorFilterConfig = field(default_factory=TremorFilterConfig)
     prediction: str = "off"
     max_horizon_s: float = 0.5
+    #: The predictor sees the target through cascaded low-passes (``prediction.BandLimit``) so it
+    #: extrapolates voluntary motion, never tremor; 0 turns that off (the raw target: comparison only).
+    prediction_band_limit_hz: float = 6.0
+    prediction_band_limit_order: int = 3
     blending_enabled: bool = False
     blending: BlendingConfig = field(default_factory=BlendingConfig)
     fixtures_enabled: bool = False
@@ -57,7 +61,14 @@ class CorrectionConfig:
         name = self.prediction if self.prediction != "off" else "zoh"
         path = np.asarray(self.guidance_path_m, dtype=float) if len(self.guidance_path_m) >= 2 else None
         return [
-            MotionPrediction(PREDICTORS[name](), self.max_horizon_s, enabled=self.prediction != "off"),
+            MotionPrediction(
+                PREDICTORS[name](),
+                self.max_horizon_s,
+                enabled=self.prediction != "off",
+                band_limit=BandLimit(self.prediction_band_limit_hz, self.prediction_band_limit_order)
+                if self.prediction_band_limit_hz > 0
+                else None,
+            ),
             PolicyBlending(self.blending, enabled=self.blending_enabled),
             VirtualFixtures(self.fixtures, (), path, enabled=self.fixtures_enabled),
         ]

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from teleop.harness.cells import Cell, full_matrix, quick_matrix
+from teleop.harness.cells import Cell, full_matrix, quick_matrix, spec_cells
 from teleop.harness.report import cell_line, verdict, write_report
 from teleop.harness.runner import CellResult, run_cell
 
@@ -33,6 +33,28 @@ def robot_cpus(jobs: int) -> list[int | None]:
     return list(cpus[-jobs:])
 
 
+def select_cells(
+    quick: bool = False,
+    only: list[str] | None = None,
+    links: list[str] | None = None,
+    tasks: list[str] | None = None,
+) -> list[Cell]:
+    """The cells of a run: ``links`` (link specs, one cell per spec and task, default Reach) instead
+    of the matrix, else the quick or full matrix; narrowed to names matching ``only`` (regexes)."""
+    if links:
+        cells = [cell for spec in links for cell in spec_cells(spec, tuple(tasks or ("Reach",)))]
+    else:
+        cells = quick_matrix() if quick else full_matrix()
+        if tasks:
+            cells = [c for c in cells if c.task in tasks]
+    if only:
+        patterns = [re.compile(p) for p in only]
+        cells = [c for c in cells if any(p.search(c.name) for p in patterns)]
+    if not cells:
+        raise ValueError(f"no cell matches {only or tasks}")
+    return cells
+
+
 def run_safety(
     out: Path,
     quick: bool = False,
@@ -40,17 +62,16 @@ def run_safety(
     only: list[str] | None = None,
     negative: list[str] | None = None,
     log=print,
+    links: list[str] | None = None,
+    tasks: list[str] | None = None,
 ) -> int:
-    """Run the matrix, write the report into ``out``; returns 0 when every invariant held."""
-    cells: list[Cell] = quick_matrix() if quick else full_matrix()
-    if only:
-        patterns = [re.compile(p) for p in only]
-        cells = [c for c in cells if any(p.search(c.name) for p in patterns)]
-        if not cells:
-            raise ValueError(f"no cell matches {only}")
+    """Run the matrix (or the cells of ``links``), write the report into ``out``; returns 0 when
+    every invariant held."""
+    cells = select_cells(quick, only, links, tasks)
     controls = tuple(NEGATIVE_CONTROLS[n] for n in (negative or []))
     jobs = jobs or default_jobs()
     started = time.monotonic()
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S")
     results: list[CellResult] = []
     log(f"safety: {len(cells)} cells, {jobs} at a time, report in {out}")
     # Each cell's robot (and the host probe beside it) gets a CPU of its own, the highest ones.
@@ -96,7 +117,7 @@ def run_safety(
         "cells": len(cells),
         "jobs": jobs,
         "wall_s": time.monotonic() - started,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "started": started_at,
         "negative_controls": list(negative or []),
         "robot_cpus": [c for c in pinned if c is not None],
         "isolated": isolate,

@@ -3,6 +3,7 @@ optional process fault. ``full_matrix`` is the default run, ``quick_matrix`` the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,14 @@ class Cell:
         return f"{self.link} mode={self.mode}".strip()
 
     @property
+    def outage_at_s(self) -> float | None:
+        """When the first outage of the link starts, after the console's first engage (s)."""
+        from teleop.linkspec import LinkSpec
+
+        outages = LinkSpec.parse(self.spec).outages
+        return outages[0][0] if outages else None
+
+    @property
     def timeout_s(self) -> float:
         """Episode budget: generous with delay (the loop closes through it twice), short when the
         arm is expected to hold."""
@@ -75,6 +84,32 @@ def _link(delay_s: float, jitter: float, loss: float, seed: int) -> str:
         parts.append(f"loss={round(loss * 100)}% rto={round(max(2 * delay_s + 0.01, 0.02) * 1000)}ms")
     parts.append(f"seed={seed}")
     return " ".join(parts)
+
+
+def spec_cells(spec_text: str, tasks: tuple[str, ...] = ("Reach",)) -> list[Cell]:
+    """Cells for a link spec of the user's (``telesurg safety --link SPEC``), one per task: delay,
+    jitter, loss, outages, seed and fidelity (its ``mode=``) are read from the spec itself
+    (``LinkSpecError`` names a bad item)."""
+    from teleop.linkspec import LinkSpec
+
+    spec = LinkSpec.parse(spec_text)
+    link = " ".join(item for item in spec_text.split() if not item.startswith("mode="))
+    slug = re.sub(r"[^A-Za-z0-9.=%@-]+", "_", link) or "perfect"
+    return [
+        Cell(
+            f"{task.lower()}/link/{slug}/{spec.mode}",
+            task,
+            link,
+            spec.mode,
+            "",
+            spec.delay_s,
+            spec.jitter_s / spec.delay_s if spec.delay_s else 0.0,
+            spec.loss,
+            sum(duration for _, duration in spec.outages),
+            spec.seed,
+        )
+        for task in tasks
+    ]
 
 
 def delay_cells(

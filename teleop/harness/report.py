@@ -183,7 +183,7 @@ def _outage_timeline(out: Path, rows: list[dict[str, Any]]) -> Path | None:
     speed = np.convolve(speed, kernel, mode="same")
     force = np.array([s["force_peak_N"] for s in states])
     level = np.array([STATE_LEVEL.get(s["state"], -1) for s in states])
-    window = (time_s > -0.5) & (time_s < row["outage_s"] + 3.0)
+    window = (time_s > -0.5) & (time_s < (row.get("outage_at_s") or 0.0) + row["outage_s"] + 3.0)
     fig, axes = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
     axes[0].plot(time_s[window], force[window])
     axes[0].axhline(6.0, color="r", ls="--", lw=1)
@@ -194,9 +194,10 @@ def _outage_timeline(out: Path, rows: list[dict[str, Any]]) -> Path | None:
     axes[2].step(time_s[window], level[window], where="post")
     axes[2].set_yticks(list(STATE_LEVEL.values()), list(STATE_LEVEL))
     axes[2].set_xlabel("time since engage (s)")
+    at = row.get("outage_at_s") or 0.0
     for ax in axes:
-        ax.axvspan(0.3, 0.3 + row["outage_s"], color="0.85", zorder=0)
-    axes[0].set_title(f"{row['name']}: outage (grey) at 0.3 s for {row['outage_s']:g} s, {row['mode']} level")
+        ax.axvspan(at, at + row["outage_s"], color="0.85", zorder=0)
+    axes[0].set_title(f"{row['name']}: outage (grey) at {at:g} s for {row['outage_s']:g} s, {row['mode']} level")
     fig.tight_layout()
     path = out / "outage_timeline.png"
     fig.savefig(path, dpi=110)

@@ -63,6 +63,7 @@ class CellResult:
             "jitter": c.jitter,
             "loss": c.loss,
             "outage_s": c.outage_s,
+            "outage_at_s": c.outage_at_s,
             "video": c.video,
             "video_link": c.video_link,
             "correction": dict(c.correction),

@@ -283,6 +283,24 @@ def test_a_recorded_hand_trace_replays_through_the_stack(robot, tmp_path):
     assert episode["task"] == "Reach" and episode["success"] is True, episode
 
 
+def test_a_trace_replay_that_fails_its_task_exits_non_zero(robot, tmp_path):
+    # The Reach trace replayed on Palpate never presses the tissue: the task fails, and so does the run.
+    r = robot()
+    summary = tmp_path / "wrong.json"
+    trace = REPO / "assets/traces/reach_seed0.csv"
+    proc = _console(
+        r,
+        tmp_path,
+        *("--input", "trace", "--trace", str(trace), "--tasks", "Palpate", "--summary-json", str(summary)),
+        *("--tremor", "on", "--prediction", "alphabeta"),
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert "console: correction: scaling off, tremor on, prediction alphabeta, blending off, fixtures off" in out, out
+    assert proc.returncode == 1, out
+    assert "trace replay on Palpate seed 0: FAILED" in out, out
+    assert json.loads(summary.read_text())["episodes"][0]["success"] is False
+
+
 def test_a_console_link_spec_delays_every_command_by_the_emulated_delay(robot, tmp_path):
     # The emulator inside the console process: 100 ms one way on every channel. The robot's own
     # clock sync and the telemetry echo see it: command latency ≈ 100 ms, and the task still succeeds.
