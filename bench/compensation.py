@@ -44,7 +44,16 @@ from teleop.records import TOPIC_STATE
 HERE = Path(__file__).resolve().parent
 #: Methods per generator: the twin loop needs a surgeon that closes its loop (scripted).
 GENERATOR_METHODS = {
-    "min-jerk": ["none", "prediction α-β", "prediction CV", "prediction learned", "tremor filter", "tremor + α-β"],
+    "min-jerk": [
+        "none",
+        "prediction α-β",
+        "prediction CV",
+        "prediction learned",
+        "tremor filter",
+        "tremor + α-β",
+        "α-β, raw target",
+        "learned, raw target",
+    ],
     "scripted": ["none", "prediction α-β", "prediction learned", "twin loop"],
     "trace-file": ["none", "prediction α-β", "prediction learned"],
 }

@@ -49,6 +49,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "prediction α-β": {"prediction": "alphabeta"},
     "prediction CV": {"prediction": "cv"},
     "prediction learned": {"prediction": "learned"},
+    # The predictor on the raw target (tremor and all), for comparison with the band-limited default.
+    "α-β, raw target": {"prediction": "alphabeta", "prediction_band_limit_hz": 0.0},
+    "learned, raw target": {"prediction": "learned", "prediction_band_limit_hz": 0.0},
     "tremor filter": {"tremor_enabled": True},
     "tremor + α-β": {"tremor_enabled": True, "prediction": "alphabeta"},
     "twin loop": {"twin_enabled": True, "feedback": "twin"},
