@@ -191,7 +191,8 @@ def test_video_stall_holds_the_arm_and_latency_recovers_without_backlog(stack, t
         ),
     )
     console = Console(config, device=TraceReplay(_circle_trace(14.0)))
-    assert console.run() == 0
+    console.run()  # its exit status is the Reach task's, which a circle does not solve
+    assert console.results and console.results[-1].reason == "session ended"  # the replay ran to its end
     video = console.video
     assert video is not None and video.link_start_s is not None
     down_s = video.link_start_s + outage_at
