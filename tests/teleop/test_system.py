@@ -208,7 +208,9 @@ def test_a_client_without_the_curve_key_moves_nothing(robot, client, tmp_path):
     # The authorised console does drive it.
     assert good.engage().ok
     target = tuple(start + np.array([0.0, 0.0, 0.01]))
-    assert np.linalg.norm(_tip(good.drive(target, 0.5)) - np.asarray(target)) < 0.001
+    tel = good.drive(target, 0.5)
+    # (The counters say where the commands went if this fails: cmd.* judged, zap.* refused handshakes.)
+    assert np.linalg.norm(_tip(tel) - np.asarray(target)) < 0.001, (tel.state, tel.reason, tel.counters)
 
 
 def test_a_target_inside_a_forbidden_region_never_brings_the_tool_inside(robot, client):
