@@ -8,10 +8,20 @@ friction and servo dip); it caps motion into tissue so that the predicted force 
 ceiling (hard limit minus a margin) — learning the contact's stiffness from the peak force of each
 step, which includes the damping transient — and above the ceiling backs the tool off along the
 normal.
+
+The learned rises decay back toward their priors with a time constant (``estimate_decay_s``) when
+the caller says how long each step is: one spike (a stick-slip jump, a tissue flap snapping back)
+raises them at once, and without the decay they stayed raised for the rest of the episode, which
+made the tool crawl along tissue at a fifth of its commanded speed long after the spike had gone.
+A contact that really is stiff raises them again at its next step, since a step that rises more
+than predicted is learned from immediately. Only the part of a rise beyond ``learn_floor_N`` is
+blamed on the motion: tissue and servo dynamics move the force by that much with no motion at all,
+and dividing such a change by a tiny step had raised the estimates a thousandfold.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +53,14 @@ class ShieldConfig:
     ``stiffness_N_m``: prior force rise per metre pushed into what the tool touches.
     ``shear_rise_N_m``: prior force rise per metre slid along it while in contact (friction and the
     servo dipping into the tissue while it moves fast).
-    Both are raised whenever a step shows a larger rise (measured on the step's peak force).
+    Both are raised whenever a step shows a larger rise (measured on the step's peak force), and
+    decay back toward these priors with time constant ``estimate_decay_s`` (s; their ratio to the
+    prior shrinks by e every ``estimate_decay_s``). ``learn_floor_N``: force changes up to this
+    much within one step are not blamed on the step's motion (a robot recording at 500 Hz showed
+    rises up to 0.07 N at p99 and 0.23 N at most in periods with no motion at all).
+    ``learn_motion_m``: the rises are learned from the force's peak rise over at least this much
+    motion (into plus along the tissue; one call in the envs' 40 ms steps, several of the robot's
+    2 ms periods), compared with what they predicted for that motion.
     ``max_backoff_m``: largest retreat along the normal per call when above the ceiling.
     """
 
@@ -52,6 +69,17 @@ class ShieldConfig:
     shear_rise_N_m: float = 150.0
     max_backoff_m: float = 0.001
     min_force_N: float = 0.05
+    estimate_decay_s: float = 1.0
+    learn_floor_N: float = 0.1
+    learn_motion_m: float = 2e-5
+
+    def __post_init__(self) -> None:
+        if not self.estimate_decay_s > 0:
+            raise ValueError(f"estimate_decay_s must be positive, got {self.estimate_decay_s}")
+        if not self.learn_motion_m >= 0:
+            raise ValueError(f"learn_motion_m must be ≥ 0, got {self.learn_motion_m}")
+        if not self.learn_floor_N >= 0:
+            raise ValueError(f"learn_floor_N must be ≥ 0, got {self.learn_floor_N}")
 
 
 class ForceShield:
@@ -70,9 +98,13 @@ class ForceShield:
         """Forget what was learned about the previous contact."""
         self._stiffness = self.config.stiffness_N_m
         self._shear = self.config.shear_rise_N_m
-        self._last_force: float | None = None
-        self._last_into = 0.0
-        self._last_slide = 0.0
+        self._forget_motion()
+
+    def _forget_motion(self) -> None:
+        self._ref_force: float | None = None  # the force when the motion being learned from began
+        self._peak_since = 0.0
+        self._acc_into = 0.0
+        self._acc_slide = 0.0
 
     @property
     def stiffness_N_m(self) -> float:
@@ -82,15 +114,24 @@ class ForceShield:
     def shear_rise_N_m(self) -> float:
         return self._shear
 
-    def filter(self, displacement_m: np.ndarray, force_N: np.ndarray, peak_force_N: float | None = None) -> np.ndarray:
+    def filter(
+        self,
+        displacement_m: np.ndarray,
+        force_N: np.ndarray,
+        peak_force_N: float | None = None,
+        dt_s: float | None = None,
+    ) -> np.ndarray:
         """Return the displacement (m) with motion into tissue and sliding along it limited.
 
         ``force_N`` is the contact force on the tool (base frame) now; its direction is taken as the
         outward contact normal. ``peak_force_N`` is the largest force magnitude seen since the
         previous call, when known: a step peaks above the force it settles at (tissue damping while
         the servo moves fast), and the limit applies to that peak, so the rise per metre is learned
-        from the peak.
+        from the peak. ``dt_s``: the time (s) since the previous call, for the learned rises' decay
+        toward their priors (None: no decay).
         """
+        if dt_s is not None and dt_s > 0:
+            self._decay(dt_s)
         d = np.asarray(displacement_m, dtype=float).copy()
         f = np.asarray(force_N, dtype=float)
         mag = float(np.linalg.norm(f))
@@ -98,7 +139,7 @@ class ForceShield:
             # No trustworthy reading: allow no motion at all.
             return np.zeros(3)
         if mag < self.config.min_force_N:
-            self._last_force, self._last_into, self._last_slide = None, 0.0, 0.0
+            self._forget_motion()
             return d
         n = f / mag
         self._learn(mag, peak_force_N)
@@ -126,17 +167,41 @@ class ForceShield:
             back = min((mag - self.ceiling_N) / self._stiffness, self.config.max_backoff_m)
             d = d + back * n
             new_into -= back
-        self._last_force, self._last_into, self._last_slide = mag, max(new_into, 0.0), slide
+        if max(new_into, 0.0) + slide <= 0.0:
+            self._forget_motion()  # no motion: what the force does next is not this step's doing
+        else:
+            if self._ref_force is None:
+                self._ref_force, self._peak_since = mag, mag
+            self._acc_into += max(new_into, 0.0)
+            self._acc_slide += slide
         return d
 
+    def _decay(self, dt_s: float) -> None:
+        """Move the learned rises toward their priors: their ratio to the prior shrinks by
+        exp(−dt / estimate_decay_s) in log space (so a raise by 100× and one by 2× take the same
+        time to fade by the same fraction of their log)."""
+        keep = math.exp(-dt_s / self.config.estimate_decay_s)
+        c = self.config
+        self._stiffness = c.stiffness_N_m * (self._stiffness / c.stiffness_N_m) ** keep
+        self._shear = c.shear_rise_N_m * (self._shear / c.shear_rise_N_m) ** keep
+
     def _learn(self, mag: float, peak_force_N: float | None) -> None:
-        """Raise the rise coefficients when the last step rose more than they predicted."""
-        if self._last_force is None:
+        """Raise the rise coefficients when the motion since the last lesson rose the force more than
+        they predicted. A lesson needs ``learn_motion_m`` of motion: at 500 Hz a step of a few µm
+        predicts a rise far below the force's own fluctuation, and dividing by it had made one
+        0.1 N wobble look like a contact a thousand times stiffer (and so slowed sliding for good)."""
+        if self._ref_force is None:
             return
         peak = mag if peak_force_N is None or not np.isfinite(peak_force_N) else max(mag, float(peak_force_N))
-        observed = peak - self._last_force
-        predicted = self._stiffness * self._last_into + self._shear * self._last_slide
-        if observed > predicted > 1e-9:
+        self._peak_since = max(self._peak_since, peak)
+        moved = self._acc_into + self._acc_slide
+        if moved < self.config.learn_motion_m:
+            return
+        observed = self._peak_since - self._ref_force - self.config.learn_floor_N
+        predicted = self._stiffness * self._acc_into + self._shear * self._acc_slide
+        if observed > predicted > 1e-12:
             factor = observed / predicted
             self._stiffness *= factor
             self._shear *= factor
+        self._ref_force, self._peak_since = mag, mag
+        self._acc_into = self._acc_slide = 0.0

@@ -85,6 +85,7 @@ class ForceShieldWrapper(gym.Wrapper):
         self.shield = shield or ForceShield(base.limits)
         self._layout = base.obs_layout
         self._max_step = base.max_step_m
+        self._period_s = base.config.control_period_s
         self._force = np.zeros(3)
         self._peak_N: float | None = None
 
@@ -107,7 +108,7 @@ class ForceShieldWrapper(gym.Wrapper):
         if a is not None and a.shape == (4,) and np.all(np.isfinite(a)):
             a = np.clip(a, -1.0, 1.0)
             wanted = a[:3] * self._max_step
-            allowed = self.shield.filter(wanted, self._force, self._peak_N)
+            allowed = self.shield.filter(wanted, self._force, self._peak_N, self._period_s)
             active = not np.allclose(wanted, allowed, atol=1e-9)
             a[:3] = np.clip(allowed / self._max_step, -1.0, 1.0)
             action = a.astype(np.float32)

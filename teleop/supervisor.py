@@ -314,7 +314,7 @@ class Supervisor:
             )
             self._jaw = float(np.clip(self._jaw + jaw_step, 0.0, 1.0))
         if force_N is not None:
-            step = self.shield.filter(step, np.asarray(force_N, dtype=float), force_peak_N)
+            step = self.shield.filter(step, np.asarray(force_N, dtype=float), force_peak_N, dt_s)
             # The shield's back-off out of tissue obeys the speed limit too (never a jump).
             cap = cfg.max_tip_speed_m_s * dt_s
             dist = float(np.linalg.norm(step))

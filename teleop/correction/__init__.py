@@ -35,6 +35,7 @@ __all__ = [
     "Motion",
     "MotionPrediction",
     "MotionScaling",
+    "Pause",
     "ScalingConfig",
     "Stage",
     "TremorFigures",
@@ -42,6 +43,7 @@ __all__ = [
     "TremorFilterConfig",
     "ZeroOrderHold",
     "band_power",
+    "figure_eight_hand",
     "lag_s",
     "measure_tremor",
     "minimum_jerk_hand",
@@ -63,6 +65,58 @@ def minimum_jerk_hand(t_s: np.ndarray, amplitude_m: float = 0.05, stroke_s: floa
     return np.stack(
         [strokes(t_s, amplitude_m), strokes(t_s + 0.7, amplitude_m / 2), 0.02 * np.sin(2 * np.pi * 0.5 * t_s)], axis=1
     )
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause of the figure-eight generator: from ``start_s`` to ``end_s`` the hand rests at
+    ``point_m`` (hand space), having arrived along the unit vector ``approach``."""
+
+    start_s: float
+    end_s: float
+    point_m: np.ndarray
+    approach: np.ndarray
+
+
+def figure_eight_hand(
+    t_s: np.ndarray, seed: int = 0, amplitude_m: float = 0.04, lap_s: float = 7.0
+) -> tuple[np.ndarray, list[Pause]]:
+    """A voluntary hand path (m, hand space, samples × 3) the learned predictor never trained on: a
+    figure-eight (x = A sin θ, y = A/2 sin 2θ, a 5 mm sway in z) drawn in segments between
+    ``pauses_per_lap`` stops a lap, each segment a minimum-jerk move along the curve (its length
+    and duration drawn per seed, one lap ≈ ``lap_s``), each stop 0.3–0.9 s; and the pauses."""
+    rng = np.random.default_rng(seed)
+    knots_t, knots_theta = [0.0], [0.0]
+    pause_spans: list[tuple[float, float]] = []
+    t, theta = 0.0, 0.0
+    while t <= float(t_s[-1]):
+        move_s = lap_s / 4 * rng.uniform(0.6, 1.4)
+        theta_end = theta + 2 * np.pi / 4 * rng.uniform(0.6, 1.4)
+        rest_s = rng.uniform(0.3, 0.9)
+        knots_t += [t + move_s, t + move_s + rest_s]
+        knots_theta += [theta_end, theta_end]
+        pause_spans.append((t + move_s, t + move_s + rest_s))
+        t, theta = t + move_s + rest_s, theta_end
+    kt, kth = np.array(knots_t), np.array(knots_theta)
+    i = np.clip(np.searchsorted(kt, t_s, side="right") - 1, 0, len(kt) - 2)
+    tau = np.clip((t_s - kt[i]) / (kt[i + 1] - kt[i]), 0.0, 1.0)
+    th = kth[i] + (kth[i + 1] - kth[i]) * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
+
+    def curve(angle: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [amplitude_m * np.sin(angle), amplitude_m / 2 * np.sin(2 * angle), 0.005 * np.sin(angle / 2)], axis=-1
+        )
+
+    path = curve(th)
+    pauses = []
+    for start, end in pause_spans:
+        if end > float(t_s[-1]):
+            break
+        point = curve(np.interp(start, t_s, th))
+        before = curve(np.interp(start - 0.05, t_s, th))
+        direction = point - before
+        pauses.append(Pause(start, end, point, direction / max(float(np.linalg.norm(direction)), 1e-12)))
+    return path, pauses
 
 
 @dataclass(frozen=True)

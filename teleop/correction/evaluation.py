@@ -7,6 +7,9 @@ recorded tool tip at the same moment. Used by ``bench/compensation.py`` and its 
 Generators (``Scenario``):
 
 - ``min-jerk``: ``minimum_jerk_hand`` strokes (open loop) on the Reach scene;
+- ``figure-eight``: ``figure_eight_hand`` (open loop) on the Reach scene: a figure-eight drawn in
+  minimum-jerk segments between pauses, which the learned predictor never trained on; each
+  pause's peak overshoot is scored (how far the tool runs past where the hand stopped);
 - ``scripted``: the scripted surgeon doing the task, closing its loop on the delayed telemetry
   (or, with the ``twin loop`` method, on the console's local twin); success and completion time
   are the task's own;
@@ -14,7 +17,10 @@ Generators (``Scenario``):
   surgeon's motion recorded through the stack without tremor), replayed open loop on the task and
   seed it was recorded on; success is the task's own at the end.
 
-Each adds the scripted surgeon's physiological tremor (seeded) to the voluntary hand.
+Each adds the scripted surgeon's physiological tremor (seeded, 0.1 mm RMS in hand space) to the
+voluntary hand. ``motion_scale`` (tool metres per hand metre) is the console's; the open-loop
+generators' voluntary hand is divided by it (× 0.2), so the tool's intended path is the same at
+every scale while the tremor, in hand space, reaches the tool 5× larger at 1.0 than at 0.2.
 """
 
 from __future__ import annotations
@@ -31,11 +37,11 @@ import numpy as np
 from teleop import protocol as p
 from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import Console, ConsoleConfig
-from teleop.correction import minimum_jerk_hand
+from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.harness.runner import CliProcess
 from teleop.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay, Tremor
-from teleop.mapping import HandToTool
+from teleop.mapping import HandToTool, MappingConfig
 from teleop.settings import write_toml
 
 PERIOD_S = 0.005
@@ -69,7 +75,7 @@ class Scenario:
     task_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.generator not in ("min-jerk", "scripted", "trace-file"):
+        if self.generator not in ("min-jerk", "figure-eight", "scripted", "trace-file"):
             raise ValueError(f"unknown generator {self.generator!r}")
 
 
@@ -77,6 +83,7 @@ SCENARIOS = {
     s.name: s
     for s in (
         Scenario("min-jerk/Reach", "min-jerk", "Reach"),
+        Scenario("pauses/Reach", "figure-eight", "Reach"),
         Scenario("scripted/Reach", "scripted", "Reach"),
         Scenario("scripted/Trace", "scripted", "Trace"),
         Scenario("file/Reach", "trace-file", "Reach", str(TRACES_DIR / "reach_seed3.csv"), 3),
@@ -85,10 +92,25 @@ SCENARIOS = {
 }
 
 
-def hand_trace(seed: int) -> tuple[Trace, np.ndarray, np.ndarray]:
+#: The motion scale the open-loop generators' hand paths are drawn for.
+REFERENCE_SCALE = 0.2
+
+
+def hand_trace(seed: int, motion_scale: float = REFERENCE_SCALE) -> tuple[Trace, np.ndarray, np.ndarray]:
     """(trace with tremor, times s, voluntary hand path m) of the min-jerk generator for ``seed``."""
     t = np.arange(0.0, TRACE_S, PERIOD_S)
-    return _with_tremor(t, minimum_jerk_hand(t), np.zeros(len(t)), seed)
+    return _with_tremor(t, minimum_jerk_hand(t) * (REFERENCE_SCALE / motion_scale), np.zeros(len(t)), seed)
+
+
+def figure_eight_trace(
+    seed: int, motion_scale: float = REFERENCE_SCALE
+) -> tuple[Trace, np.ndarray, np.ndarray, list[Pause]]:
+    """(trace with tremor, times s, voluntary hand path m, pauses) of the figure-eight generator."""
+    t = np.arange(0.0, 2 * TRACE_S, PERIOD_S)
+    k = REFERENCE_SCALE / motion_scale
+    path, pauses = figure_eight_hand(t, seed)
+    pauses = [Pause(q.start_s, q.end_s, q.point_m * k, q.approach) for q in pauses]
+    return (*_with_tremor(t, path * k, np.zeros(len(t)), seed), pauses)
 
 
 def _with_tremor(t: np.ndarray, voluntary: np.ndarray, jaw: np.ndarray, seed: int):
@@ -127,14 +149,23 @@ class _LoggedSurgeon(ScriptedSurgeon):
 
 
 def run_one(
-    endpoints: Endpoints, delay_s: float, method: dict[str, Any], seed: int, scenario: Scenario | None = None
+    endpoints: Endpoints,
+    delay_s: float,
+    method: dict[str, Any],
+    seed: int,
+    scenario: Scenario | None = None,
+    link: str | None = None,
+    motion_scale: float = REFERENCE_SCALE,
 ) -> dict[str, Any]:
     """Run ``scenario`` (default ``min-jerk/Reach``) with ``method``'s stages over ``delay_s`` one way
-    (jitter 10%, every channel) to the robot at ``endpoints``; what ``score`` needs."""
+    (jitter 10%, every channel) to the robot at ``endpoints``; what ``score`` needs. ``link``: a
+    whole link spec (``teleop.linkspec``) instead, e.g. with loss and an outage. ``motion_scale``:
+    the console's (see the module docstring)."""
     scenario = scenario or SCENARIOS["min-jerk/Reach"]
     method = dict(method)
     feedback = method.pop("feedback", "telemetry")
-    link = f"delay={round(delay_s * 1000)}ms jitter=10% seed={seed}" if delay_s > 0 else ""
+    if link is None:
+        link = f"delay={round(delay_s * 1000)}ms jitter=10% seed={seed}" if delay_s > 0 else ""
     common: dict[str, Any] = {
         "endpoints": endpoints,
         "client": "bench",
@@ -143,7 +174,9 @@ def run_one(
         "link_timeout_s": 1.0 + 2.0 * delay_s,
         "link": link,
         "correction": CorrectionConfig(**method),
+        "mapping": MappingConfig(motion_scale=motion_scale),
     }
+    pauses: list[Pause] = []
     device: _LoggedSurgeon | _LoggedReplay
     if scenario.generator == "scripted":
         surgeon = SurgeonConfig(seed=seed, feedback=feedback)
@@ -156,10 +189,13 @@ def run_one(
         if feedback != "telemetry":
             raise ValueError("a trace replay is open loop: it cannot close its loop on the twin")
         if scenario.generator == "min-jerk":
-            trace, t, voluntary = hand_trace(seed)
+            trace, t, voluntary = hand_trace(seed, motion_scale)
+        elif scenario.generator == "figure-eight":
+            trace, t, voluntary, pauses = figure_eight_trace(seed, motion_scale)
         else:
             recorded = Trace.load(scenario.trace_file)
-            trace, t, voluntary = _with_tremor(recorded.t_s, recorded.hand_m, recorded.jaw, seed)
+            k = REFERENCE_SCALE / motion_scale
+            trace, t, voluntary = _with_tremor(recorded.t_s, recorded.hand_m * k, recorded.jaw, seed)
         config = ConsoleConfig(
             input="trace", trace="replay.csv", tasks=(scenario.task,), seed=scenario.task_seed, **common
         )
@@ -175,7 +211,10 @@ def run_one(
     return {
         "scenario": scenario.name,
         # Replays: from when the mapping settled (min-jerk: its first stroke's start; files: 0.1 s).
-        "window": (start + {"min-jerk": 0.5, "trace-file": 0.1}.get(scenario.generator, 0.0), end),
+        "window": (start + {"min-jerk": 0.5, "figure-eight": 0.5, "trace-file": 0.1}.get(scenario.generator, 0.0), end),
+        "replay_start_s": getattr(device, "_t0", None),
+        "pauses": pauses,
+        "delay_s": delay_s,
         "log_t": np.array([x[0] for x in device.log]),
         "log_hand": np.array([x[1] for x in device.log]),
         "mapping": [(t0, a_hand, a_tool, m) for t0, a_hand, a_tool, m in console.mapping_log],
@@ -205,7 +244,10 @@ def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]
         sel = which[keep] == i
         intended[sel] = a_tool + (hand[sel] - a_hand) @ matrix.T
     err = np.linalg.norm(tip - intended, axis=1) * 1e3
+    overshoot = pause_overshoots_mm(run, times[keep], tip)
     return {
+        "overshoot_mm": overshoot,
+        "max_overshoot_mm": max(overshoot) if overshoot else math.nan,
         "rms_mm": float(np.sqrt(np.mean(err**2))),
         "p99_mm": float(np.percentile(err, 99)),
         "tremor_um2": tremor_power_um2(times[keep], tip - intended),
@@ -213,6 +255,30 @@ def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]
         "periods": int(keep.sum()),
         **base,
     }
+
+
+def pause_overshoots_mm(run: dict[str, Any], times_s: np.ndarray, tip_m: np.ndarray) -> list[float]:
+    """Per pause of a figure-eight run: how far (mm) the tool tip ran past the point where the hand
+    stopped, along the direction it arrived from, at most, from the pause's start until one delay
+    plus 0.2 s after its end (the tool reaches the point one delay late; a predictor that keeps
+    extrapolating carries it past). 0 when it never passes the point."""
+    t0 = run.get("replay_start_s")
+    if not run.get("pauses") or t0 is None:
+        return []
+    starts = np.array([m[0] for m in run["mapping"]])
+    out = []
+    for q in run["pauses"]:
+        lo, hi = t0 + q.start_s, t0 + q.end_s + run["delay_s"] + 0.2
+        i = int(np.searchsorted(starts, lo, side="right")) - 1
+        sel = (times_s >= lo) & (times_s <= hi)
+        if i < 0 or not sel.any():
+            continue
+        _, a_hand, a_tool, matrix = run["mapping"][i]
+        point = a_tool + (q.point_m - a_hand) @ matrix.T
+        approach = q.approach @ matrix.T
+        approach = approach / max(float(np.linalg.norm(approach)), 1e-12)
+        out.append(max(0.0, float(((tip_m[sel] - point) @ approach).max())) * 1e3)
+    return out
 
 
 def tremor_power_um2(times_s: np.ndarray, error_m: np.ndarray, band_hz: tuple[float, float] = (8.0, 12.0)) -> float:

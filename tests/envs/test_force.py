@@ -128,3 +128,48 @@ def test_shield_alone() -> None:
     np.testing.assert_allclose(shield.filter(np.array([0.0, 0.0, 0.004]), np.array([0.0, 0.0, 5.0])), [0, 0, 0.004])
     # A non-finite reading allows no motion.
     np.testing.assert_array_equal(shield.filter(down, np.array([np.nan, 0.0, 1.0])), np.zeros(3))
+
+
+def test_a_spike_does_not_slow_sliding_for_the_rest_of_the_contact() -> None:
+    """A jump in force raises the learned rise per metre at once; it decays back toward the prior
+    while the contact goes on quietly, so sliding returns to its commanded speed."""
+    shield = ForceShield(ForceLimits(warn_N=3.0, hard_N=6.0))
+    period_s = 0.002
+    slide = np.array([2e-4, 0.0, 0.0])  # full speed (0.1 m/s) along the surface
+    normal_force = np.array([0.0, 0.0, 2.4])
+    shield.filter(slide, normal_force, None, period_s)
+    # The tissue snaps: the period's peak reaches 5.9 N, far more than 0.2 mm of sliding predicts.
+    shield.filter(slide, normal_force, 5.9, period_s)
+    assert shield.shear_rise_N_m > 50 * shield.config.shear_rise_N_m
+    slowed = float(np.linalg.norm(shield.filter(slide, normal_force, None, period_s)))
+    assert slowed < 0.85 * 2e-4  # right after the spike the shield is cautious
+    for _ in range(int(5.0 / period_s)):  # 5 s of quiet contact at the same force
+        out = shield.filter(slide, normal_force, None, period_s)
+    assert float(np.linalg.norm(out)) == pytest.approx(2e-4)
+    assert shield.shear_rise_N_m < 1.1 * shield.config.shear_rise_N_m
+    # Without step times (dt_s None) nothing decays: the caller decides.
+    still = ForceShield(ForceLimits(warn_N=3.0, hard_N=6.0))
+    still.filter(slide, normal_force)
+    still.filter(slide, normal_force, 5.9)
+    raised = still.shear_rise_N_m
+    for _ in range(100):
+        still.filter(slide, normal_force)
+    assert still.shear_rise_N_m == raised
+
+
+def test_force_wobble_over_tiny_steps_does_not_ratchet_the_shield() -> None:
+    """At 500 Hz the force wobbles by up to ~0.2 N with no motion at all (tissue and servo
+    dynamics), and many periods move the setpoint only a few µm (the target nearly reached, a
+    held command). Dividing such a wobble by a µm step had raised the learned rises a thousandfold
+    and ratcheted: sliding crawled at a third of its commanded speed along tissue at 1.5 N."""
+    rng = np.random.default_rng(0)
+    shield = ForceShield(ForceLimits(warn_N=3.0, hard_N=6.0))
+    want = np.array([1.97e-4, 0.0, -2.6e-5])  # full speed along the surface, a little into it
+    ratios = []
+    for _ in range(5000):  # 10 s at 500 Hz
+        step = want if rng.random() > 0.3 else want * 0.0025
+        force = 1.5 + 0.02 * rng.standard_normal() + (0.2 if rng.random() < 0.01 else 0.0)
+        out = shield.filter(step, np.array([0.0, 0.0, force]), None, 0.002)
+        ratios.append(float(np.linalg.norm(out[:2]) / np.linalg.norm(step[:2])))
+    assert np.mean(ratios[-1000:]) > 0.95
+    assert shield.shear_rise_N_m < 20 * shield.config.shear_rise_N_m
