@@ -87,7 +87,7 @@ def figure_eight_hand(
     and duration drawn per seed, one lap ≈ ``lap_s``), each stop 0.3–0.9 s; and the pauses."""
     rng = np.random.default_rng(seed)
     knots_t, knots_theta = [0.0], [0.0]
-    pause_spans: list[tuple[float, float]] = []
+    pause_spans: list[tuple[float, float, float]] = []
     t, theta = 0.0, 0.0
     while t <= float(t_s[-1]):
         move_s = lap_s / 4 * rng.uniform(0.6, 1.4)
@@ -95,7 +95,7 @@ def figure_eight_hand(
         rest_s = rng.uniform(0.3, 0.9)
         knots_t += [t + move_s, t + move_s + rest_s]
         knots_theta += [theta_end, theta_end]
-        pause_spans.append((t + move_s, t + move_s + rest_s))
+        pause_spans.append((t + move_s, t + move_s + rest_s, theta_end))
         t, theta = t + move_s + rest_s, theta_end
     kt, kth = np.array(knots_t), np.array(knots_theta)
     i = np.clip(np.searchsorted(kt, t_s, side="right") - 1, 0, len(kt) - 2)
@@ -109,13 +109,11 @@ def figure_eight_hand(
 
     path = curve(th)
     pauses = []
-    for start, end in pause_spans:
+    for start, end, angle in pause_spans:
         if end > float(t_s[-1]):
             break
-        point = curve(np.interp(start, t_s, th))
-        before = curve(np.interp(start - 0.05, t_s, th))
-        direction = point - before
-        pauses.append(Pause(start, end, point, direction / max(float(np.linalg.norm(direction)), 1e-12)))
+        tangent = np.array([amplitude_m * np.cos(angle), amplitude_m * np.cos(2 * angle), 0.0025 * np.cos(angle / 2)])
+        pauses.append(Pause(start, end, curve(np.array(angle)), tangent / float(np.linalg.norm(tangent))))
     return path, pauses
 
 

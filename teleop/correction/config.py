@@ -9,7 +9,7 @@ import numpy as np
 
 from teleop.correction.blending import BlendingConfig, PolicyBlending
 from teleop.correction.fixtures import FixtureConfig, VirtualFixtures
-from teleop.correction.prediction import PREDICTORS, BandLimit, MotionPrediction
+from teleop.correction.prediction import PREDICTORS, BandLimit, MotionPrediction, Predictor
 from teleop.correction.scaling import MotionScaling, ScalingConfig
 from teleop.correction.stage import Stage
 from teleop.correction.tremor import TremorFilter, TremorFilterConfig
@@ -35,7 +35,8 @@ class CorrectionConfig:
     prediction: str = "off"
     max_horizon_s: float = 0.5
     #: The predictor sees the target through cascaded low-passes (``prediction.BandLimit``) so it
-    #: extrapolates voluntary motion, never tremor; 0 turns that off (the raw target: comparison only).
+    #: extrapolates voluntary motion, never tremor; 0 turns that off (the raw target: comparison
+    #: only). A learned predictor trained with tremor in its inputs rejects it itself: raw target.
     prediction_band_limit_hz: float = 6.0
     prediction_band_limit_order: int = 3
     blending_enabled: bool = False
@@ -57,18 +58,23 @@ class CorrectionConfig:
             TremorFilter(tremor, enabled=self.tremor_enabled),
         ]
 
+    def prediction_stage(self, predictor: Predictor | None = None) -> MotionPrediction:
+        """The prediction stage (``predictor``: instead of the configured one, e.g. other weights).
+        A predictor trained to reject tremor itself (``rejects_tremor``) gets the raw target."""
+        if predictor is None:
+            predictor = PREDICTORS[self.prediction if self.prediction != "off" else "zoh"]()
+        limited = self.prediction_band_limit_hz > 0 and not getattr(predictor, "rejects_tremor", False)
+        return MotionPrediction(
+            predictor,
+            self.max_horizon_s,
+            enabled=self.prediction != "off",
+            band_limit=BandLimit(self.prediction_band_limit_hz, self.prediction_band_limit_order) if limited else None,
+        )
+
     def tool_stages(self) -> list[Stage]:
-        name = self.prediction if self.prediction != "off" else "zoh"
         path = np.asarray(self.guidance_path_m, dtype=float) if len(self.guidance_path_m) >= 2 else None
         return [
-            MotionPrediction(
-                PREDICTORS[name](),
-                self.max_horizon_s,
-                enabled=self.prediction != "off",
-                band_limit=BandLimit(self.prediction_band_limit_hz, self.prediction_band_limit_order)
-                if self.prediction_band_limit_hz > 0
-                else None,
-            ),
+            self.prediction_stage(),
             PolicyBlending(self.blending, enabled=self.blending_enabled),
             VirtualFixtures(self.fixtures, (), path, enabled=self.fixtures_enabled),
         ]

@@ -26,6 +26,7 @@ every scale while the tremor, in hand space, reaches the tool 5× larger at 1.0 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from teleop.channels import Endpoints, free_loopback_ports
 from teleop.console import Console, ConsoleConfig
 from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
+from teleop.correction.tremor import tremor_power_um2
 from teleop.harness.runner import CliProcess
 from teleop.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay, Tremor
 from teleop.mapping import HandToTool, MappingConfig
@@ -55,13 +57,43 @@ METHODS: dict[str, dict[str, Any]] = {
     "prediction α-β": {"prediction": "alphabeta"},
     "prediction CV": {"prediction": "cv"},
     "prediction learned": {"prediction": "learned"},
-    # The predictor on the raw target (tremor and all), for comparison with the band-limited default.
+    # α-β on the raw target (tremor and all), for comparison with the band-limited default.
     "α-β, raw target": {"prediction": "alphabeta", "prediction_band_limit_hz": 0.0},
-    "learned, raw target": {"prediction": "learned", "prediction_band_limit_hz": 0.0},
     "tremor filter": {"tremor_enabled": True},
     "tremor + α-β": {"tremor_enabled": True, "prediction": "alphabeta"},
+    "tremor + learned": {"tremor_enabled": True, "prediction": "learned"},
     "twin loop": {"twin_enabled": True, "feedback": "twin"},
 }
+
+
+#: Keys of a method that belong to prediction (without them: the same stages, no prediction).
+PREDICTION_KEYS = ("prediction", "prediction_band_limit_hz", "prediction_band_limit_order")
+CONSOLE_TOML = Path(__file__).resolve().parents[2] / "launch" / "console.toml"
+
+
+def without_prediction(method: dict[str, Any]) -> str | None:
+    """The name of the method with ``method``'s stages but no prediction (None if there is none)."""
+    rest = {k: v for k, v in method.items() if k not in PREDICTION_KEYS}
+    return next((name for name, m in METHODS.items() if m == rest), None)
+
+
+def shipped_default(path: Path = CONSOLE_TOML) -> tuple[str, dict[str, Any]]:
+    """The shipped console's correction (``[console.correction]`` of ``launch/console.toml``, the
+    twin aside: it draws, it does not move the tool) as the name of the method it equals, and the
+    method."""
+    from teleop.settings import load_section
+
+    correction = load_section(path, "console", ConsoleConfig, "console configuration").correction
+    default = CorrectionConfig()
+    method = {
+        f.name: getattr(correction, f.name)
+        for f in dataclasses.fields(CorrectionConfig)
+        if not f.name.startswith("twin") and getattr(correction, f.name) != getattr(default, f.name)
+    }
+    name = next((n for n, m in METHODS.items() if m == method), None)
+    if name is None:
+        raise ValueError(f"{path}: its [console.correction] ({method}) is none of the methods {sorted(METHODS)}")
+    return name, method
 
 
 @dataclass(frozen=True)
@@ -279,24 +311,6 @@ def pause_overshoots_mm(run: dict[str, Any], times_s: np.ndarray, tip_m: np.ndar
         approach = approach / max(float(np.linalg.norm(approach)), 1e-12)
         out.append(max(0.0, float(((tip_m[sel] - point) @ approach).max())) * 1e3)
     return out
-
-
-def tremor_power_um2(times_s: np.ndarray, error_m: np.ndarray, band_hz: tuple[float, float] = (8.0, 12.0)) -> float:
-    """Mean power (µm², summed over axes) of ``error_m`` (applied tip − intent) within ``band_hz``:
-    Welch's method (1 s Hann segments, half overlap) on the error resampled to 2 ms."""
-    fs, n = 500.0, 500
-    if len(times_s) < 2 or times_s[-1] - times_s[0] < 2 * n / fs:
-        return math.nan
-    grid = np.arange(times_s[0], times_s[-1], 1.0 / fs)
-    e = np.stack([np.interp(grid, times_s, error_m[:, k]) for k in range(error_m.shape[1])], axis=1) * 1e6
-    window = np.hanning(n)[:, None]
-    starts = range(0, len(e) - n + 1, n // 2)
-    psd = np.mean(
-        [np.abs(np.fft.rfft((e[i : i + n] - e[i : i + n].mean(axis=0)) * window, axis=0)) ** 2 for i in starts], axis=0
-    ) * (2.0 / (fs * float((window**2).sum())))
-    freqs = np.fft.rfftfreq(n, 1.0 / fs)
-    band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-    return float(psd[band].sum() * (freqs[1] - freqs[0]))
 
 
 @contextlib.contextmanager

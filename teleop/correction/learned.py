@@ -37,6 +37,9 @@ class LearnedPredictorConfig:
     scale_m: float = 0.01
     max_horizon_s: float = 0.5
     hidden: int = 64
+    #: Trained with tremor in its inputs and the tremor-free intent as its target: it predicts the
+    #: voluntary motion itself, so the prediction stage gives it the raw target (no band limit).
+    rejects_tremor: bool = False
 
     def __post_init__(self) -> None:
         if self.history_samples < 2 or self.step_s <= 0 or self.scale_m <= 0 or self.max_horizon_s <= 0:
@@ -95,6 +98,7 @@ def load(path: str | Path = ASSET) -> tuple[LearnedPredictorConfig, Mlp]:
             scale_m=float(data["scale_m"]),
             max_horizon_s=float(data["max_horizon_s"]),
             hidden=int(data["hidden"]),
+            rejects_tremor=bool(data["rejects_tremor"]) if "rejects_tremor" in data else False,
         )
         n = int(data["layers"])
         layers = [(data[f"w{i}"].astype(float), data[f"b{i}"].astype(float)) for i in range(n)]
@@ -116,6 +120,7 @@ def save(path: str | Path, cfg: LearnedPredictorConfig, layers: list[tuple[np.nd
         scale_m=cfg.scale_m,
         max_horizon_s=cfg.max_horizon_s,
         hidden=cfg.hidden,
+        rejects_tremor=cfg.rejects_tremor,
         **arrays,
     )
 
@@ -127,6 +132,7 @@ class LearnedPredictor:
 
     def __init__(self, path: str | Path = ASSET) -> None:
         self.cfg, self.net = load(path)
+        self.rejects_tremor = self.cfg.rejects_tremor
         self.reset()
 
     def reset(self) -> None:

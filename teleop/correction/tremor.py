@@ -179,3 +179,21 @@ def lag_s(reference: np.ndarray, delayed: np.ndarray, period_s: float, max_lag_s
         denom = y0 - 2 * y1 + y2
         k = k + (0.5 * (y0 - y2) / denom if denom else 0.0)
     return k * period_s
+
+
+def tremor_power_um2(times_s: np.ndarray, error_m: np.ndarray, band_hz: tuple[float, float] = (8.0, 12.0)) -> float:
+    """Mean power (µm², summed over axes) of ``error_m`` (applied tip − intent) within ``band_hz``:
+    Welch's method (1 s Hann segments, half overlap) on the error resampled to 2 ms."""
+    fs, n = 500.0, 500
+    if len(times_s) < 2 or times_s[-1] - times_s[0] < 2 * n / fs:
+        return math.nan
+    grid = np.arange(times_s[0], times_s[-1], 1.0 / fs)
+    e = np.stack([np.interp(grid, times_s, error_m[:, k]) for k in range(error_m.shape[1])], axis=1) * 1e6
+    window = np.hanning(n)[:, None]
+    starts = range(0, len(e) - n + 1, n // 2)
+    psd = np.mean(
+        [np.abs(np.fft.rfft((e[i : i + n] - e[i : i + n].mean(axis=0)) * window, axis=0)) ** 2 for i in starts], axis=0
+    ) * (2.0 / (fs * float((window**2).sum())))
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    return float(psd[band].sum() * (freqs[1] - freqs[0]))

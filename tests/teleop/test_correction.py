@@ -289,3 +289,51 @@ def test_policy_confidence_drops_outside_the_training_distribution(reach_state) 
     fast["observation"][3:6] = [0.5, 0.0, 0.0]  # the tool flying sideways at 0.5 m/s (5× the limit)
     for state in (far_goal, fast):
         assert policy.confidence(state) < 0.05, policy.z_max(state)
+
+
+def test_the_figure_eight_generator_rests_at_each_pause_it_reports() -> None:
+    from teleop.correction import figure_eight_hand
+
+    t = np.arange(0.0, 16.0, 0.005)
+    path, pauses = figure_eight_hand(t, seed=3)
+    assert len(pauses) >= 4
+    for q in pauses:
+        resting = (t >= q.start_s + 0.01) & (t <= q.end_s - 0.01)
+        assert np.abs(path[resting] - q.point_m).max() < 1e-9  # still, at the point it reports
+        before = (t >= q.start_s - 0.3) & (t <= q.start_s - 0.1)
+        assert np.all((q.point_m - path[before]) @ q.approach > 0)  # it arrived along `approach`
+    other, _ = figure_eight_hand(t, seed=4)
+    assert not np.allclose(path, other)
+
+
+def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
+    from teleop.correction import Pause
+    from teleop.correction.evaluation import pause_overshoots_mm
+
+    t0 = 100.0
+    pause = Pause(1.0, 1.5, np.array([0.05, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+    # Hand → tool: tool = 0.2 × hand, anchored at the origin; the pause point is 10 mm of tool.
+    run = {
+        "pauses": [pause],
+        "replay_start_s": t0,
+        "delay_s": 0.2,
+        "mapping": [(t0, np.zeros(3), np.zeros(3), 0.2 * np.eye(3))],
+    }
+    times = t0 + np.arange(0.0, 3.0, 0.002)
+    lag = np.clip((times - t0 - 0.2) / 1.0, 0.0, 1.0) * 0.01  # the tool arrives one delay late
+    tip = np.stack([lag, np.zeros_like(lag), np.zeros_like(lag)], axis=1)
+    assert pause_overshoots_mm(run, times, tip) == [pytest.approx(0.0, abs=1e-9)]
+    bump = np.exp(-(((times - t0 - 1.3) / 0.05) ** 2)) * 0.002  # runs 2 mm past, then back
+    tip[:, 0] += bump
+    assert pause_overshoots_mm(run, times, tip) == [pytest.approx(2.0, abs=0.05)]
+
+
+def test_the_benchmark_knows_the_shipped_consoles_correction() -> None:
+    """bench/compensation.py marks the shipped default: launch/console.toml's correction is one of
+    its methods, and the same stages without prediction are one too."""
+    from teleop.correction.evaluation import METHODS, shipped_default, without_prediction
+
+    name, method = shipped_default()
+    assert METHODS[name] == method
+    assert method.get("prediction", "off") != "off"  # the shipped console compensates the delay
+    assert without_prediction(method) in METHODS

@@ -48,18 +48,36 @@ def test_the_shipped_predictor_is_translation_invariant_and_restarts_on_reset() 
 
 
 def test_the_shipped_evaluation_is_the_shipped_weights_evaluation() -> None:
-    """assets/predictor/evaluation.json must describe learned.npz: re-run its held-out (different
+    """assets/predictor/evaluation.json must describe learned.npz: re-run one held-out (different
     generator) evaluation and compare, for every predictor and horizon."""
-    from teleop.correction.train_predictor import evaluate, held_out_min_jerk
+    from teleop.correction.train_predictor import evaluate, held_out_generators
 
     report = json.loads((ASSET.parent / "evaluation.json").read_text())
-    shipped = report["held_out_min_jerk_rms_mm"]
-    now = evaluate(held_out_min_jerk(), ASSET)
-    for name, row in shipped.items():
-        for h, value in row.items():
-            assert now[name][h] == pytest.approx(value, rel=1e-6), (name, h)
-    # It predicts at all: far better than holding the last position at 200 ms.
-    assert now["learned"]["0.2"] < 0.5 * now["zoh"]["0.2"]
+    name = "figure-eight @ 1"
+    shipped = report["results"][name]
+    now = evaluate(held_out_generators(seeds=5)[name], ASSET)
+    for figure in ("rms_mm", "tremor_ratio"):
+        for predictor, row in shipped[figure].items():
+            for h, value in row.items():
+                assert now[figure][predictor][h] == pytest.approx(value, rel=1e-6), (figure, predictor, h)
+    # It predicts at all: better than holding the last position at 200 ms.
+    assert now["rms_mm"]["learned"]["0.2"] < 0.8 * now["rms_mm"]["zoh"]["0.2"]
+
+
+def test_the_shipped_predictor_was_trained_to_ignore_tremor() -> None:
+    """Trained with tremor in its inputs and the intent as its target, it runs on the raw target and
+    adds no tremor: at 200 ms on a generator it never saw, the 8–12 Hz power of its error is no
+    more than holding the last position's, at motion scale 0.2 and at 1.0 (5× the tremor)."""
+    from teleop.correction.config import CorrectionConfig
+    from teleop.correction.train_predictor import evaluate, held_out_generators
+
+    assert LearnedPredictor().rejects_tremor
+    assert CorrectionConfig(prediction="learned").prediction_stage().band_limit is None
+    runs = held_out_generators(seeds=2)
+    for name in ("min-jerk @ 0.2", "min-jerk @ 1"):
+        result = evaluate(runs[name], ASSET, horizons_s=(0.2,))
+        assert result["tremor_ratio"]["learned"]["0.2"] <= 1.0, (name, result)
+        assert result["rms_mm"]["learned"]["0.2"] < 0.6 * result["rms_mm"]["zoh"]["0.2"], (name, result)
 
 
 def test_the_prediction_stage_runs_the_learned_predictor() -> None:
@@ -121,7 +139,7 @@ def test_train_predictor_records_through_the_stack_trains_and_evaluates(tmp_path
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["training"]["strokes"] >= 3  # one scripted session of every task, recorded by the robot
-    assert set(report["held_out_min_jerk_rms_mm"]) == {"zoh", "cv", "alphabeta", "learned"}
+    assert set(report["results"]["min-jerk @ 0.2"]["rms_mm"]) == {"zoh", "cv", "alphabeta", "learned"}
     p = LearnedPredictor(tmp_path / "learned.npz")
     p.update(0.0, np.zeros(3))
     assert np.isfinite(p.predict(0.2)).all()
