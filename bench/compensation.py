@@ -122,13 +122,17 @@ def plot(cells: dict[str, dict[str, Any]], png: Path) -> None:
             ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method, color=colour)
             ax.plot(xs, medians, linestyle="none", marker="o", mfc="none", ms=9, color=colour)
             ratios = [c.get("tremor_ratio", math.nan) for c in sel]
-            tx.plot(xs, ratios, marker="s", label=method, color=colour)
+            tx.plot(xs, np.clip(ratios, 0.1, 30.0), marker="s", label=method, color=colour)
         ax.set_ylim(0, 2.0 * top)
         ax.set_title(panel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         tx.axhline(1.0, color="k", linewidth=0.8)
         tx.set_yscale("log")
+        ticks = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+        tx.set_ylim(0.1, 30.0)
+        tx.set_yticks(ticks, [f"{v:g}×" for v in ticks])
+        tx.minorticks_off()
         tx.set_xlabel("one-way delay (ms)")
         tx.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("RMS tool-tip tracking error (mm)")

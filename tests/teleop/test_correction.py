@@ -176,6 +176,18 @@ def test_prediction_extrapolates_voluntary_motion_never_the_tremor() -> None:
     assert ratio > 5.0 and cut > 0.5, (ratio, cut)  # the raw target: more RMS cut, tremor amplified
 
 
+def test_the_learned_stage_predicts_voluntary_motion_and_lowers_the_tremor() -> None:
+    """The shipped learned predictor, trained with tremor in its inputs, runs on the raw target (no
+    band limit) and still lowers the tremor band power while cutting the RMS error by half."""
+    from teleop.correction.config import CorrectionConfig
+
+    for jitter, seed in ((0.0, 0), (0.4, 1)):
+        ratio, cut = _tremor_ratio_and_rms_cut(
+            lambda: CorrectionConfig(prediction="learned").prediction_stage(), jitter, seed
+        )
+        assert ratio <= 1.0 and cut >= 0.5, (jitter, ratio, cut)
+
+
 def test_the_band_limited_stage_still_predicts_a_line_exactly() -> None:
     from teleop.correction.prediction import ConstantVelocity, MotionPrediction
 
