@@ -95,10 +95,10 @@ def _panel(cell: dict[str, Any]) -> str:
 
 
 def plot(cells: dict[str, dict[str, Any]], png: Path) -> None:
-    """Per scenario and motion scale, one column: above, RMS error against delay per method (mean ±
-    95% interval, the median as a hollow marker: a single run far off moves the mean of 3–5);
-    below, the 8–12 Hz power of (tip − intent) as a ratio to no compensation (log scale; 1 = none).
-    The same colour for a method in every panel; an RMS panel's y range ends at twice its largest
+    """One column per scenario; per motion scale two rows: RMS error against delay per method (mean
+    ± 95% interval, the median as a hollow marker: a single run far off moves the mean of 3–5), and
+    the 8–12 Hz power of (tip − intent) as a ratio to no compensation (log scale; 1 = none). The
+    same colour for a method in every panel; an RMS panel's y range ends at twice its largest
     median."""
     import matplotlib
 
@@ -106,40 +106,52 @@ def plot(cells: dict[str, dict[str, Any]], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     colours = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2, strict=False))
-    panels = list(dict.fromkeys(_panel(c) for c in cells.values()))
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7.2), squeeze=False)
-    for col, panel in enumerate(panels):
-        ax, tx = axes[0][col], axes[1][col]
-        rows = [c for c in cells.values() if _panel(c) == panel]
-        top = 0.0
-        for method in dict.fromkeys(c["method"] for c in rows):
-            sel = sorted((c for c in rows if c["method"] == method), key=lambda c: c["delay_s"])
-            xs = [c["delay_s"] * 1e3 for c in sel]
-            es = [0 if math.isnan(c["rms_ci95_mm"]) else c["rms_ci95_mm"] for c in sel]
-            medians = [float(np.median([r["rms_mm"] for r in c["runs"]])) for c in sel]
-            top = max(top, *medians)
-            colour = colours.get(method)
-            ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method, color=colour)
-            ax.plot(xs, medians, linestyle="none", marker="o", mfc="none", ms=9, color=colour)
-            ratios = [c.get("tremor_ratio", math.nan) for c in sel]
-            tx.plot(xs, np.clip(ratios, 0.1, 30.0), marker="s", label=method, color=colour)
-        ax.set_ylim(0, 2.0 * top)
-        ax.set_title(panel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        tx.axhline(1.0, color="k", linewidth=0.8)
-        tx.set_yscale("log")
-        ticks = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
-        tx.set_ylim(0.1, 30.0)
-        tx.set_yticks(ticks, [f"{v:g}×" for v in ticks])
-        tx.minorticks_off()
-        tx.set_xlabel("one-way delay (ms)")
-        tx.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("RMS tool-tip tracking error (mm)")
-    axes[1][0].set_ylabel("8–12 Hz power of (tip − intent), × none")
-    fig.text(0.005, 0.005, "filled: mean ± 95% interval over seeds; hollow: median", fontsize=7)
+    scenarios = list(dict.fromkeys(c["scenario"] for c in cells.values()))
+    scales = sorted({c.get("motion_scale", 0.2) for c in cells.values()})
+    fig, axes = plt.subplots(
+        2 * len(scales), len(scenarios), figsize=(3.6 * len(scenarios), 3.0 * 2 * len(scales)), squeeze=False
+    )
+    ticks = [0.1, 0.3, 1.0, 3.0, 10.0]
+    span = (
+        -0.05 * 1e3 * max(c["delay_s"] for c in cells.values()) - 5,
+        1.05e3 * max(c["delay_s"] for c in cells.values()) + 5,
+    )
+    for row, scale in enumerate(scales):
+        for col, name in enumerate(scenarios):
+            ax, tx = axes[2 * row][col], axes[2 * row + 1][col]
+            rows = [c for c in cells.values() if c["scenario"] == name and c.get("motion_scale", 0.2) == scale]
+            top = 0.0
+            for method in dict.fromkeys(c["method"] for c in rows):
+                sel = sorted((c for c in rows if c["method"] == method), key=lambda c: c["delay_s"])
+                xs = [c["delay_s"] * 1e3 for c in sel]
+                es = [0 if math.isnan(c["rms_ci95_mm"]) else c["rms_ci95_mm"] for c in sel]
+                medians = [float(np.median([r["rms_mm"] for r in c["runs"]])) for c in sel]
+                top = max(top, *medians)
+                colour = colours.get(method)
+                ax.errorbar(xs, [c["rms_mm"] for c in sel], yerr=es, marker="o", capsize=3, label=method, color=colour)
+                ax.plot(xs, medians, linestyle="none", marker="o", mfc="none", ms=9, color=colour)
+                ratios = np.clip([c.get("tremor_ratio", math.nan) for c in sel], ticks[0], ticks[-1])
+                tx.plot(xs, ratios, marker="s", label=method, color=colour)
+            ax.set_ylim(0, 2.0 * max(top, 1e-3))
+            ax.set_title(f"{name}, motion scale {scale:g}", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.set_xlim(*span)
+            tx.set_xlim(*span)
+            tx.axhline(1.0, color="k", linewidth=0.8)
+            tx.set_yscale("log")
+            tx.set_ylim(ticks[0], ticks[-1])
+            tx.set_yticks(ticks, [f"{v:g}×" for v in ticks])
+            tx.minorticks_off()
+            tx.grid(alpha=0.3)
+            if row == len(scales) - 1:
+                tx.set_xlabel("one-way delay (ms)")
+            if col == 0:
+                ax.set_ylabel("RMS tracking error (mm)")
+                tx.set_ylabel("8–12 Hz power × none")
+    axes[0][0].legend(fontsize=7)
+    fig.text(0.005, 0.003, "filled: mean ± 95% interval over seeds; hollow: median", fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    fig.savefig(png, dpi=90)
 
 
 def main() -> None:
