@@ -1,4 +1,4 @@
-"""Evaluating compensation through the real stack: a surgeon's hand driven by one of three
+"""Evaluating compensation through the real stack: a surgeon's hand driven by one of four
 generators, through an in-process console over an emulated link, scored against the *intended
 path* — the pre-tremor hand trajectory mapped through the console's hand → tool mapping (its
 motion scale and the endoscope alignment, anchored where each stroke began) — with the robot's
