@@ -3,8 +3,9 @@ designs of the prediction stage, offline (no robot, no network), on the console'
 
     .venv/bin/python bench/prediction_designs.py            # ~3 min, writes bench/prediction_designs.json
 
-Each design turns the tool target (hand path × motion scale, with the scripted surgeon's 0.1 mm RMS
-8–12 Hz hand tremor and 20 µm noise, sampled at 5 ms ± 40% ticks) into the command sent now for the
+Each design turns the tool target (``train_predictor.held_out_run``, the learned predictor's own
+held-out generators: hand path × motion scale, with the scripted surgeon's 0.1 mm RMS 8–12 Hz hand
+tremor and 20 µm noise, sampled at 5 ms ± 40% ticks) into the command sent now for the
 robot to reach 200 ms later. Scored against the tremor-free intent 200 ms later: RMS and p99 error
 (mm), the 8–12 Hz power of the error (Welch) as a ratio to no prediction, and on the figure-eight
 the largest overshoot past a pause point (mm). Generators: ``minimum_jerk_hand`` strokes and the
@@ -37,12 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from teleop.correction import figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.prediction import AlphaBeta, BandLimit, MotionPrediction
 from teleop.correction.stage import Context, Motion
+from teleop.correction.train_predictor import held_out_run
 from teleop.correction.tremor import TremorFilter, tremor_power_um2
-from teleop.inputs import Tremor
 
 HERE = Path(__file__).resolve().parent
 HORIZON_S = 0.2
@@ -96,20 +96,6 @@ def designs() -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     }
 
 
-def scenario(generator: str, scale: float, seed: int, duration_s: float = 12.0):
-    """(ticks s, tool target with tremor m, tool intent m, pauses) for one run."""
-    rng = np.random.default_rng(seed + 1000)
-    steps = PERIOD_S * np.clip(1.0 + 0.4 * rng.standard_normal(int(duration_s / PERIOD_S) + 100), 0.2, 3.0)
-    t = np.cumsum(steps) - steps[0]
-    t = t[t < duration_s]
-    hand, pauses = (minimum_jerk_hand(t), []) if generator == "min-jerk" else figure_eight_hand(t, seed)
-    hand = hand * (0.2 / scale)
-    tremor = Tremor(1e-4, (8.0, 12.0), np.random.default_rng(seed))
-    noise = np.random.default_rng(seed + 7).normal(0.0, 2e-5, hand.shape)
-    shaky = hand + np.array([tremor.at(x) for x in t]) + noise
-    return t, scale * shaky, scale * hand, [(q.start_s, q.end_s, 0.2 * q.point_m, q.approach) for q in pauses]
-
-
 def figures(t: np.ndarray, out: np.ndarray, intent: np.ndarray, pauses) -> dict[str, float]:
     keep = (t + HORIZON_S <= t[-1]) & (t > 1.0)
     future = np.stack([np.interp(t[keep] + HORIZON_S, t, intent[:, k]) for k in range(3)], axis=1)
@@ -146,7 +132,7 @@ def main() -> None:
     cells = []
     for generator in ("min-jerk", "figure-eight"):
         for scale in (0.2, 1.0):
-            runs = [scenario(generator, scale, seed) for seed in range(args.seeds)]
+            runs = [held_out_run(generator, scale, seed) for seed in range(args.seeds)]
             rows = {}
             for name, method in methods.items():
                 per_run = [figures(t, method(t, x), intent, pauses) for t, x, intent, pauses in runs]

@@ -139,32 +139,36 @@ def strokes_from_mcap(paths: list[Path], min_s: float = 0.3, max_gap_s: float = 
     return out
 
 
-def held_out_generators(seeds: int = 5, duration_s: float = 12.0) -> dict[str, list[Labelled]]:
-    """The generators never trained on, at motion scales 0.2 and 1.0: ``minimum_jerk_hand`` strokes
-    and the figure-eight with pauses (``figure_eight_hand``), each plus the scripted surgeon's
-    tremor (0.1 mm RMS in hand space, seeded) and noise, at the console's irregular tick times
-    (5 ms ± 40%), as (times, tool targets with tremor, tool intent). The voluntary hand path is
-    divided by the scale (× 0.2), so the tool's path is the same at both and the tremor 5× larger
-    at 1.0."""
+def held_out_run(generator: str, scale: float, seed: int, duration_s: float = 12.0):
+    """One run of a generator never trained on (``min-jerk``: ``minimum_jerk_hand`` strokes;
+    ``figure-eight``: ``figure_eight_hand``, with pauses) plus the scripted surgeon's tremor (0.1 mm
+    RMS in hand space, seeded) and noise, at the console's irregular tick times (5 ms ± 40%), at
+    motion scale ``scale``: (times s, tool targets with tremor m, tool intent m, the pauses as
+    (start s, end s, tool point m, approach)). The voluntary hand path is divided by the scale
+    (× 0.2), so the tool's path is the same at every scale and the tremor 5× larger at 1.0."""
     from teleop.correction import figure_eight_hand
     from teleop.inputs import Tremor
 
-    out: dict[str, list[Labelled]] = {}
-    for scale in (HELD_OUT_SCALE, 1.0):
-        for name in ("min-jerk", "figure-eight"):
-            runs = []
-            for seed in range(seeds):
-                rng = np.random.default_rng(seed)
-                steps = 0.005 * np.clip(1.0 + 0.4 * rng.standard_normal(int(duration_s / 0.005) + 200), 0.2, 3.0)
-                t = np.cumsum(steps) - steps[0]
-                t = t[t < duration_s]
-                hand = minimum_jerk_hand(t) if name == "min-jerk" else figure_eight_hand(t, seed)[0]
-                hand = hand * (HELD_OUT_SCALE / scale)
-                tremor = Tremor(1e-4, (8.0, 12.0), rng)
-                shaky = hand + np.array([tremor.at(x) for x in t]) + rng.normal(0.0, 2e-5, hand.shape)
-                runs.append((t, shaky * scale, hand * scale))
-            out[f"{name} @ {scale:g}"] = runs
-    return out
+    rng = np.random.default_rng(seed)
+    steps = 0.005 * np.clip(1.0 + 0.4 * rng.standard_normal(int(duration_s / 0.005) + 200), 0.2, 3.0)
+    t = np.cumsum(steps) - steps[0]
+    t = t[t < duration_s]
+    hand, pauses = (minimum_jerk_hand(t), []) if generator == "min-jerk" else figure_eight_hand(t, seed)
+    hand = hand * (HELD_OUT_SCALE / scale)
+    tremor = Tremor(1e-4, (8.0, 12.0), rng)
+    shaky = hand + np.array([tremor.at(x) for x in t]) + rng.normal(0.0, 2e-5, hand.shape)
+    tool_pauses = [(q.start_s, q.end_s, q.point_m * HELD_OUT_SCALE, q.approach) for q in pauses]
+    return t, shaky * scale, hand * scale, tool_pauses
+
+
+def held_out_generators(seeds: int = 5, duration_s: float = 12.0) -> dict[str, list[Labelled]]:
+    """Every ``held_out_run`` at motion scales 0.2 and 1.0, ``seeds`` each, as (times, tool targets
+    with tremor, tool intent), by "generator @ scale"."""
+    return {
+        f"{name} @ {scale:g}": [held_out_run(name, scale, seed, duration_s)[:3] for seed in range(seeds)]
+        for scale in (HELD_OUT_SCALE, 1.0)
+        for name in ("min-jerk", "figure-eight")
+    }
 
 
 # ---------------------------------------------------------------------- training

@@ -337,7 +337,7 @@ def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
     assert pause_overshoots_mm(run, times, tip) == [pytest.approx(0.0, abs=1e-9)]
     bump = np.exp(-(((times - t0 - 1.3) / 0.05) ** 2)) * 0.002  # runs 2 mm past, then back
     tip[:, 0] += bump
-    assert pause_overshoots_mm(run, times, tip) == [pytest.approx(2.0, abs=0.05)]
+    assert pause_overshoots_mm(run, times, tip) == [pytest.approx(2.0, abs=1e-9)]
 
 
 def test_the_benchmark_knows_the_shipped_consoles_correction() -> None:
