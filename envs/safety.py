@@ -12,7 +12,8 @@ normal.
 The learned rises decay back toward their priors with a time constant (``estimate_decay_s``) when
 the caller says how long each step is: one spike (a stick-slip jump, a tissue flap snapping back)
 raises them at once, and without the decay they stayed raised for the rest of the episode, which
-made the tool crawl along tissue at a fifth of its commanded speed long after the spike had gone.
+made the tool crawl along tissue at a third of its commanded speed or less long after the spike
+had gone.
 A contact that really is stiff raises them again at its next step, since a step that rises more
 than predicted is learned from immediately. Only the part of a rise beyond ``learn_floor_N`` is
 blamed on the motion: tissue and servo dynamics move the force by that much with no motion at all,
@@ -180,10 +181,14 @@ class ForceShield:
         """Move the learned rises toward their priors: their ratio to the prior shrinks by
         exp(−dt / estimate_decay_s) in log space (so a raise by 100× and one by 2× take the same
         time to fade by the same fraction of their log)."""
-        keep = math.exp(-dt_s / self.config.estimate_decay_s)
         c = self.config
+        if self._stiffness == c.stiffness_N_m and self._shear == c.shear_rise_N_m:
+            return  # nothing learned: the common case, every period of the robot's loop
+        keep = math.exp(-dt_s / c.estimate_decay_s)
         self._stiffness = c.stiffness_N_m * (self._stiffness / c.stiffness_N_m) ** keep
         self._shear = c.shear_rise_N_m * (self._shear / c.shear_rise_N_m) ** keep
+        if self._stiffness < c.stiffness_N_m * (1 + 1e-6) and self._shear < c.shear_rise_N_m * (1 + 1e-6):
+            self._stiffness, self._shear = c.stiffness_N_m, c.shear_rise_N_m  # back at the priors
 
     def _learn(self, mag: float, peak_force_N: float | None) -> None:
         """Raise the rise coefficients when the motion since the last lesson rose the force more than
