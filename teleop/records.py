@@ -38,7 +38,8 @@ TOPIC_STALLS = "/robot/stalls"
 class StateRecord(msgspec.Struct):
     """One control period: robot time and period length (s), measured tip (m, base frame), the
     supervisor's setpoint (m), jaw measured and commanded (0–1), contact force (N, base frame), its
-    magnitude and peak over the period (N), supervisor state and reason, last accepted sequence."""
+    magnitude and peak over the period (N), supervisor state and reason, sequence of the command
+    applied (the newest the de-jitter playout has reached)."""
 
     robot_s: float
     period_s: float

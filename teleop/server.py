@@ -10,8 +10,9 @@ Every control period (default 2 ms, 500 Hz), in this order:
    this console's clock sync; e-stop requests are judged at once, one other message per drain is
    judged (refused), the rest counted (while waiting for the next period, commands are drained as
    they arrive, at most every 0.5 ms);
-3. read the arm, let the supervisor compute the setpoint (watchdog, freshness, speed and jaw rate,
-   workspace, forbidden regions, force shield, e-stop), command the arm, advance it one period;
+3. read the arm, let the supervisor compute the setpoint (de-jitter playout, watchdog, freshness,
+   speed and jaw rate, workspace, forbidden regions, force shield, e-stop), command the arm, advance
+   it one period;
 4. publish telemetry (default 250 Hz) and record the period (``--record``).
 
 Anything that fails to decode — bad bytes, another protocol version, NaN, out-of-range values,
@@ -230,7 +231,6 @@ class RobotServer:
         #: The authenticator's key-folder version and denial count the server has taken in.
         self._keys_version = 0
         self._denied_seen = 0
-        self._last_accepted_s = 0.0
         self._telemetry_seq = 0
         self._last_event = 0
         self.sockets: ServerSockets | None = None
@@ -570,7 +570,7 @@ class RobotServer:
                     force_peak_N=reading.force_peak_N,
                     state=str(sup.state),
                     reason=sup.reason,
-                    last_cmd_seq=sup.last_seq,
+                    last_cmd_seq=sup.applied_seq,
                     session=sup.session,
                 ),
             )
@@ -598,9 +598,9 @@ class RobotServer:
             force_mag_N=fmag,
             state=str(sup.state),  # type: ignore[arg-type]
             reason=sup.reason[:200],
-            last_cmd_seq=sup.last_seq,
-            last_cmd_sent_console_s=sup.last_sent_console_s,
-            last_cmd_accepted_robot_s=self._last_accepted_s,
+            last_cmd_seq=sup.applied_seq,
+            last_cmd_sent_console_s=sup.applied_sent_console_s,
+            last_cmd_accepted_robot_s=sup.applied_robot_s,
             clock_offset_s=sync.offset_s if sync else 0.0,
             clock_rtt_s=rtt,
             objects={name: p.Pose(pos, quat) for name, (pos, quat) in self.robot.objects().items()},  # type: ignore[arg-type]
@@ -736,7 +736,6 @@ class RobotServer:
         self._latched(was)
         if verdict.accepted:
             self.counters["cmd.accepted"] += 1
-            self._last_accepted_s = now
             if self._session_owner in self._clients:
                 self._clients[self._session_owner].last_seen_s = now
         else:
@@ -1199,7 +1198,11 @@ class RobotServer:
             recent.max() * 1e3,
             s.overruns,
             self.counters["cmd.received"],
-            sum(v for k, v in self.counters.items() if k != "cmd.received" and not k.startswith("telemetry")),
+            sum(
+                v
+                for k, v in self.counters.items()
+                if k not in ("cmd.received", "cmd.accepted") and not k.startswith("telemetry")
+            ),
         )
 
 

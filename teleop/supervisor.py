@@ -12,6 +12,10 @@ Guarantees, whatever the commands say:
   speed limit shrinks linearly, above ``max_age_s`` the command is refused and the arm holds. A
   command that would have been sent after it was received (console clock ahead of the sync) is
   refused, so a console clock jump cannot make commands look fresher than they are;
+- accepted commands are played out by ``teleop.playout`` at their send time + a steady delay (a
+  de-jitter buffer: at most ``playout.max_added_s`` beyond a command's own age, never past
+  ``max_age_s``); clutch release, stale commands, the watchdog and e-stop act at once and drop the
+  buffer;
 - no valid command for ``watchdog_s`` → HOLD at the measured tip position;
 - the setpoint moves at most ``max_tip_speed_m_s`` (scaled by age) and the jaw at most
   ``max_jaw_rate_per_s``; leaving HOLD starts from where the arm is, so there is never a jump;
@@ -33,6 +37,7 @@ from enum import StrEnum
 import numpy as np
 
 from envs.safety import ForceLimits, ForceShield, ShieldConfig
+from teleop.playout import Played, Playout, PlayoutConfig
 
 
 class State(StrEnum):
@@ -93,6 +98,8 @@ class SupervisorConfig:
     forbidden_margin_m: float = 0.0005
     limits: ForceLimits = field(default_factory=ForceLimits)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
+    #: The de-jitter buffer: accepted commands are played out at send time + a steady delay.
+    playout: PlayoutConfig = field(default_factory=PlayoutConfig)
     max_events: int = 1000
     #: Negative controls for the safety harness ONLY (prove its checks can fail): never set these on an arm.
     test_disable_watchdog: bool = False
@@ -165,6 +172,7 @@ class Supervisor:
         #: Transitions logged since start (``events`` keeps only the newest ``max_events``).
         self.events_total = 0
         self.shield = ForceShield(self.config.limits, self.config.shield)
+        self.playout = Playout(self.config.playout, max_delay_s=self.config.max_age_s)
         self.last_seq = 0
         self.last_sent_console_s = 0.0
         self.last_valid_s = -math.inf
@@ -191,6 +199,7 @@ class Supervisor:
         self.client = client
         self.last_seq = 0
         self._target = None
+        self.playout.reset()
         self.last_valid_s = now_s  # the watchdog starts now: the console must command within it
         self._transition(State.ENGAGED, f"engaged by {client}", now_s)
         return Verdict(True, session=self.session)
@@ -222,9 +231,25 @@ class Supervisor:
         self._setpoint = None
         self._hold_at = None
         self._target = None
+        self.playout.reset()
         self.shield.reset()
 
     # ------------------------------------------------------------------ commands
+    @property
+    def applied_seq(self) -> int:
+        """Sequence of the newest command the playout reached (0 before any in this session)."""
+        return self.playout.applied.seq if self.playout.applied is not None else 0
+
+    @property
+    def applied_sent_console_s(self) -> float:
+        """Console send time of that command (s, console clock)."""
+        return self.playout.applied.sent_console_s if self.playout.applied is not None else 0.0
+
+    @property
+    def applied_robot_s(self) -> float:
+        """When the playout reached it (s, robot clock)."""
+        return self.playout.applied_robot_s
+
     def on_command(
         self,
         session: str,
@@ -267,12 +292,13 @@ class Supervisor:
         self.last_valid_s = received_s
         band = cfg.max_age_s - cfg.age_slowdown_s
         self._speed_scale = 1.0 if age <= cfg.age_slowdown_s else max(0.0, (cfg.max_age_s - age) / band)
+        played = Played(sent_robot_s, sent_console_s, seq, target, float(jaw))
         if not clutch:
             self._target = None
+            self.playout.stop(played, received_s)
             self._enter_hold("clutch released", received_s)
             return Verdict(True, "clutch released: holding")
-        self._target = target
-        self._jaw_target = float(jaw)
+        self.playout.push(played, received_s)
         if self.state == State.HOLD:
             self._transition(State.ENGAGED, "valid commands resumed", received_s)
         return Verdict(True)
@@ -296,6 +322,10 @@ class Supervisor:
         if self.state == State.ENGAGED and now_s - self.last_valid_s > cfg.watchdog_s and not cfg.test_disable_watchdog:
             gap = now_s - self.last_valid_s
             self._enter_hold(f"watchdog: no valid command for {gap * 1000:.0f} ms", now_s)
+        if self.state == State.ENGAGED:
+            played = self.playout.target_at(now_s)
+            if played is not None:
+                self._target, self._jaw_target = played
         if self.state != State.ENGAGED or self._target is None:
             if self.state != State.ENGAGED and self._hold_at is None:
                 self._hold_at = tip.copy()
@@ -349,6 +379,7 @@ class Supervisor:
     def _transition(self, state: State, reason: str, now_s: float) -> None:
         if state != State.ENGAGED:
             self._target = None
+            self.playout.clear()
         if self.state == State.ENGAGED and state != State.ENGAGED:
             self._hold_at = None  # latched at the next tick from the measured tip
         self.events.append(Transition(now_s, self.state, state, reason))
