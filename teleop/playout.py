@@ -12,8 +12,8 @@ How (robot clock, seconds):
 - an accepted command's send time on the robot clock is ``sent_console_s + clock offset`` (the
   supervisor's clock sync) and its age at arrival ``received − sent``;
 - its *need* is the delay at which it arrives before the play point leaves the previous command
-  received, less one normal send interval, and at least its age (see ``_learn``): over a clean link
-  the age; where the link held commands back and the socket conflated them, more;
+  received, less the console's send period, and at least its age (see ``_learn``): over a clean
+  link the age; where the link held commands back and the socket conflated them, more;
 - the playout delay aims at the ``quantile`` of the needs of the last ``window_s`` less
   ``tolerated_jitter_s`` (finer jitter is not worth a delay: the loop samples once per period), at
   least the least need, at most ``max_added_s`` above the median need and never above
@@ -40,6 +40,10 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Send and play times closer than this count as equal (s): float rounding must not hold a command
+#: that is due for another control period.
+_EPS_S = 1e-6
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,9 @@ class Playout:
         self.delay_s: float | None = None
         self._aim_s = 0.0
         self._needs: deque[tuple[float, float]] = deque()
+        #: The console's send period (s per sequence step): recent spacings and their median.
         self._intervals: deque[float] = deque(maxlen=64)
+        self._period_s = 0.0
         self._pushes = 0
         self._pending: deque[Played] = deque()
         self._current: Played | None = None
@@ -110,6 +116,7 @@ class Playout:
         self.delay_s = None
         self._needs.clear()
         self._intervals.clear()
+        self._period_s = 0.0
         self._pushes = 0
 
     def clear(self) -> None:
@@ -131,22 +138,28 @@ class Playout:
         self._pending.append(cmd)
         # Already due (a clean link, or a late command): applied as it arrives.
         play_s = received_s - (self.delay_s or 0.0)
-        while self._pending and self._pending[0].sent_robot_s <= play_s:
+        while self._pending and self._pending[0].sent_robot_s <= play_s + _EPS_S:
             self._reach(self._pending.popleft(), received_s)
 
     def _learn(self, cmd: Played, last: Played | None, received_s: float) -> None:
         """Add this command's need to the window and update the delay's aim.
 
         The need: the delay at which this command arrives before the play point leaves the previous
-        command received (so the path interpolates instead of waiting), less one normal send
-        interval (so a clean stream plays each command as it arrives, as without the buffer) — at
-        least its own age. Commands the link held back and the socket conflated widen the gap, so
-        a survivor's need exceeds its own age."""
+        command received (so the path interpolates instead of waiting), less the console's send
+        period (the median time per sequence step of the recent commands: a clean stream, or a
+        console whose ticks wander, plays each command as it arrives, as without the buffer) — at
+        least its own age. Commands the link held back and the socket conflated widen the gap, so a
+        survivor's need exceeds its own age by the commands it stands for."""
         cfg = self.config
         need = received_s - cmd.sent_robot_s
-        if last is not None and cmd.sent_robot_s > last.sent_robot_s:
-            self._intervals.append(cmd.sent_robot_s - last.sent_robot_s)
-            need = max(need, received_s - last.sent_robot_s - min(self._intervals))
+        if last is not None and cmd.sent_robot_s > last.sent_robot_s and cmd.seq > last.seq:
+            per_step = (cmd.sent_robot_s - last.sent_robot_s) / (cmd.seq - last.seq)
+            self._intervals.append(per_step)
+            if self._period_s == 0.0 and len(self._intervals) >= 8:
+                self._period_s = sorted(self._intervals)[len(self._intervals) // 2]
+            # Until the period is known, this command's own spacing stands in (its need: its age).
+            period = self._period_s or per_step
+            need = max(need, received_s - last.sent_robot_s - period)
         self._needs.append((received_s, need))
         while self._needs and self._needs[0][0] < received_s - cfg.window_s:
             self._needs.popleft()
@@ -158,6 +171,8 @@ class Playout:
             least, median, high = needs[0], needs[last_i // 2], needs[round(cfg.quantile * last_i)]
             aim = min(max(high - cfg.tolerated_jitter_s, least), median + cfg.max_added_s)
             self._aim_s = min(max(aim, 0.0), self.max_delay_s)
+            if self._intervals:
+                self._period_s = sorted(self._intervals)[len(self._intervals) // 2]
         self._pushes += 1
         if self.delay_s is None:
             self.delay_s = self._aim_s
@@ -171,7 +186,7 @@ class Playout:
             self.delay_s += min(max(self._aim_s - self.delay_s, -step), step)
         self._last_now_s = now_s
         play_s = now_s - (self.delay_s or 0.0)
-        while self._pending and self._pending[0].sent_robot_s <= play_s:
+        while self._pending and self._pending[0].sent_robot_s <= play_s + _EPS_S:
             self._reach(self._pending.popleft(), now_s)
         cur = self._current
         if cur is None:
