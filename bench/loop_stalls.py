@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 from command_latency import drive
 
-from teleop.channels import Endpoints, free_loopback_ports
 from teleop.harness.browser import BrowserViewer
 from teleop.harness.hostprobe import read_gaps, stall_is_hosts, unexecuted_work_s
 from teleop.harness.invariants import load
 from teleop.harness.runner import CliProcess, HostProbe
 from teleop.settings import write_toml
+from teleop.wire.channels import Endpoints, free_loopback_ports
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

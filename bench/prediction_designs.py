@@ -41,8 +41,8 @@ import numpy as np
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.prediction import AlphaBeta, BandLimit, MotionPrediction
 from teleop.correction.stage import Context, Motion
-from teleop.correction.train_predictor import held_out_run
 from teleop.correction.tremor import TremorFilter, tremor_power_um2
+from teleop.harness.train_predictor import held_out_run
 
 HERE = Path(__file__).resolve().parent
 HORIZON_S = 0.2

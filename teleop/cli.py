@@ -266,7 +266,7 @@ def _add_endpoint_ports(parser: argparse.ArgumentParser, where: str) -> None:
 def _cmd_robot(args: argparse.Namespace) -> int:
     import logging
 
-    from teleop.server import ServerConfig, serve
+    from teleop.robot.server import ServerConfig, serve
     from teleop.settings import ConfigError, load_section
 
     overrides = {
@@ -300,9 +300,9 @@ def _cmd_robot(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    from teleop.console import Console, ConsoleConfig, ConsoleError
+    from teleop.console.core import Console, ConsoleConfig, ConsoleError
     from teleop.settings import ConfigError, load_section
-    from teleop.videolink import NoWindowError
+    from teleop.video.client import NoWindowError
 
     overrides = {
         "input": args.input,
@@ -340,7 +340,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 def _cmd_video(args: argparse.Namespace) -> int:
     from teleop.settings import ConfigError, load_section
-    from teleop.video import VideoConfig, serve
+    from teleop.video.media import VideoConfig, serve
 
     overrides = {
         "renderer.width": args.width,
@@ -364,7 +364,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from teleop.channels import generate_keys
+    from teleop.wire.channels import generate_keys
 
     try:
         public, secret = generate_keys(Path(args.folder), args.name, args.role)
@@ -376,7 +376,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_protocol(args: argparse.Namespace) -> int:
-    from teleop.protocol import json_schema
+    from teleop.wire.protocol import json_schema
 
     text = json.dumps(json_schema(), indent=1, ensure_ascii=False) + "\n"
     if args.schema == "-":
@@ -439,9 +439,9 @@ def _cmd_soak(args: argparse.Namespace) -> int:
 
 
 def _cmd_netem(args: argparse.Namespace) -> int:
-    from teleop.channels import Endpoints
-    from teleop.linkspec import LinkSpec, LinkSpecError
-    from teleop.netem_proxy import Route, channel_routes, serve_proxy
+    from teleop.netem.proxy import Route, channel_routes, serve_proxy
+    from teleop.netem.spec import LinkSpec, LinkSpecError
+    from teleop.wire.channels import Endpoints
 
     try:
         both = LinkSpec.parse(args.link or "")
@@ -461,7 +461,7 @@ def _cmd_netem(args: argparse.Namespace) -> int:
 def _cmd_train_predictor(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.steps < 1 or any(d < 0 or d > 1.0 for d in args.delays):
         raise CliError("need --seeds ≥ 1, --steps ≥ 1 and delays in [0, 1] s")
-    from teleop.correction.train_predictor import TrainConfig, main
+    from teleop.harness.train_predictor import TrainConfig, main
 
     cfg = TrainConfig(seeds=args.seeds, delays_s=tuple(args.delays), steps=args.steps)
     return main(args.out, cfg, args.from_mcap, args.keep_recording)

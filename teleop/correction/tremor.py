@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from teleop.correction.signals import Tremor, minimum_jerk_hand
 from teleop.correction.stage import Context, Motion
 
 
@@ -197,3 +198,60 @@ def tremor_power_um2(times_s: np.ndarray, error_m: np.ndarray, band_hz: tuple[fl
     freqs = np.fft.rfftfreq(n, 1.0 / fs)
     band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
     return float(psd[band].sum() * (freqs[1] - freqs[0]))
+
+
+@dataclass(frozen=True)
+class TremorFigures:
+    """Band-power reduction (0–1) of ``band_hz`` in hand + tremor + noise; the lag (s) the filter
+    adds to voluntary motion alone (best-fit delay); the largest change (m) it makes to voluntary
+    motion alone."""
+
+    band_reduction: float
+    lag_s: float
+    voluntary_max_change_m: float
+
+
+def measure_tremor(
+    make_filter,
+    duration_s: float = 30.0,
+    settle_s: float = 5.0,
+    period_s: float = 0.005,
+    tremor_rms_m: float = 1e-4,
+    band_hz: tuple[float, float] = (8.0, 12.0),
+    noise_m: float = 2e-5,
+    seed: int = 0,
+    timing_jitter: float = 0.0,
+) -> TremorFigures:
+    """Run ``make_filter()`` (a fresh filter with ``update(t_s, hand_m)``) on the scripted surgeon's
+    tremor model (``teleop.correction.signals.Tremor``) over ``minimum_jerk_hand``, and on the voluntary motion
+    alone; figures over the samples after ``settle_s``. ``timing_jitter``: sample intervals of
+    ``period_s`` × (1 + ``timing_jitter`` × a standard normal), between 0.2 and 3 periods, as a
+    console's ticks come (0: regular); the outputs are resampled onto the regular grid to be scored."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(0.0, duration_s, period_s)
+    if timing_jitter > 0:
+        steps = period_s * np.clip(1.0 + timing_jitter * rng.standard_normal(len(grid)), 0.2, 3.0)
+        t = np.cumsum(steps) - steps[0]
+        t = t[t < duration_s]
+    else:
+        t = grid
+    voluntary = minimum_jerk_hand(t)
+    tremor = Tremor(tremor_rms_m, band_hz, rng)
+    shaky = voluntary + np.array([tremor.at(x) for x in t]) + rng.normal(0.0, noise_m, voluntary.shape)
+    f = make_filter()
+    out = np.array([f.update(ti, x) for ti, x in zip(t, shaky, strict=True)])
+    g = make_filter()
+    clean = np.array([g.update(ti, x) for ti, x in zip(t, voluntary, strict=True)])
+    if timing_jitter > 0:
+
+        def regular(x: np.ndarray) -> np.ndarray:
+            return np.stack([np.interp(grid, t, x[:, k]) for k in range(x.shape[1])], axis=1)
+
+        voluntary, shaky, out, clean = (regular(x) for x in (voluntary, shaky, out, clean))
+    s = int(settle_s / period_s)
+    reduction = 1.0 - band_power(out[s:], period_s, band_hz) / band_power(shaky[s:], period_s, band_hz)
+    return TremorFigures(
+        band_reduction=reduction,
+        lag_s=lag_s(voluntary[s:, 0], clean[s:, 0], period_s),
+        voluntary_max_change_m=float(np.abs(clean[s:] - voluntary[s:]).max()),
+    )

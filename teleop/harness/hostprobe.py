@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teleop.realtime import SchedClock
+from teleop.robot.realtime import SchedClock
 
 log = logging.getLogger("telesurg.hostprobe")
 

@@ -1,6 +1,6 @@
 """The robot's recording judged window by window while it is still being written (``telesurg soak``).
 
-``RecordingWindows.feed`` takes the messages a ``teleop.recorder.RecordingTail`` read and files each
+``RecordingWindows.feed`` takes the messages a ``teleop.robot.recorder.RecordingTail`` read and files each
 into the time window it belongs to (robot monotonic clock, the host's CLOCK_MONOTONIC): a control
 period by its end (``/robot/state`` ``robot_s``; a ``/robot/stalls`` record by start + length),
 everything else by its own receive or event time. Records from before the first window's nominal
@@ -40,8 +40,8 @@ import numpy as np
 
 from teleop.harness.hostprobe import Gap, stall_is_hosts, unexecuted_work_s
 from teleop.harness.invariants import STALL_FACTOR, check_recording
-from teleop.recorder import RecordedMessage, Recorder, encode
-from teleop.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
+from teleop.robot.recorder import RecordedMessage, Recorder, encode
+from teleop.robot.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
 
 #: Commands before a window that its slice carries (s): more than the watchdog and the maximum age.
 CONTEXT_S = 2.0

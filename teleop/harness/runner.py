@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from teleop.channels import free_loopback_ports
 from teleop.harness.cells import OUTAGE_AT_S, Cell
 from teleop.harness.hostprobe import read_gaps
 from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
-from teleop.server import REALTIME_PRIORITY
+from teleop.robot.server import REALTIME_PRIORITY
 from teleop.settings import write_toml
+from teleop.wire.channels import free_loopback_ports
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]

@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teleop.channels import free_loopback_ports
 from teleop.harness import procstats
 from teleop.harness.browser import CHROMIUM, BrowserViewer
 from teleop.harness.cells import ALL_STAGES, Cell
@@ -78,9 +77,10 @@ from teleop.harness.soak_report import (
     window_line,
     window_row,
 )
-from teleop.linkspec import LinkSpec
-from teleop.recorder import RecordingTail
+from teleop.netem.spec import LinkSpec
+from teleop.robot.recorder import RecordingTail
 from teleop.settings import write_toml
+from teleop.wire.channels import free_loopback_ports
 
 TASKS = ("Reach", "Palpate", "Retract", "Transfer", "Trace")
 LINK = "delay=200ms jitter=20ms loss=1% rto=410ms"
@@ -116,7 +116,7 @@ def _print(line: str) -> None:
 @dataclass(frozen=True)
 class SoakConfig:
     """A soak into ``out``: ``minutes`` long in windows of ``window_minutes``; ``link`` on every
-    channel of the console and ``video_link`` on its video (``teleop.linkspec``; a cycle's seed is
+    channel of the console and ``video_link`` on its video (``teleop.netem.spec``; a cycle's seed is
     added to both); ``sample_every_s``: how often process memory is read; ``record_flush_s``: the
     recorder's flush interval (how far the recording lags behind); ``strict``: the timing targets
     decide the exit status too; ``max_rss_growth``/``max_drift``: the targets (fractions);

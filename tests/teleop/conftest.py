@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from teleop import protocol as p
-from teleop.channels import ClientKeys, Endpoints, free_loopback_ports
-from teleop.console import ConsoleConfig, RobotLink
+from teleop.console.core import ConsoleConfig, RobotLink
 from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
+from teleop.wire import protocol as p
+from teleop.wire.channels import ClientKeys, Endpoints, free_loopback_ports
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from teleop.channels import free_loopback_ports
 from teleop.settings import write_toml
+from teleop.wire.channels import free_loopback_ports
 
 REPO = Path(__file__).resolve().parents[2]
 SHM = Path("/dev/shm")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from teleop.channels import (
+from teleop.wire.channels import (
     ClientKeys,
     ClientSockets,
     Endpoints,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from teleop.correction.evaluation import METHODS, run_one, score
-from teleop.recorder import read_topic
-from teleop.records import TOPIC_STATE
+from teleop.harness.evaluation import METHODS, run_one, score
+from teleop.robot.recorder import read_topic
+from teleop.robot.records import TOPIC_STATE
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_the_console_guides_along_the_loaded_trace_path_from_the_robot(robot) ->
     the console's fixtures guide along it, across the tissue surface only; Reach has none."""
     import numpy as np
 
-    from teleop.console import Console, ConsoleConfig
+    from teleop.console.core import Console, ConsoleConfig
     from teleop.correction.config import CorrectionConfig
     from teleop.correction.fixtures import VirtualFixtures
 

@@ -140,7 +140,7 @@ def _tremor_ratio_and_rms_cut(stage_factory, jitter: float, seed: int) -> tuple[
     console's tick times (5 ms ± ``jitter``): the 8–12 Hz band power of (output − intended position
     200 ms later) over that of the unpredicted target, and the RMS error cut."""
     from teleop.correction import band_power, minimum_jerk_hand
-    from teleop.inputs import Tremor
+    from teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     steps = 0.005 * np.clip(1.0 + jitter * rng.standard_normal(6000), 0.2, 3.0)
@@ -320,7 +320,7 @@ def test_the_figure_eight_generator_rests_at_each_pause_it_reports() -> None:
 
 def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
     from teleop.correction import Pause
-    from teleop.correction.evaluation import pause_overshoots_mm
+    from teleop.harness.evaluation import pause_overshoots_mm
 
     t0 = 100.0
     pause = Pause(1.0, 1.5, np.array([0.05, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]))
@@ -343,7 +343,7 @@ def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
 def test_the_benchmark_knows_the_shipped_consoles_correction() -> None:
     """bench/compensation.py marks the shipped default: launch/console.toml's correction is one of
     its methods, and the same stages without prediction are one too."""
-    from teleop.correction.evaluation import METHODS, shipped_default, without_prediction
+    from teleop.harness.evaluation import METHODS, shipped_default, without_prediction
 
     name, method = shipped_default()
     assert METHODS[name] == method

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-from teleop import protocol as p
-from teleop.channels import ClientKeys, generate_keys
-from teleop.recorder import read_topic
+from teleop.robot.recorder import read_topic
+from teleop.wire import protocol as p
+from teleop.wire.channels import ClientKeys, generate_keys
 
 pytestmark = pytest.mark.slow
 

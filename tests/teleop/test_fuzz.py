@@ -13,8 +13,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teleop import protocol as p
-from teleop.recorder import read_topic
+from teleop.robot.recorder import read_topic
+from teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import pytest
 
 from teleop.harness.hostprobe import Gap
 from teleop.harness.invariants import ClockJump, check_recording
-from teleop.recorder import Recorder
-from teleop.records import (
+from teleop.robot.recorder import Recorder
+from teleop.robot.records import (
     TOPIC_APPLIED,
     TOPIC_CONFIG,
     TOPIC_CONTROL,

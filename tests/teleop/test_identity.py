@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from teleop import protocol as p
-from teleop.auth import fingerprint
-from teleop.channels import ClientKeys, generate_keys
-from teleop.recorder import read_topic
+from teleop.robot.recorder import read_topic
+from teleop.wire import protocol as p
+from teleop.wire.auth import fingerprint
+from teleop.wire.channels import ClientKeys, generate_keys
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
-from teleop import protocol as p
-from teleop.inputs import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay, Tremor
-from teleop.mapping import HandToTool, MappingConfig
+from teleop.console.inputs import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
+from teleop.console.mapping import HandToTool, MappingConfig
+from teleop.correction.signals import Tremor
+from teleop.wire import protocol as p
 
 # ---------------------------------------------------------------------- tremor
 FS_HZ = 1000.0

@@ -50,7 +50,7 @@ def test_the_shipped_predictor_is_translation_invariant_and_restarts_on_reset() 
 def test_the_shipped_evaluation_is_the_shipped_weights_evaluation() -> None:
     """assets/predictor/evaluation.json must describe learned.npz: re-run one held-out (different
     generator) evaluation and compare, for every predictor and horizon."""
-    from teleop.correction.train_predictor import evaluate, held_out_generators
+    from teleop.harness.train_predictor import evaluate, held_out_generators
 
     report = json.loads((ASSET.parent / "evaluation.json").read_text())
     name = "figure-eight @ 1"
@@ -69,7 +69,7 @@ def test_the_shipped_predictor_was_trained_to_ignore_tremor() -> None:
     adds no tremor: at 200 ms on a generator it never saw, the 8–12 Hz power of its error is no
     more than holding the last position's, at motion scale 0.2 and at 1.0 (5× the tremor)."""
     from teleop.correction.config import CorrectionConfig
-    from teleop.correction.train_predictor import evaluate, held_out_generators
+    from teleop.harness.train_predictor import evaluate, held_out_generators
 
     assert LearnedPredictor().rejects_tremor
     assert CorrectionConfig(prediction="learned").prediction_stage().band_limit is None
@@ -95,7 +95,7 @@ def test_training_learns_to_extrapolate(tmp_path: Path) -> None:
     """A few hundred steps on smooth synthetic strokes already beat holding the last position on
     strokes it never saw; the saved network loads and predicts the same as in training."""
     from teleop.correction.learned import save
-    from teleop.correction.train_predictor import TrainConfig, train
+    from teleop.harness.train_predictor import TrainConfig, train
 
     rng = np.random.default_rng(1)
     strokes = []

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from teleop.channels import free_loopback_ports
-from teleop.recorder import read_topic
+from teleop.robot.recorder import read_topic
+from teleop.wire.channels import free_loopback_ports
 
 from ..system_programs import require
 

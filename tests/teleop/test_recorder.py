@@ -17,8 +17,8 @@ import msgspec
 import pytest
 from mcap.reader import make_reader
 
-from teleop.protocol import Command, Pose, Telemetry
-from teleop.recorder import Recorder, RecordingTail, foxglove_schema, read, read_topic
+from teleop.robot.recorder import Recorder, RecordingTail, foxglove_schema, read, read_topic
+from teleop.wire.protocol import Command, Pose, Telemetry
 
 REPO = Path(__file__).resolve().parents[2]
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -226,7 +226,7 @@ def test_flush_interval_elapsing_flushes_on_write_or_maybe_flush(tmp_path: Path)
 _KILLED_WRITER = """
 import sys, time
 import msgspec
-from teleop.recorder import Recorder
+from teleop.robot.recorder import Recorder
 
 class Tick(msgspec.Struct):
     n: int

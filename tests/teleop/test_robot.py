@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.scene import SceneConfig
-from teleop.robot import RobotInterface, RobotReading, SimArmConfig, SimulatedArm
+from teleop.robot.arm import RobotInterface, RobotReading, SimArmConfig, SimulatedArm
 
 DT = 0.002
 # The "vessel" of launch/robot.toml: one forbidden box in the world frame.

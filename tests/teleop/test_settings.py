@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from teleop.channels import ServerKeys
-from teleop.console import ConsoleConfig
-from teleop.server import ServerConfig
+from teleop.console.core import ConsoleConfig
+from teleop.robot.server import ServerConfig
+from teleop.robot.supervisor import Box
 from teleop.settings import ConfigError, build, load_section
-from teleop.supervisor import Box
+from teleop.wire.channels import ServerKeys
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.supervisor import Box, ClockSync, State, Supervisor, SupervisorConfig
+from teleop.robot.supervisor import Box, State, Supervisor, SupervisorConfig
+from teleop.wire.clock import ClockSync
 
 DT = 0.002  # 500 Hz
 HOME = np.array([0.0, -0.30, -0.05])

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop import protocol as p
-from teleop.channels import ClientKeys, generate_keys
-from teleop.recorder import read_topic
+from teleop.robot.recorder import read_topic
+from teleop.wire import protocol as p
+from teleop.wire.channels import ClientKeys, generate_keys
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from envs.kinematics import psm_kinematics
-from teleop import protocol as p
 from teleop.correction.twin import LocalTwin, TwinConfig
+from teleop.wire import protocol as p
 
 
 def _telemetry(seq: int, robot_s: float, tip: np.ndarray, last_cmd: int, accepted_s: float) -> p.Telemetry:
@@ -85,7 +85,7 @@ def test_the_twins_skeleton_is_its_forward_kinematics() -> None:
 
 
 def _camera(arm) -> p.Camera:
-    from teleop.server import camera_message
+    from teleop.robot.server import camera_message
 
     return camera_message(arm.camera())
 
@@ -93,8 +93,8 @@ def _camera(arm) -> p.Camera:
 def test_the_ghost_lands_on_the_tool_in_the_camera_image() -> None:
     """Project with the camera the telemetry carries onto pybullet's own render of the scene: the
     goal marker's centre lands on the green marker and the skeleton's tool links on the tool."""
-    from teleop.overlay import draw_ghost, project
-    from teleop.robot import SimArmConfig, SimulatedArm
+    from teleop.robot.arm import SimArmConfig, SimulatedArm
+    from teleop.video.overlay import draw_ghost, project
 
     arm = SimulatedArm(SimArmConfig(task="Reach", seed=0, preload=("Reach",)))
     arm.connect()
@@ -148,12 +148,12 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
     """Replay min-jerk strokes over 200 ms each way with the twin on: at each moment the twin is
     much closer to where the robot's tool will be once the commands in flight arrive (200 ms later)
     than the telemetry is (showing where it was 200 ms ago)."""
-    from teleop.console import Console, ConsoleConfig
+    from teleop.console.core import Console, ConsoleConfig
+    from teleop.console.inputs import TraceReplay
     from teleop.correction.config import CorrectionConfig
-    from teleop.correction.evaluation import hand_trace
-    from teleop.inputs import TraceReplay
-    from teleop.recorder import read_topic
-    from teleop.records import TOPIC_STATE
+    from teleop.harness.evaluation import hand_trace
+    from teleop.robot.recorder import read_topic
+    from teleop.robot.records import TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
     trace, _, _ = hand_trace(0)
@@ -197,9 +197,9 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
 def test_a_scripted_surgeon_closing_its_loop_on_the_twin_finishes_sooner(robot) -> None:
     """Reach over 200 ms each way: on the delayed telemetry the scripted surgeon moves and waits;
     on the twin it does not have to, and reaches the goal sooner, with no hard-limit violation."""
-    from teleop.correction.evaluation import METHODS, SCENARIOS, run_one, score
-    from teleop.recorder import read_topic
-    from teleop.records import TOPIC_STATE
+    from teleop.harness.evaluation import METHODS, SCENARIOS, run_one, score
+    from teleop.robot.recorder import read_topic
+    from teleop.robot.records import TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
     runs = {

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from teleop import protocol as p
-from teleop.channels import free_loopback_ports
-from teleop.console import Console, ConsoleConfig
+from teleop.console.core import Console, ConsoleConfig
+from teleop.console.inputs import Trace, TraceReplay
 from teleop.harness.runner import CliProcess
-from teleop.inputs import Trace, TraceReplay
-from teleop.recorder import read_topic
-from teleop.records import TOPIC_STATE
+from teleop.robot.recorder import read_topic
+from teleop.robot.records import TOPIC_STATE
 from teleop.settings import write_toml
-from teleop.videolink import VideoClient, VideoClientConfig
+from teleop.video.client import VideoClient, VideoClientConfig
+from teleop.wire import protocol as p
+from teleop.wire.channels import free_loopback_ports
 
 from .conftest import Client, RobotProcess
 

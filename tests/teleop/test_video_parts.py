@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop import protocol as p
-from teleop import signalling
-from teleop.framebuf import SLOTS, FrameBuffer
-from teleop.renderer import RendererConfig, SceneMirror
-from teleop.robot import SimArmConfig, SimulatedArm
-from teleop.webrtc import keep_candidates, use_ice_addresses
+from teleop.robot.arm import SimArmConfig, SimulatedArm
+from teleop.video.frames import SLOTS, FrameBuffer
+from teleop.video.renderer import RendererConfig, SceneMirror
+from teleop.video.webrtc import keep_candidates, use_ice_addresses
+from teleop.wire import protocol as p
+from teleop.wire import signalling
 
 
 def test_frame_buffer_hands_over_the_newest_image_and_detects_a_torn_read() -> None:
@@ -131,7 +131,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
-    from teleop.glrender import GLSceneRenderer
+    from teleop.video.glrender import GLSceneRenderer
 
     arm = SimulatedArm(SimArmConfig(task="Reach", seed=0, preload=("Reach",)))
     arm.connect()
@@ -169,7 +169,7 @@ def test_without_opencv_gui_support_a_display_gives_one_note_and_show_true_an_er
 ) -> None:
     import cv2
 
-    from teleop.videolink import NoWindowError, VideoClient, VideoClientConfig, opencv_has_gui
+    from teleop.video.client import NoWindowError, VideoClient, VideoClientConfig, opencv_has_gui
 
     gui = cv2.getBuildInformation().split("GUI:")[1].split()[0]
     if gui != "NONE" or opencv_has_gui():

@@ -5,11 +5,11 @@
     telesurg robot --state-port 5573 --video-signal-port 5574 &
     telesurg video --state-port 5573 --signal-port 5574          # prints the viewer's address
 
-It starts the renderer (``teleop.renderer``, a child process mirroring the scene from the robot's
+It starts the renderer (``teleop.video.renderer``, a child process mirroring the scene from the robot's
 state feed) and serves its frames:
 
 - to consoles, whose WebRTC offers arrive on the robot's control channel and are forwarded here by
-  the robot server (``teleop.signalling``, a loopback ROUTER on ``signal_port``);
+  the robot server (``teleop.wire.signalling``, a loopback ROUTER on ``signal_port``);
 - to browsers, through a small web viewer (aiohttp on ``http_host:http_port``): ``GET /`` is the
   page, ``POST /offer`` the signalling. It shows patient video, so it requires the access token
   printed at start-up (``?token=…``) unless bound to loopback (``token_required`` forces it).
@@ -44,14 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from teleop import signalling
-from teleop.channels import is_loopback
-from teleop.framebuf import FrameBuffer, FrameMeta
-from teleop.httpguard import ConnectionGuard, GuardConfig
-from teleop.ports import bind_zmq, listen_tcp
-from teleop.realtime import give_back_freed_memory
-from teleop.renderer import RendererConfig, run_renderer
-from teleop.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
+from teleop.robot.realtime import give_back_freed_memory
+from teleop.video.frames import FrameBuffer, FrameMeta
+from teleop.video.httpguard import ConnectionGuard, GuardConfig
+from teleop.video.renderer import RendererConfig, run_renderer
+from teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
+from teleop.wire import signalling
+from teleop.wire.channels import is_loopback
+from teleop.wire.ports import bind_zmq, listen_tcp
 
 log = logging.getLogger("telesurg.video")
 #: How often the media process gives the C heaps' free memory back to the OS besides at each peer's end (s).

@@ -1,5 +1,5 @@
 """Surgeon inputs: devices that produce hand motion (hand space: x right, y up, z toward the surgeon,
-metres; see ``teleop.mapping``), a jaw opening (0 closed – 1 open) and buttons.
+metres; see ``teleop.console.mapping``), a jaw opening (0 closed – 1 open) and buttons.
 
 - ``ScriptedSurgeon``: the envs expert for the loaded task decides where the tool should go, from
   what the console shows (telemetry as it arrives, delayed — never the robot's true state); the
@@ -28,8 +28,9 @@ from envs.core import EnvConfig
 from envs.experts import EXPERTS, Expert
 from envs.layout import ROBOT_FIELDS, ObsLayout
 from envs.tasks import TASKS_BY_NAME
-from teleop import protocol as p
-from teleop.mapping import HandToTool
+from teleop.console.mapping import HandToTool
+from teleop.correction.signals import Tremor
+from teleop.wire import protocol as p
 
 if TYPE_CHECKING:
     from teleop.correction.twin import LocalTwin
@@ -81,21 +82,6 @@ class SurgeonConfig:
     def __post_init__(self) -> None:
         if self.feedback not in ("telemetry", "twin"):
             raise ValueError(f"feedback must be 'telemetry' or 'twin', not {self.feedback!r}")
-
-
-class Tremor:
-    """Physiological tremor: per axis, three sinusoids in the band with random phases and slowly
-    wandering amplitude, scaled to ``rms_m`` (m RMS)."""
-
-    def __init__(self, rms_m: float, band_hz: tuple[float, float], rng: np.random.Generator) -> None:
-        self.freqs = rng.uniform(band_hz[0], band_hz[1], size=(3, 3))
-        self.phases = rng.uniform(0, 2 * math.pi, size=(3, 3))
-        self.amp = rms_m * math.sqrt(2.0 / 3.0)  # three unit sinusoids of equal amplitude → rms_m
-        self.wander = rng.uniform(0.2, 0.5, size=3)  # Hz of the amplitude modulation
-
-    def at(self, t_s: float) -> np.ndarray:
-        mod = 1.0 + 0.2 * np.sin(2 * math.pi * self.wander * t_s)
-        return self.amp * mod * np.sin(2 * math.pi * self.freqs * t_s + self.phases).sum(axis=1) / math.sqrt(1.02)
 
 
 class ScriptedSurgeon:

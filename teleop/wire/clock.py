@@ -18,7 +18,13 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from teleop.supervisor import ClockSync
+
+@dataclass(frozen=True)
+class ClockSync:
+    """Robot clock − console clock (s), and the sync's uncertainty (half its round trip, s)."""
+
+    offset_s: float = 0.0
+    uncertainty_s: float = 0.0
 
 
 @dataclass(frozen=True)

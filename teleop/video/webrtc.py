@@ -8,7 +8,7 @@ use, which servers it may contact, and the user-space link emulator on a peer co
   replaces aioice's address discovery (process-wide) with the configured list (default loopback),
   and ``keep_candidates`` drops remote candidates outside it from an SDP (a browser also offers its
   LAN and mDNS names), so nothing but the configured network is ever contacted.
-- **Link emulation.** ``emulate_link`` puts a ``teleop.netem.LinkModel`` (always message level:
+- **Link emulation.** ``emulate_link`` puts a ``teleop.netem.model.LinkModel`` (always message level:
   WebRTC runs over UDP, where loss is loss and an outage drops) in each direction of a peer connection's ICE transport:
   every datagram of DTLS, SRTP (video, RTCP feedback) and SCTP (data channels) is delayed, jittered,
   dropped or held per the spec; ICE's own STUN consent checks are not (they are answered inside
@@ -25,8 +25,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from teleop.linkspec import LinkSpec
-from teleop.netem import LinkModel, stream_id
+from teleop.netem.model import LinkModel, stream_id
+from teleop.netem.spec import LinkSpec
 
 LOOPBACK_ADDRESSES = ("127.0.0.1",)
 

@@ -6,7 +6,7 @@ The console thread signals (``offer()`` gives the SDP to send on the control cha
 the newest displayed frame shows), ``frames``, ``samples``. Everything else — receiving, decoding,
 matching frames to their metadata, overlays, the window, ``--save-video`` — runs in the video
 thread. Frames are matched to the metadata the media process sends on the ``meta`` data channel by
-their RTP timestamp (see ``teleop.video``; aiortc's receiver is told to keep raw RTP timestamps).
+their RTP timestamp (see ``teleop.video.media``; aiortc's receiver is told to keep raw RTP timestamps).
 
 A frame is *displayed* when it has been decoded (headless) or drawn (window). Per frame the client
 keeps: display time (console clock), and the metadata (robot clock); with the console's clock-sync
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from teleop.linkspec import LinkSpec
-from teleop.webrtc import LOOPBACK_ADDRESSES, emulate_link, rtc_configuration, use_ice_addresses
+from teleop.netem.spec import LinkSpec
+from teleop.video.webrtc import LOOPBACK_ADDRESSES, emulate_link, rtc_configuration, use_ice_addresses
 
 #: Frames and metadata waiting for their partner (by RTP timestamp): at most this many each.
 MATCH_WINDOW = 120
@@ -47,10 +47,10 @@ class VideoClientConfig:
     console stops commanding motion until the surgeon re-engages with fresh video; ``reengage_after_s``:
     the scripted surgeon (and trace replay) re-engages once video has been fresh this long (a
     surgeon's reaction); ``link``/``link_down``/``link_up``: emulated network on the video path (both
-    directions / robot → console / console → robot, ``teleop.linkspec`` format); ``show``: an OpenCV
+    directions / robot → console / console → robot, ``teleop.netem.spec`` format); ``show``: an OpenCV
     window (None: when a display exists and OpenCV can open windows, see ``use_window``);
     ``save_video``: an MP4 of what the surgeon saw (frames with overlays, at display times);
-    ``ice_addresses``/``ice_servers`` as in ``teleop.video.VideoConfig``."""
+    ``ice_addresses``/``ice_servers`` as in ``teleop.video.media.VideoConfig``."""
 
     enabled: bool = False
     max_age_s: float = 0.5
@@ -381,7 +381,7 @@ class VideoClient:
         self._hud_meta = meta
 
     def _overlay(self, image: np.ndarray) -> np.ndarray:
-        from teleop.overlay import draw_ghost, draw_hud
+        from teleop.video.overlay import draw_ghost, draw_hud
 
         ghost = self.ghost
         if ghost is not None:
@@ -391,7 +391,7 @@ class VideoClient:
 
     def _save(self, image: np.ndarray) -> None:
         if self._writer is None:
-            from teleop.overlay import VideoWriter
+            from teleop.video.overlay import VideoWriter
 
             assert self.config.save_video is not None
             self._writer = VideoWriter(self.config.save_video, image.shape[1], image.shape[0])

@@ -125,7 +125,7 @@ class Telemetry(Message, tag="telemetry"):
     ``jaw`` the measured opening 0–1; ``force_N`` the contact force on the tool (base frame) and
     ``force_mag_N`` its magnitude; ``state``/``reason`` the supervisor's state and why it entered it;
     ``last_cmd_seq`` and ``last_cmd_sent_console_s`` echo the newest command the supervisor applied
-    (accepted and reached by its de-jitter playout, ``teleop.playout``) and
+    (accepted and reached by its de-jitter playout, ``teleop.robot.playout``) and
     ``last_cmd_accepted_robot_s`` is when it was applied (command latency = applied − (sent + clock
     offset), the playout's delay included); ``clock_offset_s`` = robot clock −
     console clock and ``clock_rtt_s`` from the clock sync; ``objects`` are scene object poses for

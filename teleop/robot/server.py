@@ -4,7 +4,7 @@ Every control period (default 2 ms, 500 Hz), in this order:
 
 1. read waiting control requests (e-stops latch as read) and answer up to ``max_control_per_period``
    (hello, clock ping, engage, …), the session owner's first, then the least demanding connections'
-   (``teleop.intake``), so a flood of connections cannot hold the surgeon's requests back;
+   (``teleop.robot.intake``), so a flood of connections cannot hold the surgeon's requests back;
 2. drain the cmd socket (CONFLATE: one message per connection), keep the newest command per session,
    decode the session owner's and hand it to the supervisor with its robot-clock receive time and
    this console's clock sync; e-stop requests are judged at once, one other message per drain is
@@ -21,7 +21,7 @@ reaches the supervisor; so are the supervisor's refusals. The loop sleeps to abs
 if it falls more than one period behind it starts afresh from now (counted as an overrun) rather
 than running periods back to back.
 
-The robot keeps its own clock-sync estimate per console (see ``teleop.protocol.Ping``): engage is
+The robot keeps its own clock-sync estimate per console (see ``teleop.wire.protocol.Ping``): engage is
 refused until a console has completed a ping exchange, and commands are judged with the robot's
 estimate, never the console's word.
 """
@@ -47,14 +47,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop import protocol as p
-from teleop import signalling
-from teleop.auth import fingerprint
-from teleop.channels import Endpoints, ServerKeys, ServerSockets, is_loopback
-from teleop.clock import ClockEstimator
-from teleop.intake import ControlIntake
-from teleop.ports import bind_zmq
-from teleop.realtime import (
+from teleop.robot.arm import CameraInfo, SimArmConfig, SimulatedArm
+from teleop.robot.intake import ControlIntake
+from teleop.robot.realtime import (
     RealtimeReport,
     SchedClock,
     ThreadUsage,
@@ -62,7 +57,7 @@ from teleop.realtime import (
     other_cpus,
     realtime_io_threads,
 )
-from teleop.records import (
+from teleop.robot.records import (
     RECORD_TYPES,
     TOPIC_APPLIED,
     TOPIC_COMMANDS,
@@ -80,9 +75,14 @@ from teleop.records import (
     StallRecord,
     StateRecord,
 )
-from teleop.robot import CameraInfo, SimArmConfig, SimulatedArm
-from teleop.supervisor import Box, ClockSync, State, Supervisor, SupervisorConfig
-from teleop.timing import sleep_until
+from teleop.robot.supervisor import Box, State, Supervisor, SupervisorConfig
+from teleop.wire import protocol as p
+from teleop.wire import signalling
+from teleop.wire.auth import fingerprint
+from teleop.wire.channels import Endpoints, ServerKeys, ServerSockets, is_loopback
+from teleop.wire.clock import ClockEstimator, ClockSync
+from teleop.wire.ports import bind_zmq
+from teleop.wire.timing import sleep_until
 
 log = logging.getLogger("telesurg.robot")
 
@@ -91,7 +91,7 @@ REALTIME_PRIORITY = 10
 #: A command arriving later than this before the next period waits for the period start.
 EARLY_COMMAND_MARGIN_S = 0.0005
 #: Control requests read per period at most, and for at most this long (s) each time (checked every
-#: 16): a flood of connections is read in turn; what is read waits in the intake (``teleop.intake``).
+#: 16): a flood of connections is read in turn; what is read waits in the intake (``teleop.robot.intake``).
 CONTROL_READS_PER_PERIOD = 64
 CONTROL_READ_BUDGET_S = 0.0003
 #: The answer to a request shed from a full intake (``control.busy``).
@@ -316,7 +316,7 @@ class RobotServer:
         )
 
     def _open_recorder(self, path: str) -> None:
-        from teleop.recorder_process import ProcessRecorder
+        from teleop.robot.recorder_process import ProcessRecorder
 
         self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
         # Its own process: encoding, lz4 chunks and the disk never share the loop's interpreter lock.
@@ -806,7 +806,7 @@ class RobotServer:
 
     # ------------------------------------------------------------------ control channel
     def _serve_control(self, now: float, limit: int | None = None) -> int:
-        """Read waiting requests into the intake (``teleop.intake``: e-stops latched as read, at most
+        """Read waiting requests into the intake (``teleop.robot.intake``: e-stops latched as read, at most
         ``CONTROL_READS_PER_PERIOD`` a period within ``CONTROL_READ_BUDGET_S``), then answer up to
         ``limit`` (default: the per-period budget), the owner's first; returns how many."""
         assert self.sockets is not None

@@ -44,7 +44,7 @@ from mcap.stream_reader import breakup_chunk
 from mcap.writer import CompressionType, Writer
 
 if not hasattr(Writer, "flush"):  # closes the open chunk and flushes the stream; in the pinned mcap 1.6.0
-    raise ImportError("teleop.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
+    raise ImportError("teleop.robot.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
 #: Where mcap 1.6.0's Writer keeps every chunk's index until ``finish`` writes the summary.
 _WRITER_CHUNK_INDEXES = "_Writer__chunk_indices"
 
@@ -84,7 +84,7 @@ class Recorder:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it") from None
         self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=_COMPRESSION[compression])
         if not isinstance(getattr(self._writer, _WRITER_CHUNK_INDEXES, None), list):
-            raise ImportError("teleop.recorder needs mcap 1.6.0's Writer (it spills the Writer's chunk indexes)")
+            raise ImportError("teleop.robot.recorder needs mcap 1.6.0's Writer (it spills the Writer's chunk indexes)")
         self._chunk_indexes = SpilledChunkIndexes(self.path.parent)
         setattr(self._writer, _WRITER_CHUNK_INDEXES, self._chunk_indexes)
         self._writer.start(profile="", library="telesurg")

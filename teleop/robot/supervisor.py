@@ -12,7 +12,7 @@ Guarantees, whatever the commands say:
   speed limit shrinks linearly, above ``max_age_s`` the command is refused and the arm holds. A
   command that would have been sent after it was received (console clock ahead of the sync) is
   refused, so a console clock jump cannot make commands look fresher than they are;
-- accepted commands are played out by ``teleop.playout`` at their send time + a steady delay (a
+- accepted commands are played out by ``teleop.robot.playout`` at their send time + a steady delay (a
   de-jitter buffer: at most ``playout.max_added_s`` beyond a command's own age, never past
   ``max_age_s``); clutch release, stale commands, the watchdog and e-stop act at once and drop the
   buffer;
@@ -37,7 +37,8 @@ from enum import StrEnum
 import numpy as np
 
 from envs.safety import ForceLimits, ForceShield, ShieldConfig
-from teleop.playout import Played, Playout, PlayoutConfig
+from teleop.robot.playout import Played, Playout, PlayoutConfig
+from teleop.wire.clock import ClockSync
 
 
 class State(StrEnum):
@@ -143,14 +144,6 @@ class Transition:
     previous: State
     state: State
     reason: str
-
-
-@dataclass(frozen=True)
-class ClockSync:
-    """Robot clock − console clock (s), and the sync's uncertainty (half its round trip, s)."""
-
-    offset_s: float = 0.0
-    uncertainty_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ predictor on it, and evaluate every predictor on held-out motion from a *differe
    reuses earlier recordings instead.
 2. Training (torch, CPU): windows at every sample of the training strokes, horizons drawn
    uniformly up to ``max_horizon_s``, every stroke rotated at random in 3-D (so no direction is
-   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor (``teleop.inputs.Tremor``,
+   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor (``teleop.console.inputs.Tremor``,
    0–``max_tremor_rms_m`` RMS on the tool per stroke, i.e. up to 10× the scripted surgeon's 0.1 mm
    at motion scale 1.0) and sensor noise; its *target* is the tremor-free intent's displacement from
    the newest (tremor-laden) input, so it learns to ignore tremor instead of extrapolating it. Mean
@@ -83,9 +83,9 @@ Labelled = tuple[np.ndarray, np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------- recording
 def record(cfg: TrainConfig, folder: Path) -> list[Path]:
     """Run the scripted surgeon through the stack; the robot's recording (one MCAP)."""
-    from teleop.console import Console, ConsoleConfig
-    from teleop.correction.evaluation import recording_robot
-    from teleop.inputs import SurgeonConfig
+    from teleop.console.core import Console, ConsoleConfig
+    from teleop.console.inputs import SurgeonConfig
+    from teleop.harness.evaluation import recording_robot
 
     runs = [(d, s) for d in cfg.delays_s for s in range(cfg.seeds)]
     started = time.monotonic()
@@ -114,8 +114,8 @@ def record(cfg: TrainConfig, folder: Path) -> list[Path]:
 def strokes_from_mcap(paths: list[Path], min_s: float = 0.3, max_gap_s: float = 0.05) -> list[Stroke]:
     """The commanded tool-target strokes in robot recordings: per session in sequence order, runs of
     clutched commands without a gap over ``max_gap_s``, at least ``min_s`` long."""
-    from teleop.recorder import read_topic
-    from teleop.records import TOPIC_COMMANDS
+    from teleop.robot.recorder import read_topic
+    from teleop.robot.records import TOPIC_COMMANDS
 
     out: list[Stroke] = []
     for path in paths:
@@ -147,7 +147,7 @@ def held_out_run(generator: str, scale: float, seed: int, duration_s: float = 12
     (start s, end s, tool point m, approach)). The voluntary hand path is divided by the scale
     (× 0.2), so the tool's path is the same at every scale and the tremor 5× larger at 1.0."""
     from teleop.correction import figure_eight_hand
-    from teleop.inputs import Tremor
+    from teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     steps = 0.005 * np.clip(1.0 + 0.4 * rng.standard_normal(int(duration_s / 0.005) + 200), 0.2, 3.0)
@@ -188,7 +188,7 @@ def dataset(
     """(inputs, targets) over every sample of every stroke, ``copies`` times with fresh rotations,
     scales, horizons and tremor (up to ``max_tremor_rms_m``, plus ``noise_rms_m``) in the inputs;
     targets: the clean stroke's displacement from the newest input. One row per axis."""
-    from teleop.inputs import Tremor
+    from teleop.correction.signals import Tremor
 
     xs, ys = [], []
     for _ in range(copies):
@@ -303,7 +303,7 @@ def table(results: dict[str, dict[str, dict[str, float]]], title: str) -> str:
 
 def with_tremor(strokes: list[Stroke], rms_m: float, seed: int) -> list[Labelled]:
     """``strokes`` as (times, targets + tremor of ``rms_m`` and 2 µm noise, targets)."""
-    from teleop.inputs import Tremor
+    from teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     out = []

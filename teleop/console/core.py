@@ -28,14 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
-from teleop import protocol as p
-from teleop.channels import ClientKeys, ClientSockets, Endpoints
-from teleop.clock import ClockEstimator
-from teleop.correction.blending import PolicyBlending
-from teleop.correction.config import CorrectionConfig
-from teleop.correction.fixtures import VirtualFixtures
-from teleop.correction.stage import Context, Motion, run_stages
-from teleop.inputs import (
+from teleop.console.inputs import (
     Gamepad,
     HandInput,
     InputDevice,
@@ -46,11 +39,18 @@ from teleop.inputs import (
     Trace,
     TraceReplay,
 )
-from teleop.linkspec import LinkSpec
-from teleop.mapping import HandToTool, MappingConfig
-from teleop.netem import DelayLine, LinkModel
-from teleop.timing import SPIN_S, sleep_until
-from teleop.videolink import VideoClient, VideoClientConfig
+from teleop.console.mapping import HandToTool, MappingConfig
+from teleop.correction.blending import PolicyBlending
+from teleop.correction.config import CorrectionConfig
+from teleop.correction.fixtures import VirtualFixtures
+from teleop.correction.stage import Context, Motion, run_stages
+from teleop.netem.model import DelayLine, LinkModel
+from teleop.netem.spec import LinkSpec
+from teleop.video.client import VideoClient, VideoClientConfig
+from teleop.wire import protocol as p
+from teleop.wire.channels import ClientKeys, ClientSockets, Endpoints
+from teleop.wire.clock import ClockEstimator
+from teleop.wire.timing import SPIN_S, sleep_until
 
 InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
 
@@ -87,7 +87,7 @@ class ConsoleConfig:
     #: When another console holds the arm (perhaps a dead one, until its session times out), keep
     #: asking to engage for this long (s).
     engage_wait_s: float = 5.0
-    #: Emulated network (``teleop.linkspec`` format) on every channel and direction, and per-channel
+    #: Emulated network (``teleop.netem.spec`` format) on every channel and direction, and per-channel
     #: overrides: keys ``cmd``, ``telemetry``, ``control`` (both ways), ``control_up``, ``control_down``.
     link: str = ""
     links: dict[str, str] = field(default_factory=dict)
@@ -98,7 +98,7 @@ class ConsoleConfig:
     clock_jump_s: float = 0.0
     clock_jump_at_s: float = 0.0
     estop_at_s: float | None = None
-    #: The endoscope video (WebRTC, ``teleop.videolink``): off unless ``video.enabled``.
+    #: The endoscope video (WebRTC, ``teleop.video.client``): off unless ``video.enabled``.
     video: VideoClientConfig = field(default_factory=VideoClientConfig)
     #: Motion correction and latency compensation stages (``teleop.correction``): all off by default.
     correction: CorrectionConfig = field(default_factory=CorrectionConfig)
@@ -138,7 +138,7 @@ class RobotLink:
     """The console's side of the three channels: requests with timeouts and retries, clock pings,
     commands and the newest telemetry — optionally through the link emulator.
 
-    With ``links`` (one ``LinkSpec`` per channel and direction, see ``teleop.linkspec``) every
+    With ``links`` (one ``LinkSpec`` per channel and direction, see ``teleop.netem.spec``) every
     message the console sends is held in a delay line until the emulated network delivers it, and
     every message the robot sends is held after arrival until then; message-level links may drop,
     reorder and duplicate, TCP-faithful links only delay (in order). The robot side is untouched,

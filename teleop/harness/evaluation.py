@@ -35,16 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from teleop import protocol as p
-from teleop.channels import Endpoints, free_loopback_ports
-from teleop.console import Console, ConsoleConfig
+from teleop.console.core import Console, ConsoleConfig
+from teleop.console.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
+from teleop.console.mapping import HandToTool, MappingConfig
 from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
+from teleop.correction.signals import Tremor
 from teleop.correction.tremor import tremor_power_um2
 from teleop.harness.runner import CliProcess
-from teleop.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay, Tremor
-from teleop.mapping import HandToTool, MappingConfig
 from teleop.settings import write_toml
+from teleop.wire import protocol as p
+from teleop.wire.channels import Endpoints, free_loopback_ports
 
 PERIOD_S = 0.005
 TRACE_S = 8.0
@@ -191,7 +192,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Run ``scenario`` (default ``min-jerk/Reach``) with ``method``'s stages over ``delay_s`` one way
     (jitter 10%, every channel) to the robot at ``endpoints``; what ``score`` needs. ``link``: a
-    whole link spec (``teleop.linkspec``) instead, e.g. with loss and an outage. ``motion_scale``:
+    whole link spec (``teleop.netem.spec``) instead, e.g. with loss and an outage. ``motion_scale``:
     the console's (see the module docstring)."""
     scenario = scenario or SCENARIOS["min-jerk/Reach"]
     method = dict(method)

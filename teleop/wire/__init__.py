@@ -1,0 +1,5 @@
+"""The wire, shared by both ends: messages (``protocol``), sockets, CURVE and keys (``channels``,
+``auth``), binding (``ports``), the clock sync (``clock``), the fixed-rate loop (``timing``) and the
+robot ↔ media signalling (``signalling``). Imports nothing else from teleop.
+
+Docstring only, no re-exports: spawned children import their package's ``__init__``."""
