@@ -50,7 +50,7 @@ from teleop.video.client import VideoClient, VideoClientConfig
 from teleop.wire import protocol as p
 from teleop.wire.channels import ClientKeys, ClientSockets, Endpoints
 from teleop.wire.clock import ClockEstimator
-from teleop.wire.timing import SPIN_S, sleep_until
+from teleop.wire.timing import SPIN_S, FixedRate, sleep_until
 
 InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
 
@@ -820,7 +820,7 @@ class Console:
         period = 1.0 / cfg.rate_hz
         self._latencies, self._last_echo, self._max_force = [], 0, 0.0
         start = link.true_clock()
-        deadline = start
+        rate = FixedRate(period, link.true_clock, start)
         sent_before = self.seq
         success_since: float | None = None
         reason = "timeout"
@@ -861,10 +861,8 @@ class Console:
                     break
             else:
                 success_since = None
-            deadline += period
-            if link.true_clock() > deadline + period:
-                deadline = link.true_clock()
-            link.wait_until(deadline)
+            rate.advance()
+            link.wait_until(rate.deadline_s)
         return EpisodeResult(
             task=task,
             seed=seed,
@@ -898,7 +896,8 @@ class Console:
                 except ConsoleError as exc:
                     print(f"console: replaying from the current pose: {exc}", file=sys.stderr)
             self.engage()
-        start = deadline = self.link.true_clock()
+        start = self.link.true_clock()
+        rate = FixedRate(period, self.link.true_clock, start)
         self._latencies, self._max_force = [], 0.0
         try:
             while True:
@@ -918,10 +917,8 @@ class Console:
                             self.engage()
                         except ConsoleError as exc:
                             print(f"\nconsole: {exc}", file=sys.stderr)
-                deadline += period
-                if self.link.true_clock() > deadline + period:
-                    deadline = self.link.true_clock()
-                self.link.wait_until(deadline)
+                rate.advance()
+                self.link.wait_until(rate.deadline_s)
         except KeyboardInterrupt:
             pass
         finally:

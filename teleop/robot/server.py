@@ -82,7 +82,7 @@ from teleop.wire.auth import fingerprint
 from teleop.wire.channels import Endpoints, ServerKeys, ServerSockets, is_loopback
 from teleop.wire.clock import ClockEstimator, ClockSync
 from teleop.wire.ports import bind_zmq
-from teleop.wire.timing import sleep_until
+from teleop.wire.timing import FixedRate, sleep_until
 
 log = logging.getLogger("telesurg.robot")
 
@@ -391,7 +391,7 @@ class RobotServer:
         gc.callbacks.append(self._time_gc)
         first_usage = usage = ThreadUsage.now()
         start = self.clock()
-        deadline = start
+        rate = FixedRate(period, self.clock, start)
         last_start = None
         marks = (start,) * 5
         sched = SchedClock()
@@ -432,14 +432,11 @@ class RobotServer:
             if now >= next_status:
                 self._status(now)
                 next_status = now + self.config.status_every_s
-            deadline += period
-            late = self.clock() - deadline
-            if late > period:
+            if rate.advance():  # over a period late: start afresh from now, no wait
                 self.stats.overruns += 1
-                deadline = self.clock()
                 marks = (now, t_control, t_command, t_period, t_period)
                 continue
-            self._wait(deadline)
+            self._wait(rate.deadline_s)
             marks = (now, t_control, t_command, t_period, self.clock())
         self.stats.usage = ThreadUsage.now().since(first_usage)
         sched.close()

@@ -35,7 +35,7 @@ from envs.sim import SimConfig
 from envs.tasks import TASKS_BY_NAME
 from teleop.video.frames import SLOTS, FrameBuffer, FrameMeta
 from teleop.wire import protocol as p
-from teleop.wire.timing import sleep_until
+from teleop.wire.timing import FixedRate, sleep_until
 
 log = logging.getLogger("telesurg.renderer")
 
@@ -196,7 +196,7 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
     period = 1.0 / config.fps
     frame_id = 0
     tel: p.Telemetry | None = None
-    deadline = time.monotonic()
+    rate = FixedRate(period)  # fell behind (slow render): it starts afresh, never catches up
     try:
         while not stop.is_set():
             while True:  # the newest state (CONFLATE keeps one; drain in case of a reconnect)
@@ -231,14 +231,11 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
                         tip_m=tel.tool.pos_m,
                     )
                 )
-            deadline += period
-            now = time.monotonic()
-            if now > deadline + period:  # fell behind (slow render): start afresh, never catch up
-                deadline = now
+            rate.advance()
             if tel is None:
                 sub.poll(int(period * 1000))
             else:
-                sleep_until(deadline)
+                sleep_until(rate.deadline_s)
     except (BrokenPipeError, EOFError, KeyboardInterrupt):
         pass
     finally:
