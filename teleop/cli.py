@@ -400,7 +400,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_safety(args: argparse.Namespace) -> int:
-    from teleop.harness import run_safety, select_cells
+    from teleop.harness.safety import run_safety, select_cells
 
     try:
         if args.list:

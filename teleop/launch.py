@@ -76,9 +76,7 @@ Running:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
 import shlex
 import signal
@@ -92,13 +90,12 @@ from pathlib import Path
 from typing import Any
 
 from policies.config import ConfigError, read_toml
+from teleop.harness.process import Child, telesurg_argv
 
 DEFAULT_STOP_TIMEOUT_S = 5.0
 DEFAULT_READY_TIMEOUT_S = 60.0
 #: How often the launcher looks for exited processes (s).
 POLL_S = 0.05
-#: How long to wait for a process's last output lines once it has exited (s).
-DRAIN_S = 1.0
 LAUNCH_NAME = "launch"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: ANSI colours for process prefixes (cycled); the launcher's own lines are bold.
@@ -133,7 +130,7 @@ class ProcessSpec:
     def argv(self) -> list[str]:
         """The command to run: a leading ``telesurg`` becomes this interpreter's ``-m teleop.cli``."""
         if self.command[0] == "telesurg":
-            return [sys.executable, "-m", "teleop.cli", *self.command[1:]]
+            return telesurg_argv(*self.command[1:])
         return list(self.command)
 
 
@@ -400,52 +397,35 @@ def _status(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
-class _Child:
-    """A started process and the thread that prints its output and watches for its ready text."""
+class _Child(Child):
+    """A process of the launch: its output printed under its name, and its last line kept."""
 
     def __init__(self, spec: ProcessSpec, out: _Output, colour: str) -> None:
         self.spec = spec
         self.out = out
         self.colour = colour
-        self.ready = threading.Event()
         #: The last non-blank line the process printed and its line number in the launch's output.
         self.last_line = ""
         self.last_line_no = 0
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
-        self.popen = subprocess.Popen(
+        super().__init__(
             spec.argv,
             cwd=spec.cwd,
-            env=env,
+            env=spec.env,
+            ready=spec.ready,
+            on_line=self._print,
+            new_session=True,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            name=f"launch-{spec.name}",
         )
-        self.reader = threading.Thread(target=self._read, name=f"launch-{spec.name}", daemon=True)
-        self.reader.start()
 
-    def _read(self) -> None:
-        assert self.popen.stdout is not None
-        with self.popen.stdout as stream:
-            for raw in stream:
-                text = raw.decode(errors="replace").rstrip("\r\n")
-                number = self.out.line(self.spec.name, text, self.colour)
-                if text.strip():
-                    self.last_line, self.last_line_no = text, number
-                if self.spec.ready is not None and self.spec.ready in text:
-                    self.ready.set()
+    def _print(self, text: str) -> None:
+        number = self.out.line(self.spec.name, text, self.colour)
+        if text.strip():
+            self.last_line, self.last_line_no = text, number
 
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, signum: int) -> None:
+    def signal(self, signum: int, group: bool = True) -> None:
         """Signal the whole process group (the child and anything it started), as a terminal would."""
-        if self.running():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signum)
-
-    def drain(self) -> None:
-        self.reader.join(DRAIN_S)
+        super().signal(signum, group=group)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -499,7 +479,7 @@ class _Launcher:
                 self.log(f"cannot start {spec.name}: {exc}{self._stopping()}")
                 return 1
             self.children.append(child)
-            self.log(f"started {spec.name} (pid {child.popen.pid})")
+            self.log(f"started {spec.name} (pid {child.proc.pid})")
             if spec.ready is not None:
                 code = self._wait_ready(child)
                 if code is not None:
@@ -518,7 +498,7 @@ class _Launcher:
                 child.drain()  # its ready line may still be in the pipe
                 if child.ready.is_set():
                     return None
-                rc = child.popen.returncode
+                rc = child.proc.returncode
                 self.log(f"{child.spec.name} {_describe(rc)} before printing {child.spec.ready!r}{self._stopping()}")
                 if rc > 0:
                     self.failed = child
@@ -545,7 +525,7 @@ class _Launcher:
 
     def _ended_by(self, child: _Child) -> int:
         child.drain()  # its last lines before our message
-        rc = child.popen.returncode
+        rc = child.proc.returncode
         if rc > 0:
             self.failed = child
         expected = rc != 0 or child.spec.main
@@ -566,7 +546,7 @@ class _Launcher:
             for child in self.children:
                 child.signal(signal.SIGKILL)
             for child in self.children:
-                child.popen.wait()
+                child.proc.wait()
         for child in self.children:
             child.drain()
 
@@ -578,7 +558,7 @@ class _Launcher:
                 return
             child.signal(signum)
             try:
-                rc = child.popen.wait(timeout_s)
+                rc = child.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.log(f"{child.spec.name} did not stop in {timeout_s:g} s; {then}")
                 continue

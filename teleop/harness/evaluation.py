@@ -42,7 +42,7 @@ from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.signals import Tremor
 from teleop.correction.tremor import tremor_power_um2
-from teleop.harness.runner import CliProcess
+from teleop.harness.process import CliProcess
 from teleop.settings import write_toml
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, free_loopback_ports

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +18,11 @@ import numpy as np
 from teleop.harness.cells import OUTAGE_AT_S, Cell
 from teleop.harness.hostprobe import read_gaps
 from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
+from teleop.harness.process import REPO, CliProcess
 from teleop.robot.server import REALTIME_PRIORITY
 from teleop.settings import write_toml
 from teleop.wire.channels import free_loopback_ports
 
-REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
 #: When a fault is injected, counted from the console's engage.
 FAULT_AT_S = 0.5
@@ -80,65 +77,6 @@ class CellResult:
             "console_exit": self.console_exit,
             "notes": self.notes,
         }
-
-
-class CliProcess:
-    """A ``telesurg`` subcommand in a subprocess whose merged output is collected line by line (and
-    kept in a log file); ``ready`` is a line fragment ``wait_ready`` waits for."""
-
-    def __init__(self, argv: list[str], log: Path, ready: str | None = None) -> None:
-        self.lines: list[str] = []
-        self.log = log.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "teleop.cli", *argv],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self._ready = threading.Event()
-        self._marker = ready
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            self.log.write(line)
-            if self._marker and self._marker in line:
-                self._ready.set()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        return self._ready.wait(timeout_s)
-
-    def wait_for(self, text: str, timeout_s: float) -> bool:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if any(text in line for line in self.lines):
-                return True
-            if self.proc.poll() is not None:
-                return any(text in line for line in self.lines)
-            time.sleep(0.01)
-        return False
-
-    def stop(self, timeout_s: float = 10.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._thread.join(2)
-        self.log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
 
 
 def run_cell(

@@ -4,7 +4,7 @@
     telesurg soak --minutes 3 --window-minutes 1    # a smoke run
     telesurg soak --minutes 60 --strict             # the timing targets decide the exit status too
 
-What runs, each a process of its own (``teleop.harness.runner.CliProcess``, as in the safety harness):
+What runs, each a process of its own (``teleop.harness.process.CliProcess``, as in the safety harness):
 
 - the robot (`telesurg robot`: recording every period, real-time priority where permitted, the state
   feed and video signalling on), its control loop on the last CPU (``cpu`` in ``[robot]``); with
@@ -67,8 +67,9 @@ from teleop.harness import procstats
 from teleop.harness.browser import CHROMIUM, BrowserViewer
 from teleop.harness.cells import ALL_STAGES, Cell
 from teleop.harness.hostprobe import read_gaps
+from teleop.harness.process import CliProcess
 from teleop.harness.recording_windows import RecordingWindows
-from teleop.harness.runner import FORBIDDEN_M, CliProcess, HostProbe
+from teleop.harness.runner import FORBIDDEN_M, HostProbe
 from teleop.harness.soak_report import (
     TABLE_HEADER,
     cycle_line,

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from teleop.harness import select_cells
 from teleop.harness.cells import OUTAGE_AT_S, quick_matrix, spec_cells
+from teleop.harness.safety import select_cells
 from teleop.netem.spec import LinkSpecError
 
 SPEC = "delay=200ms jitter=20ms loss=3% burst=4 outage=1s@5s mode=message"

@@ -16,7 +16,7 @@ import pytest
 
 from teleop.console.core import Console, ConsoleConfig
 from teleop.console.inputs import Trace, TraceReplay
-from teleop.harness.runner import CliProcess
+from teleop.harness.process import CliProcess
 from teleop.robot.recorder import read_topic
 from teleop.robot.records import TOPIC_STATE
 from teleop.settings import write_toml
