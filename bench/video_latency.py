@@ -19,7 +19,7 @@ Measured in one run, for each frame size (``--sizes``, default 640x480 and 320x2
    images, a moving gradient and disc with a little noise, cycled; each frame's creation time kept
    by pts) and a receiver decoding them. Frames are matched by RTP timestamp (the receiver keeps raw
    RTP timestamps and the sender's RTP origin is learnt from its first packet, as the media process
-   does: ``teleop.video.media._tap_rtp``); created → decoded is the floor for the stack's ready → displayed
+   does: ``teleop.video.aiortc_patches.tap_rtp``); created → decoded is the floor for the stack's ready → displayed
    (both: conversion to a VideoFrame, encode, packetise, SRTP over loopback UDP, jitter buffer, decode).
 
 Each measurement waits for the first decoded frame, drops a 2 s warm-up and then measures for
@@ -63,9 +63,10 @@ from teleop.console.core import ConsoleConfig, RobotLink
 from teleop.harness import procstats
 from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
-from teleop.video.client import FrameSample, VideoClient, VideoClientConfig, _RawTimestamps
-from teleop.video.media import VIDEO_CLOCK_HZ, _tap_rtp
-from teleop.video.webrtc import rtc_configuration, use_ice_addresses
+from teleop.video.aiortc_patches import keep_rtp_timestamps, tap_rtp, use_ice_addresses
+from teleop.video.client import FrameSample, VideoClient, VideoClientConfig
+from teleop.video.media import VIDEO_CLOCK_HZ
+from teleop.video.webrtc import rtc_configuration
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, free_loopback_ports
 
@@ -467,7 +468,7 @@ async def _raw_loopback(size: tuple[int, int], fps: float, seconds: float) -> di
     consumers: list[asyncio.Task[None]] = []
     try:
         transceiver = receiver.addTransceiver("video", direction="recvonly")
-        transceiver.receiver._RTCRtpReceiver__timestamp_mapper = _RawTimestamps()
+        keep_rtp_timestamps(transceiver.receiver)
 
         @receiver.on("track")
         def _on_track(remote: Any) -> None:
@@ -478,7 +479,7 @@ async def _raw_loopback(size: tuple[int, int], fps: float, seconds: float) -> di
         await sender.setRemoteDescription(receiver.localDescription)
         sender.addTrack(track)
         await sender.setLocalDescription(await sender.createAnswer())
-        _tap_rtp(sender, track, on_rtp_frame)
+        tap_rtp(sender, track, on_rtp_frame)
         await receiver.setRemoteDescription(sender.localDescription)
 
         t0 = time.monotonic()

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from teleop.netem.spec import LinkSpec
-from teleop.video.webrtc import LOOPBACK_ADDRESSES, emulate_link, rtc_configuration, use_ice_addresses
+from teleop.video.aiortc_patches import bound_nacks, emulate_link, keep_rtp_timestamps, use_ice_addresses
+from teleop.video.webrtc import LOOPBACK_ADDRESSES, rtc_configuration
 
 #: Frames and metadata waiting for their partner (by RTP timestamp): at most this many each.
 MATCH_WINDOW = 120
@@ -141,49 +142,6 @@ class FrameSample:
         return self.displayed_s + self.offset_s - self.ready_s
 
 
-class _RawTimestamps:
-    """Stands in for aiortc's receiver timestamp mapper: decoded frames keep their RTP timestamp."""
-
-    def map(self, timestamp: int) -> int:
-        return timestamp
-
-
-def _bound_nacks(receiver: Any, max_gap_packets: int) -> None:
-    """After a gap of more than ``max_gap_packets`` (an outage), ask for a keyframe instead of
-    retransmissions.
-
-    aiortc's receiver NACKs every missing packet, however old: after a 3 s outage the sender
-    retransmits the last 128 packets of seconds-old frames, the jitter buffer takes them for a
-    restarted stream and the stale frames are decoded (the backlog replayed) or the stream stalls.
-    A browser bounds its NACKs by age and asks for a keyframe; so does this: the lost packets are
-    forgotten, partial frames dropped, and a PLI requests a fresh keyframe."""
-    from aiortc.rtcrtpreceiver import NackGenerator
-    from aiortc.utils import uint16_add, uint16_gt
-
-    _pending: set[asyncio.Future[None]] = set()
-
-    class _BoundedNackGenerator(NackGenerator):
-        def add(self, packet: Any) -> bool:
-            seq = packet.sequence_number
-            if (
-                self.max_seq is not None
-                and uint16_gt(seq, self.max_seq)
-                and uint16_add(seq, -self.max_seq) > max_gap_packets
-            ):
-                self.missing.clear()
-                self.max_seq = seq
-                jitter = receiver._RTCRtpReceiver__jitter_buffer
-                jitter.remove(jitter.capacity)
-                jitter._origin = None
-                task = asyncio.ensure_future(receiver._send_rtcp_pli(packet.ssrc))
-                _pending.add(task)
-                task.add_done_callback(_pending.discard)
-                return False
-            return super().add(packet)
-
-    receiver._RTCRtpReceiver__nack_generator = _BoundedNackGenerator()
-
-
 class VideoClient:
     """See the module docstring."""
 
@@ -279,8 +237,8 @@ class VideoClient:
                 self.connection_state = pc.connectionState
 
         for transceiver in pc.getTransceivers():
-            transceiver.receiver._RTCRtpReceiver__timestamp_mapper = _RawTimestamps()
-            _bound_nacks(transceiver.receiver, self.config.nack_max_gap_packets)
+            keep_rtp_timestamps(transceiver.receiver)
+            bound_nacks(transceiver.receiver, self.config.nack_max_gap_packets)
         await pc.setLocalDescription(await pc.createOffer())
         down, up = self.config.link_specs()
         if down is not None or up is not None:

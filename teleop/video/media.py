@@ -45,10 +45,11 @@ from typing import Any
 import numpy as np
 
 from teleop.robot.realtime import give_back_freed_memory
+from teleop.video.aiortc_patches import tap_rtp, use_ice_addresses
 from teleop.video.frames import FrameBuffer, FrameMeta
 from teleop.video.httpguard import ConnectionGuard, GuardConfig
 from teleop.video.renderer import RendererConfig, run_renderer
-from teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration, use_ice_addresses
+from teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
 from teleop.wire import signalling
 from teleop.wire.channels import is_loopback
 from teleop.wire.ports import bind_zmq, listen_tcp
@@ -219,33 +220,6 @@ def _track_class() -> type:
     return RenderedTrack
 
 
-def _tap_rtp(pc: Any, track: Any, on_frame: Any) -> None:
-    """Call ``on_frame(rtp_ts, pts)`` when the first RTP packet of each new video frame leaves.
-
-    aiortc adds a random origin to every ``pts`` to make the RTP timestamp and keeps it to itself;
-    the first packet of the first frame (whose pts the track knows) reveals it. Metadata sent then
-    carries the frame's exact RTP timestamp, which the receiver sees on the decoded frame."""
-    sender = next(t.sender for t in pc.getTransceivers() if t.sender.track is track)
-    dtls = sender.transport
-    send = dtls._send_rtp
-    state = {"origin": None, "last": None}
-
-    async def _send_rtp(data: bytes) -> None:
-        if len(data) >= 12 and not 192 <= data[1] <= 223:  # RTP, not RTCP
-            ssrc = int.from_bytes(data[8:12], "big")
-            ts = int.from_bytes(data[4:8], "big")
-            last = state["last"]
-            if ssrc == sender._ssrc and (last is None or 0 < (ts - last) % 2**32 < 2**31):
-                state["last"] = ts
-                if state["origin"] is None and track.first_pts is not None:
-                    state["origin"] = (ts - track.first_pts) % 2**32
-                if state["origin"] is not None:
-                    on_frame(ts, (ts - state["origin"]) % 2**32)
-        await send(data)
-
-    dtls._send_rtp = _send_rtp
-
-
 class _Peer:
     def __init__(self, name: str, pc: Any, track: Any) -> None:
         self.name = name
@@ -345,7 +319,7 @@ class MediaServer:
                 raise ValueError("the offer has no video section")
             pc.addTrack(track)  # takes the offered video transceiver: the answer is sendonly
             await pc.setLocalDescription(await pc.createAnswer())
-            _tap_rtp(pc, track, _on_rtp_frame)
+            tap_rtp(pc, track, _on_rtp_frame)
         except Exception:
             await self._close_peer(peer)
             raise

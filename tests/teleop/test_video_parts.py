@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from teleop.robot.arm import SimArmConfig, SimulatedArm
+from teleop.video.aiortc_patches import check_internals, use_ice_addresses
 from teleop.video.frames import SLOTS, FrameBuffer
 from teleop.video.renderer import RendererConfig, SceneMirror
-from teleop.video.webrtc import keep_candidates, use_ice_addresses
+from teleop.video.webrtc import keep_candidates
 from teleop.wire import protocol as p
 from teleop.wire import signalling
 
@@ -190,3 +191,8 @@ def test_without_opencv_gui_support_a_display_gives_one_note_and_show_true_an_er
         )
     else:
         assert err == ""  # show = false: nothing to say
+
+
+def test_every_aiortc_internal_the_video_path_patches_is_there() -> None:
+    # An aiortc or aioice upgrade that moves one fails here, by name, not as a silent stall.
+    assert check_internals() == []
