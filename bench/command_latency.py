@@ -67,7 +67,8 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.console.core import ConsoleConfig, RobotLink
+from teleop.console.config import ConsoleConfig
+from teleop.console.robot_link import RobotLink
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, free_loopback_ports
 from teleop.wire.timing import sleep_until

@@ -59,7 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from teleop.console.core import ConsoleConfig, RobotLink
+from teleop.console.config import ConsoleConfig
+from teleop.console.robot_link import RobotLink
 from teleop.harness import procstats
 from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml

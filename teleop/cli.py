@@ -300,7 +300,9 @@ def _cmd_robot(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    from teleop.console.core import Console, ConsoleConfig, ConsoleError
+    from teleop.console.config import ConsoleConfig
+    from teleop.console.core import Console
+    from teleop.console.robot_link import ConsoleError
     from teleop.settings import ConfigError, load_section
     from teleop.video.client import NoWindowError
 

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from teleop.console.core import Console, ConsoleConfig
+from teleop.console.config import ConsoleConfig
+from teleop.console.core import Console
 from teleop.console.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
 from teleop.console.mapping import HandToTool, MappingConfig
 from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand

@@ -83,7 +83,8 @@ Labelled = tuple[np.ndarray, np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------- recording
 def record(cfg: TrainConfig, folder: Path) -> list[Path]:
     """Run the scripted surgeon through the stack; the robot's recording (one MCAP)."""
-    from teleop.console.core import Console, ConsoleConfig
+    from teleop.console.config import ConsoleConfig
+    from teleop.console.core import Console
     from teleop.console.inputs import SurgeonConfig
     from teleop.harness.evaluation import recording_robot
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from teleop.console.core import ConsoleConfig, RobotLink
+from teleop.console.config import ConsoleConfig
+from teleop.console.robot_link import RobotLink
 from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
 from teleop.wire import protocol as p

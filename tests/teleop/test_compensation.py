@@ -33,7 +33,8 @@ def test_the_console_guides_along_the_loaded_trace_path_from_the_robot(robot) ->
     the console's fixtures guide along it, across the tissue surface only; Reach has none."""
     import numpy as np
 
-    from teleop.console.core import Console, ConsoleConfig
+    from teleop.console.config import ConsoleConfig
+    from teleop.console.core import Console
     from teleop.correction.config import CorrectionConfig
     from teleop.correction.fixtures import VirtualFixtures
 

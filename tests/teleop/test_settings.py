@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from teleop.console.core import ConsoleConfig
+from teleop.console.config import ConsoleConfig
 from teleop.robot.server import ServerConfig
 from teleop.robot.supervisor import Box
 from teleop.settings import ConfigError, build, load_section

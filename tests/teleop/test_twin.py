@@ -148,7 +148,8 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
     """Replay min-jerk strokes over 200 ms each way with the twin on: at each moment the twin is
     much closer to where the robot's tool will be once the commands in flight arrive (200 ms later)
     than the telemetry is (showing where it was 200 ms ago)."""
-    from teleop.console.core import Console, ConsoleConfig
+    from teleop.console.config import ConsoleConfig
+    from teleop.console.core import Console
     from teleop.console.inputs import TraceReplay
     from teleop.correction.config import CorrectionConfig
     from teleop.harness.evaluation import hand_trace

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from teleop.console.core import Console, ConsoleConfig
+from teleop.console.config import ConsoleConfig
+from teleop.console.core import Console
 from teleop.console.inputs import Trace, TraceReplay
 from teleop.harness.process import CliProcess
 from teleop.robot.recorder import read_topic
