@@ -21,6 +21,8 @@ clock (ns).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 Vec3 = tuple[float, float, float]
@@ -174,3 +176,8 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     TOPIC_CONFIG: ConfigRecord,
     TOPIC_STALLS: StallRecord,
 }
+
+
+def vec3(v: Any) -> tuple[float, float, float]:
+    """A 3-vector (array, list) as a tuple of floats, as the records and messages carry it."""
+    return (float(v[0]), float(v[1]), float(v[2]))

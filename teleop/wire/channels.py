@@ -247,3 +247,12 @@ class ClientSockets:
         for sock in self._sockets:
             sock.close(linger=0)
         self._sockets = []
+
+
+def frame_property(frame: zmq.Frame, name: str) -> str:
+    """A received frame's ZeroMQ property (``User-Id``: the CURVE key, Z85; ``Peer-Address``), ""
+    when the connection has none (no CURVE, not TCP)."""
+    try:
+        return str(frame.get(name))
+    except zmq.ZMQError:
+        return ""

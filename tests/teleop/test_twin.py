@@ -85,7 +85,7 @@ def test_the_twins_skeleton_is_its_forward_kinematics() -> None:
 
 
 def _camera(arm) -> p.Camera:
-    from teleop.robot.server import camera_message
+    from teleop.robot.telemetry import camera_message
 
     return camera_message(arm.camera())
 
