@@ -21,7 +21,7 @@ BLOCK_HEIGHT_M = 0.008
 #: position-controlled arm gave contact impulses of 70-110 N that came and went at alternate physics
 #: steps (the solver pushes the tool out, the next step presses it in again), which no force limit
 #: can act on; with this compliance a press at the supervisor's top speed rises smoothly and the
-#: force shield holds it under the ceiling (tests/teleop/test_board_contact.py).
+#: force shield holds it under the ceiling (tests/teleop/robot/test_board_contact.py).
 BOARD_STIFFNESS_N_M = 5000.0
 BOARD_DAMPING_N_S_M = 10.0
 

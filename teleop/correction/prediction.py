@@ -23,7 +23,7 @@ target). The tremor in the target passes through as it came (the tremor filter, 
 what removes it); the prediction adds voluntary motion. A predictor that rejects tremor itself
 (``rejects_tremor``: the learned one, trained with tremor in its inputs and the intent as its
 target) gets the raw target instead (``CorrectionConfig.prediction_stage``). Chosen by measurement
-(``tests/teleop/test_correction.py``; README, Motion correction): at 200 ms on min-jerk strokes
+(``tests/teleop/correction/test_correction.py``; README, Motion correction): at 200 ms on min-jerk strokes
 with 0.1 mm tremor at regular and irregular tick times, α-β on the raw target cuts RMS error 60%
 but multiplies the tremor band power of the error by 27; band-limited (3 × 6 Hz) it cuts 40% and
 the tremor band power is 0.46× that of no prediction.

@@ -18,7 +18,7 @@ import pytest
 from teleop.settings import write_toml
 from teleop.wire.channels import free_loopback_ports
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHM = Path("/dev/shm")
 
 

@@ -24,7 +24,7 @@ from teleop.robot.recorder import read
 from teleop.robot.recorder_process import ProcessRecorder
 from teleop.robot.records import EventRecord
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def Tick(n: int, text: str = "") -> EventRecord:

@@ -18,7 +18,7 @@ from teleop.robot.recorder import read_topic
 from teleop.wire import protocol as p
 from teleop.wire.channels import ClientKeys, generate_keys
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 

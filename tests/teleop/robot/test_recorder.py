@@ -20,7 +20,7 @@ from mcap.reader import make_reader
 from teleop.robot.recorder import Recorder, RecordingTail, foxglove_schema, read, read_topic
 from teleop.wire.protocol import Command, Pose, Telemetry
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 

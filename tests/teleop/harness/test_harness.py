@@ -31,7 +31,7 @@ from teleop.robot.records import (
     StateRecord,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _safety(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:

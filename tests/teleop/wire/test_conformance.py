@@ -15,7 +15,7 @@ import pytest
 
 from teleop.wire import protocol as p
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CLIENT = REPO / "tests" / "conformance_client.py"
 
 

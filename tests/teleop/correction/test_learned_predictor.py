@@ -15,7 +15,7 @@ from teleop.correction.learned import ASSET, LearnedPredictor, LearnedPredictorC
 from teleop.correction.prediction import PREDICTORS, MotionPrediction, prediction_rms_m
 from teleop.correction.stage import Context, Motion
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_features_are_the_past_relative_to_now_with_the_oldest_sample_standing_in() -> None:

@@ -107,7 +107,7 @@ def test_malformed_messages_never_crash_the_server_or_move_the_arm(robot, client
     def throw(data: bytes, channel: str) -> None:
         nonlocal replies
         if _is_valid(data) or p.estop_request(data) is not None:
-            return  # well-formed input, or an e-stop however odd (it latches: tests/teleop/test_estop.py)
+            return  # well-formed input, or an e-stop however odd (it latches: tests/teleop/robot/test_estop.py)
         if channel == "cmd":
             cmd.send(data)
             time.sleep(0.003)  # the robot judges the newest command once per period

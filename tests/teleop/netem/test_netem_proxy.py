@@ -23,7 +23,7 @@ from teleop.netem.proxy import LinkProxy, Route, channel_routes, run_proxy
 from teleop.netem.spec import LinkSpec, LinkSpecError
 from teleop.wire.channels import Endpoints
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SLACK_S = 0.08  # scheduling noise allowed on top of the emulated delay on a loaded CI machine
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

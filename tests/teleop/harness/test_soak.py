@@ -35,9 +35,9 @@ from teleop.robot.records import (
     StateRecord,
 )
 
-from ..system_programs import require
+from ...system_programs import require
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PERIOD_S = 0.002
 #: Every telesurg process a window must have figures for (the browser's are reported too).
 PROCESSES = ("robot", "robot/recorder", "video", "video/renderer", "console")

@@ -19,8 +19,8 @@ import pytest
 
 from teleop.harness.browser import CHROMIUM_ARGS
 
-from ..system_programs import require
-from .conftest import RobotProcess
+from ...system_programs import require
+from ..conftest import RobotProcess
 from .test_video import VideoStack
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from teleop.video.client import VideoClient, VideoClientConfig
 from teleop.wire import protocol as p
 from teleop.wire.channels import free_loopback_ports
 
-from .conftest import Client, RobotProcess
+from ..conftest import Client, RobotProcess
 
 pytestmark = pytest.mark.slow
 
