@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the ids)
+import envs
 from policies.bundle import Policy
 
 #: A step counts as "in contact" for the mean-force figure above this magnitude (N).
@@ -127,3 +127,86 @@ def format_results(results: list[EvalResult]) -> str:
             f"{r.mean_episode_length:>10.1f}{r.mean_contact_force_N:>12.2f}{r.max_contact_force_N:>11.2f}"
         )
     return "\n".join(rows)
+
+
+class EvalSetupError(ValueError):
+    """A saved policy that cannot be evaluated as asked (one line: missing, mismatched, bad env)."""
+
+
+@dataclass(frozen=True)
+class SavedPolicy:
+    """A saved policy ready to evaluate: the env id, the card's env options and the frame rate."""
+
+    policy: Policy
+    env_id: str
+    options: dict[str, Any]
+    fps: float
+
+
+def load_saved(model: str, env_id: str | None = None) -> SavedPolicy:
+    """Load ``model`` (a folder or its model.zip) and check it against ``env_id`` (default: its
+    card's) under its card's env options; ``EvalSetupError`` with one line otherwise."""
+    from policies.bundle import PolicyMismatch
+
+    try:
+        policy = Policy.load(model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise EvalSetupError(str(exc)) from None
+    card = policy.card
+    env_id = env_id or card.env_id
+    if env_id not in envs.ENV_IDS:
+        raise EvalSetupError(f"unknown env id {env_id!r}; run 'telesurg envs' for the list")
+    options = card.env_options  # the force limits etc. the policy was trained and is judged under
+    try:
+        probe = gym.make(env_id, **options)
+    except (TypeError, ValueError) as exc:
+        raise EvalSetupError(f"model card env_options {options} are not valid: {exc}") from None
+    fps = float(probe.metadata.get("render_fps", 25))
+    try:
+        policy.check_env(probe)
+    except PolicyMismatch as exc:
+        raise EvalSetupError(str(exc)) from None
+    finally:
+        probe.close()
+    return SavedPolicy(policy, env_id, options, fps)
+
+
+def evaluate_saved(
+    saved: SavedPolicy,
+    episodes: int,
+    seed: int,
+    shields: tuple[bool, ...],
+    video: str | None = None,
+    say: Callable[[str], None] = print,
+) -> list[EvalResult]:
+    """Evaluate ``saved`` once per shield setting; ``video``: record the first setting's first
+    episode from the endoscope camera (a bad path raises ``EvalSetupError`` before any episode)."""
+    card = saved.policy.card
+    say(f"evaluating {card.algo.upper()} policy ({card.env_id}) on {saved.env_id}: {episodes} episodes, seed {seed}")
+    results: list[EvalResult] = []
+    for i, shield in enumerate(shields):
+        writer = None
+        if video and i == 0:
+            from policies.video import Mp4Writer
+
+            try:
+                writer = Mp4Writer(video, saved.fps)
+            except ValueError as exc:
+                raise EvalSetupError(str(exc)) from None
+        try:
+            results.append(
+                evaluate(
+                    saved.policy,
+                    saved.env_id,
+                    episodes,
+                    seed,
+                    shield,
+                    saved.options,
+                    on_frame=writer.write if writer else None,
+                )
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+                say(f"video of episode 0 ({writer.frames} frames) written to {video}")
+    return results

@@ -27,7 +27,14 @@ RANK = {
     "leaf": 0,
 }
 #: Modules that sit at the top of ``teleop/`` and the layer they belong to.
-TOP = {"cli": "front", "launch": "front", "__init__": "front", "settings": "leaf"}
+TOP = {
+    "cli": "front",
+    "cli_errors": "front",
+    "commands": "front",
+    "launch": "front",
+    "__init__": "front",
+    "settings": "leaf",
+}
 
 
 def layer_of(module: str) -> str:
