@@ -58,7 +58,7 @@ from teleop.harness.evaluation import (
     without_prediction,
 )
 from teleop.robot.recorder import read_topic
-from teleop.robot.records import TOPIC_STATE
+from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 HERE = Path(__file__).resolve().parent
 #: Methods per generator: the twin loop needs a surgeon that closes its loop (scripted).
@@ -209,13 +209,16 @@ def main() -> None:
                 what = f"{name:15s} {method:18s} delay {delay * 1e3:4.0f} ms scale {scale:g} seed {seed}"
                 print(f"[{done:3d}/{len(plan)}] {what}  ETA {eta / 60:.1f} min", flush=True)
         states = read_topic(record, TOPIC_STATE)
+        hard_force_N = read_topic(record, TOPIC_CONFIG)[-1]["hard_force_N"]
 
     cells: dict[str, dict[str, Any]] = {}
     for name, method, delay, scale, _, _ in runs:
         key = f"{name}|{method}|{delay:g}|{scale:g}"
         if key in cells:
             continue
-        scores = [score(r, states) for n, m, d, k, _, r in runs if (n, m, d, k) == (name, method, delay, scale)]
+        scores = [
+            score(r, states, hard_force_N) for n, m, d, k, _, r in runs if (n, m, d, k) == (name, method, delay, scale)
+        ]
         rms, rms_ci = interval([s["rms_mm"] for s in scores])
         p99, p99_ci = interval([s["p99_mm"] for s in scores])
         t, t_ci = interval([s["time_s"] for s in scores])

@@ -50,7 +50,6 @@ from teleop.wire.channels import Endpoints, free_loopback_ports
 
 PERIOD_S = 0.005
 TRACE_S = 8.0
-HARD_LIMIT_N = 6.0
 TRACES_DIR = Path(__file__).resolve().parents[2] / "assets" / "traces" / "voluntary"
 
 #: Methods: ``CorrectionConfig`` fields, plus ``feedback`` for the scripted surgeon.
@@ -257,7 +256,7 @@ def run_one(
     }
 
 
-def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]:
+def score(run: dict[str, Any], states: list[dict[str, Any]], hard_force_N: float) -> dict[str, float]:
     """Tracking error of one run from the robot's recorded states (robot clock = console clock: both
     are this host's monotonic clock): RMS and p99 (mm), hard-limit violations, success, time."""
     lo, hi = run["window"]
@@ -285,7 +284,7 @@ def score(run: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, float]
         "rms_mm": float(np.sqrt(np.mean(err**2))),
         "p99_mm": float(np.percentile(err, 99)),
         "tremor_um2": tremor_power_um2(times[keep], tip - intended),
-        "violations": int(sum(s["force_mag_N"] > HARD_LIMIT_N for s in rows)),
+        "violations": int(sum(s["force_mag_N"] > hard_force_N for s in rows)),
         "periods": int(keep.sum()),
         **base,
     }

@@ -166,7 +166,7 @@ def _outage_timeline(out: Path, rows: list[dict[str, Any]]) -> Path | None:
     row = max(candidates, key=lambda r: (r["task"] == "Palpate", r["outage_s"] == 1.0, r["mode"] == "message"))
     t = load(Path(row["recordings"][0]))
     states = t.get("state", [])
-    if len(states) < 10:
+    if len(states) < 10 or not t.get("config"):
         return None
     import matplotlib
 
@@ -186,10 +186,11 @@ def _outage_timeline(out: Path, rows: list[dict[str, Any]]) -> Path | None:
     window = (time_s > -0.5) & (time_s < (row.get("outage_at_s") or 0.0) + row["outage_s"] + 3.0)
     fig, axes = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
     axes[0].plot(time_s[window], force[window])
-    axes[0].axhline(6.0, color="r", ls="--", lw=1)
+    cfg = t["config"][-1]  # the limits the robot ran under
+    axes[0].axhline(cfg["hard_force_N"], color="r", ls="--", lw=1)
     axes[0].set_ylabel("force (N)")
     axes[1].plot(time_s[window], speed[window] * 1000)
-    axes[1].axhline(100.0, color="r", ls="--", lw=1)
+    axes[1].axhline(cfg["max_tip_speed_m_s"] * 1000, color="r", ls="--", lw=1)
     axes[1].set_ylabel("tip speed (mm/s)")
     axes[2].step(time_s[window], level[window], where="post")
     axes[2].set_yticks(list(STATE_LEVEL.values()), list(STATE_LEVEL))

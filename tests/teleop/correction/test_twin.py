@@ -200,7 +200,7 @@ def test_a_scripted_surgeon_closing_its_loop_on_the_twin_finishes_sooner(robot) 
     on the twin it does not have to, and reaches the goal sooner, with no hard-limit violation."""
     from teleop.harness.evaluation import METHODS, SCENARIOS, run_one, score
     from teleop.robot.recorder import read_topic
-    from teleop.robot.records import TOPIC_STATE
+    from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
     runs = {
@@ -210,8 +210,9 @@ def test_a_scripted_surgeon_closing_its_loop_on_the_twin_finishes_sooner(robot) 
     }
     r.stop()
     states = read_topic(r.record, TOPIC_STATE)
+    hard = read_topic(r.record, TOPIC_CONFIG)[-1]["hard_force_N"]
     for seed in (0, 1):
-        delayed, twin = (score(runs[(m, seed)], states) for m in ("none", "twin loop"))
+        delayed, twin = (score(runs[(m, seed)], states, hard) for m in ("none", "twin loop"))
         assert delayed["success"] and twin["success"], (delayed, twin)
         assert twin["time_s"] < 0.8 * delayed["time_s"], (seed, twin["time_s"], delayed["time_s"])
         assert twin["violations"] == delayed["violations"] == 0

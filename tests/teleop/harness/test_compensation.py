@@ -8,7 +8,7 @@ import pytest
 
 from teleop.harness.evaluation import METHODS, run_one, score
 from teleop.robot.recorder import read_topic
-from teleop.robot.records import TOPIC_STATE
+from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,8 @@ def test_prediction_lowers_tracking_error_at_200_ms(robot) -> None:
     assert r.record is not None
     r.stop()
     states = read_topic(r.record, TOPIC_STATE)
-    err_off, err_on = score(off, states), score(on, states)
+    hard = read_topic(r.record, TOPIC_CONFIG)[-1]["hard_force_N"]
+    err_off, err_on = score(off, states, hard), score(on, states, hard)
     assert err_off["periods"] > 3000 and err_on["periods"] > 3000  # both replays ran (~9.5 s at 500 Hz)
     # The delay costs millimetres of tracking error without compensation; prediction removes most.
     assert err_off["rms_mm"] > 1.5, err_off
