@@ -216,9 +216,8 @@ def main() -> None:
         key = f"{name}|{method}|{delay:g}|{scale:g}"
         if key in cells:
             continue
-        scores = [
-            score(r, states, hard_force_N) for n, m, d, k, _, r in runs if (n, m, d, k) == (name, method, delay, scale)
-        ]
+        same = [r for n, m, d, k, _, r in runs if (n, m, d, k) == (name, method, delay, scale)]
+        scores = [score(r, states, hard_force_N) for r in same]
         rms, rms_ci = interval([s["rms_mm"] for s in scores])
         p99, p99_ci = interval([s["p99_mm"] for s in scores])
         t, t_ci = interval([s["time_s"] for s in scores])
