@@ -137,10 +137,6 @@ class FrameSource:
         self._loop.add_reader(self._conn.fileno(), self._on_frames)
         self.t0_s = time.monotonic()
 
-    @property
-    def renderer_pid(self) -> int | None:
-        return self._proc.pid
-
     def _on_frames(self) -> None:
         meta = None
         try:
