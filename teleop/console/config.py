@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from teleop.console.inputs import SurgeonConfig
 from teleop.console.mapping import MappingConfig
+from teleop.console.scripted import SurgeonConfig
 from teleop.correction.config import CorrectionConfig
 from teleop.netem.spec import LinkSpec
 from teleop.video.client import VideoClientConfig

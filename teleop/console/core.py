@@ -20,18 +20,10 @@ import numpy as np
 
 from teleop.console.config import ConsoleConfig
 from teleop.console.episodes import EpisodeResult, print_summary, run_scripted, summary
-from teleop.console.inputs import (
-    Gamepad,
-    HandInput,
-    InputDevice,
-    Keyboard,
-    ScriptedSurgeon,
-    SpaceMouse,
-    Trace,
-    TraceReplay,
-)
+from teleop.console.inputs import Gamepad, HandInput, InputDevice, Keyboard, SpaceMouse
 from teleop.console.mapping import HandToTool
 from teleop.console.robot_link import ConsoleError, RobotLink
+from teleop.console.scripted import ScriptedSurgeon, Trace, TraceReplay
 from teleop.console.terminal import Hud, run_interactive
 from teleop.console.video_hold import VideoHold
 from teleop.correction.blending import PolicyBlending

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from teleop.console.inputs import ScriptedSurgeon
 from teleop.console.robot_link import ConsoleError
+from teleop.console.scripted import ScriptedSurgeon
 from teleop.wire.timing import FixedRate
 
 if TYPE_CHECKING:

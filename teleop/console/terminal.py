@@ -10,8 +10,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from teleop.console.episodes import EpisodeResult, print_summary, wait_for_task
-from teleop.console.inputs import TraceReplay
 from teleop.console.robot_link import ConsoleError
+from teleop.console.scripted import TraceReplay
 from teleop.wire import protocol as p
 from teleop.wire.timing import FixedRate
 

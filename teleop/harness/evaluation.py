@@ -37,8 +37,9 @@ import numpy as np
 
 from teleop.console.config import ConsoleConfig
 from teleop.console.core import Console
-from teleop.console.inputs import HandInput, ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
+from teleop.console.inputs import HandInput
 from teleop.console.mapping import HandToTool, MappingConfig
+from teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
 from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.signals import Tremor

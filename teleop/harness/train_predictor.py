@@ -85,7 +85,7 @@ def record(cfg: TrainConfig, folder: Path) -> list[Path]:
     """Run the scripted surgeon through the stack; the robot's recording (one MCAP)."""
     from teleop.console.config import ConsoleConfig
     from teleop.console.core import Console
-    from teleop.console.inputs import SurgeonConfig
+    from teleop.console.scripted import SurgeonConfig
     from teleop.harness.evaluation import recording_robot
 
     runs = [(d, s) for d in cfg.delays_s for s in range(cfg.seeds)]

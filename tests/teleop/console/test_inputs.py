@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the ids)
-from teleop.console.inputs import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
 from teleop.console.mapping import HandToTool, MappingConfig
+from teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
 from teleop.correction.signals import Tremor
 from teleop.wire import protocol as p
 

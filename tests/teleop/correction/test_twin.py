@@ -150,7 +150,7 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
     than the telemetry is (showing where it was 200 ms ago)."""
     from teleop.console.config import ConsoleConfig
     from teleop.console.core import Console
-    from teleop.console.inputs import TraceReplay
+    from teleop.console.scripted import TraceReplay
     from teleop.correction.config import CorrectionConfig
     from teleop.harness.evaluation import hand_trace
     from teleop.robot.recorder import read_topic

@@ -16,7 +16,7 @@ import pytest
 
 from teleop.console.config import ConsoleConfig
 from teleop.console.core import Console
-from teleop.console.inputs import Trace, TraceReplay
+from teleop.console.scripted import Trace, TraceReplay
 from teleop.harness.process import CliProcess
 from teleop.robot.recorder import read_topic
 from teleop.robot.records import TOPIC_STATE
