@@ -66,7 +66,7 @@ from teleop.harness.runner import CliProcess
 from teleop.settings import write_toml
 from teleop.video.aiortc_patches import keep_rtp_timestamps, tap_rtp, use_ice_addresses
 from teleop.video.client import FrameSample, VideoClient, VideoClientConfig
-from teleop.video.media import VIDEO_CLOCK_HZ
+from teleop.video.tracks import VIDEO_CLOCK_HZ
 from teleop.video.webrtc import rtc_configuration
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, free_loopback_ports

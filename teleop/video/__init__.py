@@ -1,6 +1,7 @@
-"""Video: the scene-mirror renderer process (``renderer``, ``glrender``), shared-memory frames
-(``frames``), the media server (``media``), the console's WebRTC client (``client``), ICE address
-rules and link emulation (``webrtc``), overlays and recording (``overlay``), the web viewer
-(``web/``, served with ``httpguard``'s limits).
+"""Video: the scene-mirror renderer process (``renderer``, ``glrender``), its frames in shared memory
+(``frames``) and in the media process (``source``), the WebRTC video track (``tracks``), the media
+server (``media``), the console's WebRTC client (``client``), ICE settings (``webrtc``) and every
+aiortc/aioice internal (``aiortc_patches``), overlays and recording (``overlay``), the web viewer
+(``web/``, served within ``httpguard``'s limits).
 
 Docstring only, no re-exports: spawned children (the renderer) import their package's ``__init__``."""

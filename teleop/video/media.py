@@ -30,25 +30,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from teleop.robot.realtime import give_back_freed_memory
 from teleop.video.aiortc_patches import tap_rtp, use_ice_addresses
-from teleop.video.frames import FrameBuffer, FrameMeta
 from teleop.video.httpguard import ConnectionGuard, GuardConfig
-from teleop.video.renderer import RendererConfig, run_renderer
+from teleop.video.renderer import RendererConfig
+from teleop.video.source import FrameSource
+from teleop.video.tracks import rendered_track_class
 from teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
 from teleop.wire import signalling
 from teleop.wire.channels import is_loopback
@@ -58,8 +55,6 @@ log = logging.getLogger("telesurg.video")
 #: How often the media process gives the C heaps' free memory back to the OS besides at each peer's end (s).
 TRIM_EVERY_S = 60.0
 
-#: RTP clock of video (Hz).
-VIDEO_CLOCK_HZ = 90_000
 VIEWER_HTML = Path(__file__).with_name("web") / "viewer.html"
 
 
@@ -100,122 +95,6 @@ class VideoConfig:
         return self.token_required if self.token_required is not None else not is_loopback(self.http_host)
 
 
-@dataclass
-class Frame:
-    """The newest frame: image (height, width, 3 RGB uint8), its metadata and when it was ready."""
-
-    image: np.ndarray
-    meta: FrameMeta
-    ready_s: float
-
-
-class FrameSource:
-    """Owns the renderer process and the newest frame it produced (see the module docstring)."""
-
-    def __init__(self, config: RendererConfig) -> None:
-        self.config = config
-        self.newest: Frame | None = None
-        self.frames = 0
-        self.torn = 0
-        self._event = asyncio.Event()
-        self._fb = FrameBuffer(config.width, config.height, create=True)
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child_conn = ctx.Pipe(duplex=False)
-        self._stop = ctx.Event()
-        self._proc = ctx.Process(
-            target=run_renderer, args=(config, self._fb.name, child_conn, self._stop), name="telesurg-renderer"
-        )
-        try:
-            self._proc.start()
-        except BaseException:  # nothing may outlive us: the frame buffer is in shared memory
-            self._conn.close()
-            self._fb.close()
-            raise
-        finally:
-            child_conn.close()
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._conn.fileno(), self._on_frames)
-        self.t0_s = time.monotonic()
-
-    def _on_frames(self) -> None:
-        meta = None
-        try:
-            while self._conn.poll():
-                meta = self._conn.recv()
-        except (EOFError, OSError):
-            self._loop.remove_reader(self._conn.fileno())
-            log.error("the renderer process ended (exit code %s)", self._proc.exitcode)
-            return
-        if meta is None:
-            return
-        image = self._fb.read(meta.slot)
-        if image is None:  # overwritten while copying: the next, newer frame follows within a frame time
-            self.torn += 1
-            return
-        self.frames += 1
-        self.newest = Frame(image, meta, time.monotonic())
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait_newer(self, frame_id: int) -> Frame:
-        """The newest frame with an id above ``frame_id`` (waits for one)."""
-        while self.newest is None or self.newest.meta.frame_id <= frame_id:
-            await self._event.wait()
-        return self.newest
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._conn.fileno())
-        self._stop.set()
-        self._proc.join(timeout=3.0)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(timeout=1.0)
-        self._conn.close()
-        self._fb.close()
-
-
-def _track_class() -> type:
-    from aiortc.mediastreams import VideoStreamTrack
-    from av import VideoFrame
-
-    class RenderedTrack(VideoStreamTrack):
-        """Sends the newest rendered frame it has not sent yet (never a backlog). ``pts`` is the time
-        the frame was ready, on a 90 kHz clock from the source's start; ``on_frame(meta_dict)`` runs
-        for each frame just before it goes to the encoder."""
-
-        kind = "video"
-
-        def __init__(self, source: FrameSource) -> None:
-            super().__init__()
-            self.source = source
-            self.on_frame: Any = None
-            self._last_id = 0
-            self._last_pts = -1
-            self.first_pts: int | None = None
-            self.sent = 0
-
-        async def recv(self) -> VideoFrame:
-            frame = await self.source.wait_newer(self._last_id)
-            self._last_id = frame.meta.frame_id
-            pts = max(round((frame.ready_s - self.source.t0_s) * VIDEO_CLOCK_HZ), self._last_pts + 1)
-            self._last_pts = pts
-            if self.first_pts is None:
-                self.first_pts = pts
-            out = VideoFrame.from_ndarray(frame.image, format="rgb24")
-            out.pts = pts
-            out.time_base = Fraction(1, VIDEO_CLOCK_HZ)
-            self.sent += 1
-            if self.on_frame is not None:
-                meta = asdict(frame.meta)
-                meta.pop("slot")
-                meta.update(pts=pts, ready_s=frame.ready_s, sent_s=time.monotonic())
-                self.on_frame(meta)
-            return out
-
-    return RenderedTrack
-
-
 class _Peer:
     def __init__(self, name: str, pc: Any, track: Any) -> None:
         self.name = name
@@ -248,7 +127,7 @@ class MediaServer:
         ``PortError`` before the renderer process and its shared memory exist; ``close()`` undoes a
         partial start."""
         use_ice_addresses(self.config.ice_addresses)
-        self._track_cls = _track_class()
+        self._track_cls = rendered_track_class()
         if self.config.signal_port is not None:
             import zmq
             import zmq.asyncio
