@@ -57,7 +57,7 @@ from teleop.harness.evaluation import (
     shipped_default,
     without_prediction,
 )
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 HERE = Path(__file__).resolve().parent

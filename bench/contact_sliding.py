@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from teleop.harness.evaluation import METHODS, SCENARIOS, recording_robot, run_one
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.robot.records import TOPIC_COMMANDS, TOPIC_STATE
 from teleop.robot.supervisor import SupervisorConfig
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts, unexecuted_work_s
-from teleop.robot.recorder import read
+from teleop.robot.reader import read
 
 HOLD_SLACK_S = 0.05
 SPEED_TOLERANCE = 0.25

@@ -40,7 +40,8 @@ import numpy as np
 
 from teleop.harness.hostprobe import Gap, stall_is_hosts, unexecuted_work_s
 from teleop.harness.invariants import STALL_FACTOR, check_recording
-from teleop.robot.recorder import RecordedMessage, Recorder, encode
+from teleop.robot.reader import RecordedMessage
+from teleop.robot.recorder import Recorder, encode
 from teleop.robot.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
 
 #: Commands before a window that its slice carries (s): more than the watchdog and the maximum age.

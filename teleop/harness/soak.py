@@ -79,7 +79,7 @@ from teleop.harness.soak_report import (
     window_row,
 )
 from teleop.netem.spec import LinkSpec
-from teleop.robot.recorder import RecordingTail
+from teleop.robot.reader import RecordingTail
 from teleop.settings import write_toml
 from teleop.wire.channels import free_loopback_ports
 

@@ -115,7 +115,7 @@ def record(cfg: TrainConfig, folder: Path) -> list[Path]:
 def strokes_from_mcap(paths: list[Path], min_s: float = 0.3, max_gap_s: float = 0.05) -> list[Stroke]:
     """The commanded tool-target strokes in robot recordings: per session in sequence order, runs of
     clutched commands without a gap over ``max_gap_s``, at least ``min_s`` long."""
-    from teleop.robot.recorder import read_topic
+    from teleop.robot.reader import read_topic
     from teleop.robot.records import TOPIC_COMMANDS
 
     out: list[Stroke] = []

@@ -20,7 +20,7 @@ Example::
     with Recorder("runs/session.mcap") as rec:
         tel = rec.channel("/telemetry", Telemetry)
         rec.write(tel, telemetry, log_time_ns=time.monotonic_ns())
-    for msg in read("runs/session.mcap"):
+    for msg in read("runs/session.mcap"):  # teleop.robot.reader
         print(msg.topic, msg.log_time_ns, msg.data)
 """
 
@@ -28,33 +28,28 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgspec
 from mcap.data_stream import ReadDataStream, RecordBuilder
-from mcap.opcode import Opcode
-from mcap.records import Channel, Chunk, ChunkIndex, Message, Schema
-from mcap.stream_reader import breakup_chunk
+from mcap.records import ChunkIndex
 from mcap.writer import CompressionType, Writer
+
+from teleop.robot.reader import RECORD_HEADER
 
 if not hasattr(Writer, "flush"):  # closes the open chunk and flushes the stream; in the pinned mcap 1.6.0
     raise ImportError("teleop.robot.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
 #: Where mcap 1.6.0's Writer keeps every chunk's index until ``finish`` writes the summary.
 _WRITER_CHUNK_INDEXES = "_Writer__chunk_indices"
 
-_MAGIC = b"\x89MCAP0\r\n"
-_RECORD_HEADER = struct.Struct("<BQ")  # opcode, body length: the framing of every MCAP record
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 _ENCODE = msgspec.json.Encoder().encode
 #: A record's JSON, as ``Recorder.write_encoded`` takes it.
 encode = _ENCODE
-_DECODE = msgspec.json.Decoder().decode
 
 
 class Recorder:
@@ -187,7 +182,7 @@ class SpilledChunkIndexes:
         self._file.flush()
         self._file.seek(0)
         for _ in range(self._count):
-            _, length = _RECORD_HEADER.unpack(self._file.read(_RECORD_HEADER.size))
+            _, length = RECORD_HEADER.unpack(self._file.read(RECORD_HEADER.size))
             yield ChunkIndex.read(ReadDataStream(io.BytesIO(self._file.read(length))))
         self._file.seek(0, io.SEEK_END)
 
@@ -195,154 +190,6 @@ class SpilledChunkIndexes:
         self._file.close()
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedMessage:
-    """One recorded message: its topic, schema (struct class) name, times (ns) and decoded JSON."""
-
-    topic: str
-    schema_name: str
-    log_time_ns: int
-    publish_time_ns: int
-    data: dict[str, Any]
-
-
-def read(path: str | Path) -> Iterator[RecordedMessage]:
-    """The messages of a file written by ``Recorder``, in file order (the order they were written).
-
-    Reads complete files and truncated ones (a killed recorder: no summary, maybe half a record) alike:
-    reading stops quietly at the first record that is cut short. A damaged complete record (a chunk
-    whose checksum fails) raises.
-    """
-    schemas: dict[int, Schema] = {}
-    channels: dict[int, Channel] = {}
-    for record in _records(Path(path)):
-        message = _message(record, schemas, channels)
-        if message is not None:
-            yield message
-
-
-def _message(
-    record: Schema | Channel | Message, schemas: dict[int, Schema], channels: dict[int, Channel]
-) -> RecordedMessage | None:
-    """Keeps schema and channel records in ``schemas``/``channels``; a message record decoded."""
-    if isinstance(record, Schema):
-        schemas[record.id] = record
-    elif isinstance(record, Channel):
-        channels[record.id] = record
-    elif isinstance(record, Message):
-        channel = channels[record.channel_id]
-        schema = schemas.get(channel.schema_id)
-        return RecordedMessage(
-            topic=channel.topic,
-            schema_name=schema.name if schema is not None else "",
-            log_time_ns=record.log_time,
-            publish_time_ns=record.publish_time,
-            data=_DECODE(record.data),
-        )
-    return None
-
-
-class RecordingTail:
-    """Follows a recording while its writer (``Recorder``, ``ProcessRecorder``) is still writing it:
-    each ``read_new()`` returns the messages flushed since the previous call, in file order, and
-    never reads a byte twice (a soak judges an hour-long recording as it grows). A record still
-    being written is left for the next call; ``finished`` turns true once the writer closed the file
-    (its data section ended). A file that does not exist yet reads as empty."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.finished = False
-        #: Where the next unread top-level record starts (bytes).
-        self.offset = 0
-        self.messages = 0
-        self._schemas: dict[int, Schema] = {}
-        self._channels: dict[int, Channel] = {}
-
-    def read_new(self) -> list[RecordedMessage]:
-        out: list[RecordedMessage] = []
-        if self.finished or not self.path.exists():
-            return out
-        with open(self.path, "rb") as f:
-            if self.offset == 0:
-                magic = f.read(len(_MAGIC))
-                if magic != _MAGIC[: len(magic)]:
-                    raise ValueError(f"{self.path} is not an MCAP file")
-                if len(magic) < len(_MAGIC):
-                    return out
-                self.offset = len(_MAGIC)
-            f.seek(self.offset)
-            for opcode, body in _frames(f):
-                if opcode in (Opcode.DATA_END, Opcode.FOOTER):
-                    self.finished = True
-                    break
-                if opcode == 0:
-                    break  # zeros where a record should start: not written yet
-                for record in _parse(opcode, body):
-                    message = _message(record, self._schemas, self._channels)
-                    if message is not None:
-                        out.append(message)
-                self.offset = f.tell()
-        self.messages += len(out)
-        return out
-
-
-def read_topic(path: str | Path, topic: str) -> list[dict[str, Any]]:
-    """The decoded messages of one topic, in file order."""
-    return [msg.data for msg in read(path) if msg.topic == topic]
-
-
-def _records(path: Path) -> Iterator[Schema | Channel | Message]:
-    """Schema, channel and message records of the data section, chunks opened.
-
-    The top-level framing (opcode, length, body) is walked here rather than by ``mcap``'s readers so that
-    a record cut short by a kill is recognised by its length (and ends the file) instead of surfacing as
-    whichever error the library's parser hits first. Parsing of whole records is left to ``mcap.records``.
-    """
-    with open(path, "rb") as f:
-        magic = f.read(len(_MAGIC))
-        if magic != _MAGIC[: len(magic)]:
-            raise ValueError(f"{path} is not an MCAP file")
-        for opcode, body in _frames(f):
-            # Opcode 0 is reserved: a zero-filled tail (a power cut on some file systems) ends the data.
-            if opcode in (0, Opcode.DATA_END, Opcode.FOOTER):
-                return
-            yield from _parse(opcode, body)
-
-
-def _frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """The top-level records (opcode, body) from the file's position on, up to the first one cut
-    short (the file's position is then somewhere inside it). Opcodes 0, DATA_END and FOOTER come
-    with an empty body and end the walk: the caller decides what they mean."""
-    while True:
-        header = f.read(_RECORD_HEADER.size)
-        if len(header) < _RECORD_HEADER.size:
-            return
-        opcode, length = _RECORD_HEADER.unpack(header)
-        if opcode in (0, Opcode.DATA_END, Opcode.FOOTER):
-            yield opcode, b""
-            return
-        body = f.read(length)
-        if len(body) < length:
-            return
-        yield opcode, body
-
-
-def _parse(opcode: int, body: bytes) -> Iterator[Schema | Channel | Message]:
-    """The schema, channel and message records in one whole top-level record (a chunk opened)."""
-    stream = ReadDataStream(io.BytesIO(body))
-    if opcode == Opcode.CHUNK:
-        for inner in breakup_chunk(Chunk.read(stream), validate_crc=True):
-            if isinstance(inner, Schema | Channel | Message):
-                yield inner
-    elif opcode == Opcode.SCHEMA:
-        yield Schema.read(stream)
-    elif opcode == Opcode.CHANNEL:
-        yield Channel.read(stream)
-    elif opcode == Opcode.MESSAGE:
-        yield Message.read(stream, len(body))
-
-
-# ---------------------------------------------------------------------- schemas for Foxglove
 _SCALAR_TYPES = ("boolean", "string", "number", "integer")
 _ENUM_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.wire.channels import free_loopback_ports
 
 from ..system_programs import require

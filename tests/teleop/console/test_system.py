@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.wire import protocol as p
 from teleop.wire.channels import ClientKeys, generate_keys
 

@@ -153,7 +153,7 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
     from teleop.console.scripted import TraceReplay
     from teleop.correction.config import CorrectionConfig
     from teleop.harness.evaluation import hand_trace
-    from teleop.robot.recorder import read_topic
+    from teleop.robot.reader import read_topic
     from teleop.robot.records import TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
@@ -199,7 +199,7 @@ def test_a_scripted_surgeon_closing_its_loop_on_the_twin_finishes_sooner(robot) 
     """Reach over 200 ms each way: on the delayed telemetry the scripted surgeon moves and waits;
     on the twin it does not have to, and reaches the goal sooner, with no hard-limit violation."""
     from teleop.harness.evaluation import METHODS, SCENARIOS, run_one, score
-    from teleop.robot.recorder import read_topic
+    from teleop.robot.reader import read_topic
     from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from teleop.harness.evaluation import METHODS, run_one, score
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,8 @@ from teleop.harness import procstats
 from teleop.harness.recording_windows import RecordingWindows
 from teleop.harness.soak import TASKS
 from teleop.harness.soak_report import WINDOW_KEYS
-from teleop.robot.recorder import Recorder, RecordingTail
+from teleop.robot.reader import RecordingTail
+from teleop.robot.recorder import Recorder
 from teleop.robot.records import (
     RECORD_TYPES,
     TOPIC_APPLIED,

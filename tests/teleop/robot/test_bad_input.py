@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.wire import protocol as p
 from teleop.wire.channels import ClientKeys, generate_keys
 

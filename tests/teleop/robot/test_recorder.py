@@ -17,7 +17,8 @@ import msgspec
 import pytest
 from mcap.reader import make_reader
 
-from teleop.robot.recorder import Recorder, RecordingTail, foxglove_schema, read, read_topic
+from teleop.robot.reader import RecordingTail, read, read_topic
+from teleop.robot.recorder import Recorder, foxglove_schema
 from teleop.wire.protocol import Command, Pose, Telemetry
 
 REPO = Path(__file__).resolve().parents[3]

@@ -19,8 +19,8 @@ from mcap.reader import make_reader
 from teleop.harness.hostprobe import ProbeConfig, read_gaps
 from teleop.harness.hostprobe import run as run_probe
 from teleop.harness.runner import PROBE_COMMAND
+from teleop.robot.reader import read
 from teleop.robot.realtime import ThreadUsage
-from teleop.robot.recorder import read
 from teleop.robot.recorder_process import ProcessRecorder
 from teleop.robot.records import EventRecord
 

@@ -18,7 +18,7 @@ from teleop.console.config import ConsoleConfig
 from teleop.console.core import Console
 from teleop.console.scripted import Trace, TraceReplay
 from teleop.harness.process import CliProcess
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.robot.records import TOPIC_STATE
 from teleop.settings import write_toml
 from teleop.video.client import VideoClient, VideoClientConfig

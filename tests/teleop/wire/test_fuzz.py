@@ -13,7 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teleop.robot.recorder import read_topic
+from teleop.robot.reader import read_topic
 from teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow
