@@ -192,7 +192,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from teleop.launch import LaunchError, parse_arguments, run_launch
+    from teleop.launch import run_launch
+    from teleop.launch_file import LaunchError, parse_arguments
 
     try:
         return run_launch(args.file, parse_arguments(args.arguments), dry_run=args.dry_run)

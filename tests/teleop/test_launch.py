@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from teleop.launch import LaunchError, load_launch, parse_arguments, run_launch
+from teleop.launch import run_launch
+from teleop.launch_file import LaunchError, load_launch, parse_arguments
 
 #: A child that records the first stop signal it gets in the file named by argv[1], then exits 0.
 SLEEPER = """

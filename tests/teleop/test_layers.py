@@ -32,6 +32,7 @@ TOP = {
     "cli_errors": "front",
     "commands": "front",
     "launch": "front",
+    "launch_file": "front",
     "__init__": "front",
     "settings": "leaf",
 }
