@@ -44,8 +44,7 @@ from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
 from teleop.correction.config import CorrectionConfig
 from teleop.correction.signals import Tremor
 from teleop.correction.tremor import tremor_power_um2
-from teleop.harness.process import CliProcess
-from teleop.settings import write_toml
+from teleop.harness.stack import endpoint_table, start
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, free_loopback_ports
 
@@ -321,19 +320,19 @@ def recording_robot(folder: Path, preload: tuple[str, ...] = ("Reach",)) -> Iter
     ``folder/robot.mcap``; yields its endpoints and the recording's path, and stops it after."""
     ports = free_loopback_ports(3)
     record = folder / "robot.mcap"
-    cfg = write_toml(
-        folder / "robot.toml",
+    robot = start(
         "robot",
+        folder,
         {
             "": {"record": str(record), "realtime": True, "status_every_s": 30.0},
-            "endpoints": {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]},
+            "endpoints": endpoint_table(ports),
             "arm": {"preload": list(preload)},
         },
+        name="robot",
+        timeout_s=60,
+        what="robot",
     )
-    robot = CliProcess(["robot", "--config", str(cfg)], folder / "robot.log", ready="listening")
     try:
-        if not robot.wait_ready(60):
-            raise RuntimeError("robot did not start:\n" + "\n".join(robot.lines[-20:]))
         yield Endpoints("127.0.0.1", *ports), record
     finally:
         robot.stop(10)

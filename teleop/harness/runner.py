@@ -19,6 +19,7 @@ from teleop.harness.cells import OUTAGE_AT_S, Cell
 from teleop.harness.hostprobe import read_gaps
 from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
 from teleop.harness.process import REPO, CliProcess
+from teleop.harness.stack import endpoint_table, start
 from teleop.robot.server import REALTIME_PRIORITY
 from teleop.settings import write_toml
 from teleop.wire.channels import free_loopback_ports
@@ -88,7 +89,7 @@ def run_cell(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ports = free_loopback_ports(5)
-    endpoints = {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]}
+    endpoints = endpoint_table(ports)
     video_ports = {"state_port": ports[3], "video_signal_port": ports[4]} if cell.video else {}
     recordings: list[Path] = []
     notes: list[str] = []
@@ -99,9 +100,9 @@ def run_cell(
             rec.unlink()
         recordings.append(rec)
         supervisor = {name: True for name in negative_controls}
-        cfg = write_toml(
-            out_dir / f"robot-{index}.toml",
+        return start(
             "robot",
+            out_dir,
             {
                 # Real-time scheduling where permitted (a robot controller runs so): the cell's own
                 # console and other cells must not take the control loop's time.
@@ -117,12 +118,10 @@ def run_cell(
                 "arm": {"task": cell.task, "seed": cell.seed, "preload": [cell.task], "forbidden_m": FORBIDDEN_M},
                 **({"supervisor": supervisor} if supervisor else {}),
             },
+            name=f"robot-{index}",
+            timeout_s=60,
+            what=f"{cell.name}: robot",
         )
-        proc = CliProcess(["robot", "--config", str(cfg)], out_dir / "robot.log", ready="listening")
-        if not proc.wait_ready(60):
-            proc.kill()
-            raise RuntimeError(f"{cell.name}: robot did not start:\n" + "\n".join(proc.lines[-20:]))
-        return proc
 
     def start_console(index: int, load_task: bool = True) -> CliProcess:
         console: dict[str, Any] = {
@@ -244,19 +243,17 @@ class HostProbe:
 
 def _start_video(out_dir: Path, ports: dict[str, int]) -> CliProcess:
     """The media process (renderer included) beside the robot, without the web viewer."""
-    cfg = write_toml(
-        out_dir / "video.toml",
+    return start(
         "video",
+        out_dir,
         {
             "": {"signal_port": ports["video_signal_port"], "http_port": 0},
             "renderer": {"state_url": f"tcp://127.0.0.1:{ports['state_port']}"},
         },
+        name="video",
+        timeout_s=60,
+        what="media process",
     )
-    proc = CliProcess(["video", "--config", str(cfg)], out_dir / "video.log", ready="video: rendering")
-    if not proc.wait_ready(60):
-        proc.kill()
-        raise RuntimeError("media process did not start:\n" + "\n".join(proc.lines[-20:]))
-    return proc
 
 
 def _inject(

@@ -78,6 +78,7 @@ from teleop.harness.soak_report import (
     window_line,
     window_row,
 )
+from teleop.harness.stack import endpoint_table, start
 from teleop.netem.spec import LinkSpec
 from teleop.robot.reader import RecordingTail
 from teleop.settings import write_toml
@@ -242,7 +243,7 @@ class Soak:
             # (media process, browser, consoles) inherit the others.
             os.sched_setaffinity(0, cpus - {self.robot_cpu})
         ports = free_loopback_ports(6)
-        self._endpoints = {"cmd_port": ports[0], "telemetry_port": ports[1], "control_port": ports[2]}
+        self._endpoints = endpoint_table(ports)
         state_port, signal_port, http_port = ports[3:6]
         self.log(
             f"soak: {cfg.minutes:g} min in windows of {cfg.window_minutes:g} min; output in {self.out}; "
@@ -287,9 +288,9 @@ class Soak:
         return True
 
     def _start_robot(self, state_port: int, signal_port: int) -> CliProcess:
-        cfg = write_toml(
-            self.out / "robot.toml",
+        return start(
             "robot",
+            self.out,
             {
                 "": {
                     "record": str(self.record),
@@ -303,27 +304,23 @@ class Soak:
                 "endpoints": self._endpoints,
                 "arm": {"task": self.config.tasks[0], "forbidden_m": FORBIDDEN_M},
             },
+            name="robot",
+            timeout_s=90,
+            what="the robot",
         )
-        proc = CliProcess(["robot", "--config", str(cfg)], self.out / "robot.log", ready="listening")
-        if not proc.wait_ready(90):
-            proc.kill()
-            raise RuntimeError("the robot did not start:\n" + "\n".join(proc.lines[-20:]))
-        return proc
 
     def _start_video(self, state_port: int, signal_port: int, http_port: int, token: str) -> CliProcess:
-        cfg = write_toml(
-            self.out / "video.toml",
+        return start(
             "video",
+            self.out,
             {
                 "": {"signal_port": signal_port, "http_port": http_port, "token": token, "token_required": True},
                 "renderer": {"state_url": f"tcp://127.0.0.1:{state_port}"},
             },
+            name="video",
+            timeout_s=120,
+            what="the media process",
         )
-        proc = CliProcess(["video", "--config", str(cfg)], self.out / "video.log", ready="video: rendering")
-        if not proc.wait_ready(120):
-            proc.kill()
-            raise RuntimeError("the media process did not start:\n" + "\n".join(proc.lines[-20:]))
-        return proc
 
     def _start_console(self, now: float) -> None:
         cfg = self.config
