@@ -45,6 +45,10 @@ minute 10 (for a shorter run: from the end of the first window) to the end of th
 command latency p99 and video latency p50 of the last window within 10% of the first; the recording
 complete and readable. Exit status 0 when the invariants held and the recording passed (the timing
 targets too with ``--strict``), 1 otherwise, 130 when interrupted (SIGINT/SIGTERM) with nothing failed.
+
+~700 lines with this description: one orchestrator whose start, loop, windows and finish share the
+run's state; its text and targets are ``soak_report``, its windows over the recording
+``recording_windows``, its processes ``stack``.
 """
 
 from __future__ import annotations

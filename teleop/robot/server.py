@@ -21,6 +21,10 @@ reaches the supervisor; so are the supervisor's refusals. The loop sleeps to abs
 if it falls more than one period behind it starts afresh from now (counted as an overrun) rather
 than running periods back to back.
 
+This module is the loop and the server's lifecycle (~500 lines: the period's phases, the wait
+between periods and the stall accounting read best side by side); each of the server's jobs is a
+module of its own: ``control``, ``offers``, ``commands``, ``sessions``, ``telemetry``, ``flight``.
+
 The robot keeps its own clock-sync estimate per console (see ``teleop.wire.protocol.Ping``): engage is
 refused until a console has completed a ping exchange, and commands are judged with the robot's
 estimate, never the console's word.

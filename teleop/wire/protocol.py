@@ -17,6 +17,9 @@ Channels (ZeroMQ):
 Decoding is strict: unknown types, missing or extra-typed fields, a different protocol version,
 non-finite numbers, values out of range and messages above ``MAX_MESSAGE_BYTES`` raise
 ``ProtocolError`` with a short ``reason`` code (counted by the receiver); nothing else escapes.
+
+One module of ~460 lines on purpose: it is the wire contract, every message and its codec in one
+place, from which docs/protocol.schema.json is generated (`telesurg protocol --schema`).
 """
 
 from __future__ import annotations
