@@ -1,4 +1,6 @@
-"""MP4 recording of camera frames (H.264 through PyAV when available, MPEG-4 part 2 otherwise)."""
+"""MP4 recording of camera frames (H.264 through PyAV when available, MPEG-4 part 2 otherwise): the
+one video writer, for evaluation videos (a fixed frame rate) and the console's saved video (each
+frame at its display time, ``timed``)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import numpy as np
 
 
 class Mp4Writer:
-    """``with Mp4Writer(path, fps) as w: w.write(rgb_frame)``; frames are HxWx3 uint8 RGB."""
+    """``with Mp4Writer(path, fps) as w: w.write(rgb_frame)``; frames are HxWx3 uint8 RGB (BGR with
+    ``bgr=True``). ``timed``: each frame is stamped with its ``at_s`` (s, any clock; millisecond
+    resolution), a variable frame rate, ``fps`` only the nominal rate; ``low_latency``: H.264 tuned
+    for live encoding."""
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    def __init__(self, path: str | Path, fps: float, *, timed: bool = False, low_latency: bool = False) -> None:
         import av
 
         self.path = Path(path)
@@ -22,6 +27,9 @@ class Mp4Writer:
         self._container = av.open(str(self.path), mode="w")
         self._fps = Fraction(fps).limit_denominator(1000)
         self._stream = None
+        self._timed, self._low_latency = timed, low_latency
+        self._t0_s: float | None = None
+        self._last_ms = -1
         self.frames = 0
 
     def _open_stream(self, width: int, height: int) -> None:
@@ -38,16 +46,30 @@ class Mp4Writer:
         stream.width = width - width % 2
         stream.height = height - height % 2
         stream.pix_fmt = "yuv420p"
+        if self._timed:
+            stream.codec_context.time_base = Fraction(1, 1000)
+            stream.time_base = Fraction(1, 1000)
+        if self._low_latency and stream.codec_context.name in ("libx264", "h264"):
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
         self._stream = stream
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, at_s: float | None = None, bgr: bool = False) -> None:
         import av
 
-        rgb = np.ascontiguousarray(np.asarray(frame)[..., :3], dtype=np.uint8)
+        pixels = np.ascontiguousarray(np.asarray(frame)[..., :3], dtype=np.uint8)
         if self._stream is None:
-            self._open_stream(rgb.shape[1], rgb.shape[0])
-        rgb = rgb[: self._stream.height, : self._stream.width]
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+            self._open_stream(pixels.shape[1], pixels.shape[0])
+        pixels = pixels[: self._stream.height, : self._stream.width]
+        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgr24" if bgr else "rgb24")
+        if self._timed:
+            if at_s is None:
+                raise ValueError("a timed Mp4Writer needs each frame's time (at_s)")
+            if self._t0_s is None:
+                self._t0_s = at_s
+            self._last_ms = max(int((at_s - self._t0_s) * 1000), self._last_ms + 1)
+            out.pts = self._last_ms
+            out.time_base = Fraction(1, 1000)
+        for packet in self._stream.encode(out):
             self._container.mux(packet)
         self.frames += 1
 

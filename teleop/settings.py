@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import types
 import typing
 from pathlib import Path
@@ -129,3 +130,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
         return value
     return value
+
+
+def output_path(text: str) -> Path:
+    """An output file's path from configuration: ``{time}`` becomes the local start time
+    (``YYYYmmdd-HHMMSS``), so each run writes a file of its own."""
+    return Path(text.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))

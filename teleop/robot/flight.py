@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from teleop.robot.realtime import (
@@ -24,6 +23,7 @@ from teleop.robot.records import (
     StallRecord,
     vec3,
 )
+from teleop.settings import output_path
 
 log = logging.getLogger("telesurg.robot")
 
@@ -34,7 +34,7 @@ class FlightRecording:
     def _open_recorder(self, path: str) -> None:
         from teleop.robot.recorder_process import ProcessRecorder
 
-        self.record_path = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S"))).resolve()
+        self.record_path = output_path(path).resolve()
         # Its own process: encoding, lz4 chunks and the disk never share the loop's interpreter lock.
         self.recorder = ProcessRecorder(
             self.record_path,

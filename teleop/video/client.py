@@ -349,9 +349,13 @@ class VideoClient:
 
     def _save(self, image: np.ndarray) -> None:
         if self._writer is None:
-            from teleop.video.overlay import VideoWriter
+            from policies.video import Mp4Writer
+            from teleop.settings import output_path
 
             assert self.config.save_video is not None
-            self._writer = VideoWriter(self.config.save_video, image.shape[1], image.shape[0])
-            self.saved_video = str(self._writer.path.resolve())
-        self._writer.write(image, time.monotonic())
+            out = output_path(self.config.save_video)
+            if out.exists():
+                raise FileExistsError(f"{out} exists; not overwriting it")
+            self._writer = Mp4Writer(out, 30, timed=True, low_latency=True)
+            self.saved_video = str(out.resolve())
+        self._writer.write(image, time.monotonic(), bgr=True)

@@ -1,13 +1,10 @@
 """What the surgeon sees on top of the video: contact-force bar, supervisor state, command and video
-latency, why the console is holding, the local twin's ghost (``project``, ``draw_ghost``); and the
-MP4 writer of ``--save-video``."""
+latency, why the console is holding, the local twin's ghost (``project``, ``draw_ghost``). The
+``--save-video`` file is written by ``policies.video.Mp4Writer`` (timed)."""
 
 from __future__ import annotations
 
 import math
-import time
-from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,47 +84,3 @@ def draw_ghost(image: np.ndarray, skeleton_m: np.ndarray, camera: Any) -> np.nda
         cv2.circle(layer, (int(px[-1][0]), int(px[-1][1])), 2 * thick, GHOST_BGR, thick, cv2.LINE_AA)
     cv2.addWeighted(layer, 0.6, image, 0.4, 0.0, dst=image)
     return image
-
-
-class VideoWriter:
-    """An H.264 MP4 (PyAV) of BGR frames stamped with their display times (variable frame rate)."""
-
-    def __init__(self, path: str, width: int, height: int) -> None:
-        import av
-
-        out = Path(path.replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
-        if out.exists():
-            raise FileExistsError(f"{out} exists; not overwriting it")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.path = out
-        self._container = av.open(str(out), mode="w")
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self._stream = self._container.add_stream(codec, rate=30)
-        self._stream.width, self._stream.height = width, height
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.codec_context.time_base = Fraction(1, 1000)
-        self._stream.time_base = Fraction(1, 1000)
-        if codec == "libx264":
-            self._stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
-        self._t0: float | None = None
-        self._last_ms = -1
-        self.frames = 0
-
-    def write(self, image_bgr: np.ndarray, displayed_s: float) -> None:
-        import av
-
-        if self._t0 is None:
-            self._t0 = displayed_s
-        ms = max(int((displayed_s - self._t0) * 1000), self._last_ms + 1)
-        self._last_ms = ms
-        frame = av.VideoFrame.from_ndarray(image_bgr, format="bgr24")
-        frame.pts = ms
-        frame.time_base = Fraction(1, 1000)
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
