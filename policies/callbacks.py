@@ -3,7 +3,6 @@ force limits (keeping the best model), and checkpoints."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from policies.evallog import append_eval
 from policies.evaluate import EvalResult
 
 
@@ -161,8 +161,7 @@ class EvalCheckpointCallback(BaseCallback):
         ):
             self.logger.record(f"eval/{key}", record[key])
         self.logger.dump(self.num_timesteps)
-        with (self.run_dir / "eval.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_eval(self.run_dir, record)
         score = score_of(record)
         improved = self.best_score is None or score > self.best_score
         if improved:

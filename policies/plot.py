@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from policies.bundle import CARD_FILE, resolve_bundle
 from policies.card import ModelCard
+from policies.evallog import EVAL_LOG, read_eval_log
 
 
 def training_curve(model_path: str | Path) -> tuple[list[dict], str]:
@@ -14,9 +14,8 @@ def training_curve(model_path: str | Path) -> tuple[list[dict], str]:
     when the model sits in one, else the curve stored in the model card. Returns (records, source)."""
     bundle = resolve_bundle(model_path)
     for run_dir in (bundle.parent, bundle.parent.parent):
-        log = run_dir / "eval.jsonl"
-        if log.is_file():
-            return [json.loads(line) for line in log.read_text().splitlines() if line.strip()], str(log)
+        if (run_dir / EVAL_LOG).is_file():
+            return read_eval_log(run_dir), str(run_dir / EVAL_LOG)
     card = ModelCard.load(bundle / CARD_FILE)
     # Curve points are [timesteps, success rate, wall time (s)].
     records = [{"timesteps": int(point[0]), "success_rate": float(point[1])} for point in card.curve]

@@ -32,6 +32,7 @@ from policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, a
 from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock, score_of
 from policies.card import ModelCard, library_versions
 from policies.config import ConfigError, TrainConfig, algorithm_class, load_config
+from policies.evallog import read_eval_log
 from policies.evaluate import EvalResult, evaluate
 from policies.normalization import ObsNormalizer
 
@@ -127,12 +128,7 @@ def make_card(
     status: str,
     run_dir: Path,
 ) -> ModelCard:
-    curve = []
-    eval_log = run_dir / "eval.jsonl"
-    if eval_log.is_file():
-        for line in eval_log.read_text().splitlines():
-            rec = json.loads(line)
-            curve.append([rec["timesteps"], rec["success_rate"], rec["wall_s"]])
+    curve = [[rec["timesteps"], rec["success_rate"], rec["wall_s"]] for rec in read_eval_log(run_dir)]
     return ModelCard(
         env_id=cfg.env_id,
         algo=cfg.algo,
@@ -331,11 +327,9 @@ def _load_model(cfg: TrainConfig, venv: Any, bundle: Path, run_dir: Path) -> Any
 
 def best_score_from_log(run_dir: Path) -> tuple[float, float, float] | None:
     """The best evaluation score recorded in a run's eval.jsonl (to keep ``best/`` honest on resume)."""
-    log_path = run_dir / "eval.jsonl"
-    if not (run_dir / "best" / CARD_FILE).is_file() or not log_path.is_file():
+    if not (run_dir / "best" / CARD_FILE).is_file():
         return None
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    return max((score_of(r) for r in records), default=None)
+    return max((score_of(r) for r in read_eval_log(run_dir)), default=None)
 
 
 def final_evaluation(bundle: Path, cfg: TrainConfig, log: Callable[[str], None]) -> list[EvalResult]:
@@ -353,9 +347,7 @@ def final_evaluation(bundle: Path, cfg: TrainConfig, log: Callable[[str], None])
 def write_summary(
     run_dir: Path, cfg: TrainConfig, timesteps: int, clock: RunClock, status: str, final_eval: list[EvalResult]
 ) -> None:
-    recs = []
-    if (run_dir / "eval.jsonl").is_file():
-        recs = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    recs = read_eval_log(run_dir)
     first = next((r for r in recs if r["success_rate"] >= SUCCESS_THRESHOLD), None)
     summary = {
         "env_id": cfg.env_id,
