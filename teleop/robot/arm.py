@@ -29,6 +29,7 @@ from envs.safety import ForceLimits
 from envs.scene import camera_intrinsics
 from envs.tasks import TASKS_BY_NAME
 from envs.tasks.base import StepResult
+from teleop.wire import protocol as p
 
 
 @dataclass
@@ -62,34 +63,6 @@ class RobotInterface(Protocol):
     def update(self, dt_s: float) -> None: ...
 
     def disconnect(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class CameraInfo:
-    """The endoscope: pose in the base frame (camera looks along +z, image x right, y down) and
-    pinhole intrinsics (pixels) for ``width`` × ``height``."""
-
-    pos_m: tuple[float, float, float]
-    quat_xyzw: tuple[float, float, float, float]
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    near_m: float
-    far_m: float
-
-
-@dataclass(frozen=True)
-class TaskSnapshot:
-    name: str
-    seed: int
-    observation: list[float]
-    achieved_goal: list[float]
-    desired_goal: list[float]
-    success: bool
-    episode_s: float
 
 
 @dataclass(frozen=True)
@@ -236,7 +209,9 @@ class SimulatedArm:
         """The loaded task's guidance path and surface normal (base frame), or None."""
         return self._require().task.guidance_path_m()
 
-    def camera(self) -> CameraInfo:
+    def camera(self) -> p.Camera:
+        """The endoscope as telemetry carries it: pose in the base frame (looks along +z, image x
+        right, y down) and pinhole intrinsics (pixels) for the configured image size."""
         env = self._require()
         spec = env.scene.config.camera
         eye = env.arm.world_to_base(np.asarray(spec.eye_m, dtype=float))
@@ -249,17 +224,19 @@ class SimulatedArm:
         q = matrix_to_quat(np.column_stack([x, y, z]))
         w, h = self.config.camera_width, self.config.camera_height
         fx, fy, cx, cy = camera_intrinsics(spec, w, h)
-        return CameraInfo(
-            tuple(float(v) for v in eye),  # type: ignore[arg-type]
-            tuple(float(v) for v in q),  # type: ignore[arg-type]
-            w,
-            h,
-            fx,
-            fy,
-            cx,
-            cy,
-            spec.near_m,
-            spec.far_m,
+        return p.Camera(
+            pose=p.Pose(
+                tuple(float(v) for v in eye),  # type: ignore[arg-type]
+                tuple(float(v) for v in q),  # type: ignore[arg-type]
+            ),
+            width=w,
+            height=h,
+            fx=fx,
+            fy=fy,
+            cx=cx,
+            cy=cy,
+            near_m=spec.near_m,
+            far_m=spec.far_m,
         )
 
     def objects(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -273,9 +250,10 @@ class SimulatedArm:
             out[name] = (tuple(float(v) for v in env.arm.world_to_base(pos)), tuple(float(v) for v in quat))
         return out
 
-    def task_snapshot(self) -> TaskSnapshot:
+    def task_snapshot(self) -> p.TaskState:
+        """The task's public state as telemetry carries it."""
         self._require()
-        return TaskSnapshot(
+        return p.TaskState(
             name=self.task_name,
             seed=self.seed,
             observation=self._obs["observation"].astype(float).tolist(),

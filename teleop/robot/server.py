@@ -71,7 +71,7 @@ from teleop.robot.records import (
 )
 from teleop.robot.sessions import Client, Sessions
 from teleop.robot.supervisor import Box, Supervisor, SupervisorConfig
-from teleop.robot.telemetry import TelemetryFeed, camera_message
+from teleop.robot.telemetry import TelemetryFeed
 from teleop.wire import protocol as p
 from teleop.wire.channels import Endpoints, ServerKeys, ServerSockets
 from teleop.wire.ports import bind_zmq
@@ -248,7 +248,7 @@ class RobotServer(ControlChannel, OfferRelay, CommandIntake, Sessions, Telemetry
                 self._signal.setsockopt(zmq.SNDHWM, 16)
                 self._signal.setsockopt(zmq.LINGER, 0)
                 self._signal.connect(f"tcp://127.0.0.1:{self.config.video_signal_port}")
-            self._camera = camera_message(self.robot.camera())
+            self._camera = self.robot.camera()
         except Exception:
             self.close()
             raise

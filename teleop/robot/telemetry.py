@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.robot.arm import CameraInfo
 from teleop.robot.records import vec3
 from teleop.wire import protocol as p
 
@@ -29,7 +28,6 @@ class TelemetryFeed:
         owner = self._clients.get(self._session_owner) if self._session_owner else None
         if owner is not None and owner.clock.ready:
             rtt = owner.clock.best().rtt_s
-        snap = self.robot.task_snapshot()
         msg = p.Telemetry(
             arm=self.arm_id,
             seq=self._telemetry_seq,
@@ -49,15 +47,7 @@ class TelemetryFeed:
             objects={name: p.Pose(pos, quat) for name, (pos, quat) in self.robot.objects().items()},  # type: ignore[arg-type]
             camera=self._camera,
             counters=dict(self.counters),
-            task=p.TaskState(
-                name=snap.name,
-                seed=snap.seed,
-                observation=snap.observation,
-                achieved_goal=snap.achieved_goal,
-                desired_goal=snap.desired_goal,
-                success=snap.success,
-                episode_s=snap.episode_s,
-            ),
+            task=self.robot.task_snapshot(),
         )
         data = p.encode(msg)
         try:
@@ -69,18 +59,3 @@ class TelemetryFeed:
                 self._state_pub.send(data, zmq.NOBLOCK)
             except zmq.Again:
                 self.counters["state_feed.dropped"] += 1
-
-
-def camera_message(cam: CameraInfo) -> p.Camera:
-    """The endoscope camera as telemetry carries it."""
-    return p.Camera(
-        pose=p.Pose(cam.pos_m, cam.quat_xyzw),
-        width=cam.width,
-        height=cam.height,
-        fx=cam.fx,
-        fy=cam.fy,
-        cx=cam.cx,
-        cy=cam.cy,
-        near_m=cam.near_m,
-        far_m=cam.far_m,
-    )

@@ -85,9 +85,7 @@ def test_the_twins_skeleton_is_its_forward_kinematics() -> None:
 
 
 def _camera(arm) -> p.Camera:
-    from teleop.robot.telemetry import camera_message
-
-    return camera_message(arm.camera())
+    return arm.camera()
 
 
 def test_the_ghost_lands_on_the_tool_in_the_camera_image() -> None:

@@ -184,7 +184,7 @@ def test_load_task_with_another_seed_samples_another_goal(fresh: SimulatedArm) -
 
 def test_camera_is_a_unit_quaternion_looking_at_the_scene_with_consistent_intrinsics(fresh: SimulatedArm) -> None:
     cam = fresh.camera()
-    q = np.asarray(cam.quat_xyzw)
+    q = np.asarray(cam.pose.quat_xyzw)
     assert np.linalg.norm(q) == pytest.approx(1.0, abs=1e-12)
     assert (cam.width, cam.height) == (800, 600)
     assert (cam.cx, cam.cy) == (400.0, 300.0)
@@ -202,7 +202,7 @@ def test_camera_is_a_unit_quaternion_looking_at_the_scene_with_consistent_intrin
     offset = np.asarray(fresh.read().tip_m) - np.asarray(SceneConfig().home_tip_m)  # world → base translation
     eye = np.asarray(spec.eye_m) + offset
     look = np.asarray(spec.target_m) + offset
-    np.testing.assert_allclose(cam.pos_m, eye, atol=1e-9)
+    np.testing.assert_allclose(cam.pose.pos_m, eye, atol=1e-9)
     np.testing.assert_allclose(z_axis, (look - eye) / np.linalg.norm(look - eye), atol=1e-9)
     assert abs(x_axis[2]) < 1e-9
 
