@@ -48,9 +48,16 @@ class RobotReading:
 
 @runtime_checkable
 class RobotInterface(Protocol):
-    """What the server needs from an arm (simulated or real)."""
+    """Everything the server uses of an arm (simulated or real); positions in the base frame (m).
+    A real arm without a task scene returns ``None`` from ``task_snapshot`` and ``guidance_path_m``,
+    no ``objects``, and refuses ``load_task`` with a ``ValueError``."""
 
     arm_id: str
+    task_name: str
+    seed: int
+
+    @property
+    def limits(self) -> ForceLimits: ...
 
     def connect(self) -> None: ...
 
@@ -63,6 +70,20 @@ class RobotInterface(Protocol):
     def update(self, dt_s: float) -> None: ...
 
     def disconnect(self) -> None: ...
+
+    def load_task(self, task: str, seed: int) -> None: ...
+
+    def workspace_m(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def forbidden_regions_m(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def guidance_path_m(self) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+    def camera(self) -> p.Camera: ...
+
+    def objects(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]: ...
+
+    def task_snapshot(self) -> p.TaskState | None: ...
 
 
 @dataclass(frozen=True)

@@ -245,8 +245,7 @@ class ControlChannel:
 
     def _guidance(self) -> p.Guidance | None:
         """The loaded task's guidance path for consoles' fixtures (simulated arms only)."""
-        get = getattr(self.robot, "guidance_path_m", None)
-        found = get() if get is not None else None
+        found = self.robot.guidance_path_m()
         if found is None:
             return None
         path, normal = found

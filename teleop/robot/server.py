@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.robot.arm import SimArmConfig, SimulatedArm
+from teleop.robot.arm import RobotInterface, SimArmConfig, SimulatedArm
 from teleop.robot.commands import CommandIntake
 from teleop.robot.control import CONTROL_READS_PER_PERIOD, ControlChannel
 from teleop.robot.flight import FlightRecording
@@ -181,9 +181,9 @@ class RobotServer(ControlChannel, OfferRelay, CommandIntake, Sessions, Telemetry
     Its jobs live in one module each (mixins sharing this object's state): ``control``, ``offers``,
     ``commands``, ``sessions``, ``telemetry``, ``flight``; here: the loop and the lifecycle."""
 
-    def __init__(self, config: ServerConfig, robot: SimulatedArm | None = None) -> None:
+    def __init__(self, config: ServerConfig, robot: RobotInterface | None = None) -> None:
         self.config = config
-        self.robot = robot or SimulatedArm(config.arm)
+        self.robot: RobotInterface = robot or SimulatedArm(config.arm)
         self.arm_id = self.robot.arm_id
         self.clock = time.monotonic
         self.counters: Counter[str] = Counter()
