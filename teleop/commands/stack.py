@@ -52,6 +52,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--prediction", choices=["off", "zoh", "cv", "alphabeta", "learned"], help="motion prediction over the delay"
     )
     p_console.add_argument("--tremor", choices=["on", "off"], help="the tremor filter (8–12 Hz) on the hand")
+    p_console.add_argument(
+        "--faults", metavar="FILE.toml", help="TEST ONLY: inject the safety harness's console faults ([faults])"
+    )
     p_console.set_defaults(func=_cmd_console)
 
     p_video = sub.add_parser("video", help="the media process: renderer + WebRTC video + browser viewer")
@@ -155,7 +158,13 @@ def _cmd_console(args: argparse.Namespace) -> int:
     }
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
-        console = Console(config)
+        if args.faults:  # the safety harness's fault injection (TEST ONLY)
+            from teleop.harness.faults import ConsoleFaults, FaultyConsole
+
+            faults = load_section(args.faults, "faults", ConsoleFaults, "fault file")
+            console: Console = FaultyConsole(config, faults)
+        else:
+            console = Console(config)
     except NoWindowError as exc:  # show = true comes from the file
         raise CliError(f"{args.config + ': ' if args.config else ''}{exc}") from None
     except (ConfigError, ValueError, RuntimeError) as exc:

@@ -58,11 +58,6 @@ class ConsoleConfig:
     links: dict[str, str] = field(default_factory=dict)
     #: Scripted runs: load each task first (false: continue with whatever the robot has).
     load_task: bool = True
-    #: Fault injection for the safety harness: the console's clock jumps by ``clock_jump_s`` this
-    #: long after the first engage; the surgeon presses e-stop ``estop_at_s`` after it.
-    clock_jump_s: float = 0.0
-    clock_jump_at_s: float = 0.0
-    estop_at_s: float | None = None
     #: The endoscope video (WebRTC, ``teleop.video.client``): off unless ``video.enabled``.
     video: VideoClientConfig = field(default_factory=VideoClientConfig)
     #: Motion correction and latency compensation stages (``teleop.correction``): all off by default.

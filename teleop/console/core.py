@@ -55,9 +55,6 @@ class Console:
         self.estop_pressed = False
         self._estop_acked = False
         self._estop_sent = -math.inf
-        self._jump_at: float | None = None
-        self._jump_first_seq: int | None = None
-        self._jump_session = ""
         self.rehandshakes = 0
         self._engaged_once = False
         self.video: VideoClient | None = VideoClient(config.video) if config.video.enabled else None
@@ -151,10 +148,6 @@ class Console:
         if not self._engaged_once:
             self._engaged_once = True
             self.link.restart_links()  # emulated outages count from the first engage
-        if self._jump_at is None and self.config.clock_jump_s:
-            self._jump_at = self.link.true_clock() + self.config.clock_jump_at_s
-            jump, at, true = self.config.clock_jump_s, self._jump_at, self.link.true_clock
-            self.link.clock = lambda: true() + (jump if true() >= at else 0.0)
         return ack.session
 
     def disengage(self) -> None:
@@ -238,8 +231,6 @@ class Console:
             if target is not None:
                 target = run_stages(self.tool_stages, Motion(now, corrected.hand_m, target), ctx).target_m
             self.seq += 1
-            if self._jump_at is not None and self._jump_first_seq is None and now >= self._jump_at:
-                self._jump_first_seq, self._jump_session = self.seq, self.session
             pos = target if target is not None else shown_tool
             self.link.send(
                 p.Command(
@@ -324,10 +315,9 @@ class Console:
         self.latencies, self._last_echo, self.max_force_N = [], 0, 0.0
 
     def clock_jump(self) -> dict[str, Any] | None:
-        """The injected console clock jump (harness fault), once it happened: size, session, first seq."""
-        if self._jump_first_seq is None:
-            return None
-        return {"jump_s": self.config.clock_jump_s, "session": self._jump_session, "first_seq": self._jump_first_seq}
+        """An injected console clock jump (``teleop.harness.faults``), once it happened: size,
+        session, first command; None in production."""
+        return None
 
     def summary(self) -> dict[str, Any]:
         return summary(self)

@@ -106,9 +106,6 @@ def episode(console: Console, task: str, seed: int) -> EpisodeResult:
     restarts = link.robot_restarts
     while True:
         now = link.true_clock()
-        if cfg.estop_at_s is not None and now - start >= cfg.estop_at_s and not console.estop_pressed:
-            print("console: e-stop pressed", flush=True)
-            console.press_estop()
         console.tick(now)
         tel = link.telemetry
         if now - start > cfg.episode_timeout_s:

@@ -136,12 +136,13 @@ def run_cell(
             "summary_json": str(out_dir / f"console-{index}.json"),
             "engage_wait_s": 6.0,
         }
+        faults: dict[str, Any] = {}
         if cell.fault == "clock_jump_ahead":
-            console |= {"clock_jump_s": CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
+            faults = {"clock_jump_s": CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
         if cell.fault == "clock_jump_back":
-            console |= {"clock_jump_s": -CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
+            faults = {"clock_jump_s": -CLOCK_JUMP_S, "clock_jump_at_s": FAULT_AT_S}
         if cell.fault == "estop_outage":
-            console["estop_at_s"] = OUTAGE_AT_S + cell.outage_s / 2
+            faults = {"estop_at_s": OUTAGE_AT_S + cell.outage_s / 2}
         tables: dict[str, dict[str, Any]] = {"": console, "endpoints": endpoints}
         if cell.video:
             tables["video"] = {"enabled": True, "link": cell.video_link}
@@ -154,7 +155,10 @@ def run_cell(
         if cell.surgeon:
             tables["surgeon"] = dict(cell.surgeon)
         cfg = write_toml(out_dir / f"console-{index}.toml", "console", tables)
-        return CliProcess(["console", "--config", str(cfg)], out_dir / "console.log")
+        argv = ["console", "--config", str(cfg)]
+        if faults:
+            argv += ["--faults", str(write_toml(out_dir / f"faults-{index}.toml", "faults", {"": faults}))]
+        return CliProcess(argv, out_dir / "console.log")
 
     probe = None if robot_cpu is None else HostProbe(out_dir / "hostprobe.jsonl", robot_cpu)
     robot = start_robot(0)
