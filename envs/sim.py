@@ -15,6 +15,7 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -542,6 +543,47 @@ class Sim:
         pb.removeConstraint(constraint_id, physicsClientId=self.client)
 
     # ------------------------------------------------------------------ scene state (mirroring)
+    def visual_primitives(self) -> list[tuple[str, np.ndarray, tuple[float, float, float, float]]]:
+        """Every visible visual shape of the world, posed now, as a renderer draws it: (``"box"``,
+        ``"sphere"`` or ``"cylinder"``, its 4×4 model matrix in the world frame scaling a unit
+        primitive — box of side 1 m, sphere of radius 1 m, cylinder of radius 1 m and length 1 m
+        along z — and its RGBA colour). Capsules become a cylinder and two spheres, planes a thin
+        10 m box; meshes are not drawn (this project's scenes have none)."""
+        c = self.client
+        out: list[tuple[str, np.ndarray, tuple[float, float, float, float]]] = []
+        for i in range(pb.getNumBodies(physicsClientId=c)):
+            body = pb.getBodyUniqueId(i, physicsClientId=c)
+            links: dict[int, np.ndarray] = {}
+            for shape in pb.getVisualShapeData(body, physicsClientId=c):
+                link, kind, dims, local_pos, local_quat = shape[1], shape[2], shape[3], shape[5], shape[6]
+                rgba = (float(shape[7][0]), float(shape[7][1]), float(shape[7][2]), float(shape[7][3]))
+                if rgba[3] <= 0.0:
+                    continue
+                if link not in links:
+                    if link < 0:
+                        pos, quat = pb.getBasePositionAndOrientation(body, physicsClientId=c)
+                    else:
+                        state = pb.getLinkState(body, link, computeForwardKinematics=True, physicsClientId=c)
+                        pos, quat = state[4], state[5]
+                    links[link] = _pose_matrix(pos, quat)
+                frame = links[link] @ _pose_matrix(local_pos, local_quat)
+                if kind == pb.GEOM_BOX:
+                    out.append(("box", frame @ np.diag([*dims, 1.0]), rgba))
+                elif kind == pb.GEOM_SPHERE:
+                    r = dims[0]
+                    out.append(("sphere", frame @ np.diag([r, r, r, 1.0]), rgba))
+                elif kind in (pb.GEOM_CYLINDER, pb.GEOM_CAPSULE):
+                    length, r = dims[0], dims[1]
+                    out.append(("cylinder", frame @ np.diag([r, r, length, 1.0]), rgba))
+                    if kind == pb.GEOM_CAPSULE:
+                        for z in (-length / 2, length / 2):
+                            end = frame.copy()
+                            end[:3, 3] = frame[:3, :3] @ np.array([0.0, 0.0, z]) + frame[:3, 3]
+                            out.append(("sphere", end @ np.diag([r, r, r, 1.0]), rgba))
+                elif kind == pb.GEOM_PLANE:
+                    out.append(("box", frame @ np.diag([10.0, 10.0, 1e-4, 1.0]), rgba))
+        return out
+
     def snapshot(self) -> dict[str, dict[str, list[float]]]:
         """The whole scene as poses and joint values: for every body, its base position (m) and
         quaternion and its joint positions (rad or m). Enough to mirror the scene elsewhere."""
@@ -647,3 +689,11 @@ def _sum_contact_forces(points: Sequence[tuple]) -> tuple[float, float, float]:
         fy += fn * nb[1] + f1 * d1[1] + f2 * d2[1]
         fz += fn * nb[2] + f1 * d1[2] + f2 * d2[2]
     return fx, fy, fz
+
+
+def _pose_matrix(pos: Any, quat: Any) -> np.ndarray:
+    """A 4×4 homogeneous transform from a position and an (x, y, z, w) quaternion."""
+    m = np.eye(4)
+    m[:3, :3] = np.asarray(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
+    m[:3, 3] = pos
+    return m

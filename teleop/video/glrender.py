@@ -5,8 +5,9 @@ pybullet's EGL plugin costs 17–25 ms per 640×480 frame on the 2-core CPU even
 shading of its own, a depth and segmentation pass, copies), and ~50 ms when the control loop, the
 encoder and the decoder share the cores: too slow for 30 fps. The scene is made of primitives
 (boxes, cylinders, spheres, capsules: the arm's URDF has no meshes), so this renderer draws
-pybullet's own visual shapes — geometry, local frames and colours from ``getVisualShapeData``,
-poses from the world every frame — with one small shader (Lambert and a little specular under a
+pybullet's own visual shapes — geometry, frames and colours, posed from the world every frame,
+through ``envs.sim.Sim.visual_primitives`` (envs stays the only code that calls pybullet) — with
+one small shader (Lambert and a little specular under a
 light at the endoscope, as an endoscope's own light) and reads the colour buffer back. Colours are
 re-read every frame (tasks recolour markers); translucent shapes are drawn last, blended; shapes
 with alpha 0 are hidden. The camera is the same pinhole as ``envs.sim.Sim.render`` (eye, target,
@@ -16,12 +17,10 @@ up, vertical field of view, clip planes).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
-import pybullet as pb
 
-from envs.sim import CameraSpec
+from envs.sim import CameraSpec, Sim
 
 _VERTEX = """
 #version 330
@@ -127,25 +126,19 @@ def _perspective(fov_deg: float, aspect: float, near: float, far: float) -> np.n
     return m
 
 
-def _pose(pos: Any, quat: Any) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = np.asarray(pb.getMatrixFromQuaternion(quat)).reshape(3, 3)
-    m[:3, 3] = pos
-    return m
-
-
 class GLSceneRenderer:
-    """Renders every visual shape of the pybullet world ``client`` from ``camera`` (world frame)."""
+    """Renders every visual shape of the simulated world ``sim`` (``envs.sim.Sim.visual_primitives``)
+    from ``camera`` (world frame)."""
 
-    def __init__(self, client: int, camera: CameraSpec, width: int, height: int) -> None:
+    def __init__(self, sim: Sim, camera: CameraSpec, width: int, height: int) -> None:
         import moderngl
 
-        self.client, self.camera = client, camera
+        self.sim, self.camera = sim, camera
         self.width, self.height = width, height
         self.ctx = moderngl.create_standalone_context(backend="egl")
         self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
         self._meshes = {}
-        for kind, data in ((pb.GEOM_BOX, _box()), (pb.GEOM_CYLINDER, _cylinder()), (pb.GEOM_SPHERE, _sphere())):
+        for kind, data in (("box", _box()), ("cylinder", _cylinder()), ("sphere", _sphere())):
             vbo = self.ctx.buffer(data.tobytes())
             self._meshes[kind] = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_pos", "in_normal")])
         self.fbo = self.ctx.simple_framebuffer((width, height))
@@ -155,55 +148,11 @@ class GLSceneRenderer:
         self._view_proj = proj @ view
         self.prog["eye"].value = tuple(float(v) for v in eye)
 
-    def _shapes(self) -> list[tuple[int, np.ndarray, tuple[float, float, float, float]]]:
-        """(mesh kind, model matrix, rgba) of every visible primitive, posed now."""
-        c = self.client
-        out = []
-        for i in range(pb.getNumBodies(physicsClientId=c)):
-            body = pb.getBodyUniqueId(i, physicsClientId=c)
-            links: dict[int, np.ndarray] = {}
-            for shape in pb.getVisualShapeData(body, physicsClientId=c):
-                link, kind, dims, local_pos, local_quat, rgba = (
-                    shape[1],
-                    shape[2],
-                    shape[3],
-                    shape[5],
-                    shape[6],
-                    tuple(shape[7]),
-                )
-                if rgba[3] <= 0.0:
-                    continue
-                if link not in links:
-                    if link < 0:
-                        pos, quat = pb.getBasePositionAndOrientation(body, physicsClientId=c)
-                    else:
-                        state = pb.getLinkState(body, link, computeForwardKinematics=True, physicsClientId=c)
-                        pos, quat = state[4], state[5]
-                    links[link] = _pose(pos, quat)
-                frame = links[link] @ _pose(local_pos, local_quat)
-                if kind == pb.GEOM_BOX:
-                    out.append((pb.GEOM_BOX, frame @ np.diag([*dims, 1.0]), rgba))
-                elif kind == pb.GEOM_SPHERE:
-                    r = dims[0]
-                    out.append((pb.GEOM_SPHERE, frame @ np.diag([r, r, r, 1.0]), rgba))
-                elif kind in (pb.GEOM_CYLINDER, pb.GEOM_CAPSULE):
-                    length, r = dims[0], dims[1]
-                    out.append((pb.GEOM_CYLINDER, frame @ np.diag([r, r, length, 1.0]), rgba))
-                    if kind == pb.GEOM_CAPSULE:
-                        for z in (-length / 2, length / 2):
-                            end = frame.copy()
-                            end[:3, 3] = frame[:3, :3] @ np.array([0.0, 0.0, z]) + frame[:3, 3]
-                            out.append((pb.GEOM_SPHERE, end @ np.diag([r, r, r, 1.0]), rgba))
-                elif kind == pb.GEOM_PLANE:
-                    out.append((pb.GEOM_BOX, frame @ np.diag([10.0, 10.0, 1e-4, 1.0]), rgba))
-                # meshes (GEOM_MESH): none in this project's scenes
-        return out
-
     def render(self) -> np.ndarray:
         """An RGB image (height, width, 3) uint8."""
         import moderngl
 
-        shapes = self._shapes()
+        shapes = self.sim.visual_primitives()
         ctx = self.ctx
         self.fbo.use()
         self.fbo.clear(*BACKGROUND, 1.0)

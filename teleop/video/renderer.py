@@ -113,7 +113,7 @@ class SceneMirror:
         if gl is None or (gl.width, gl.height) != (width, height):
             from teleop.video.glrender import GLSceneRenderer
 
-            gl = self._gl[task] = GLSceneRenderer(env.sim.client, env.scene.config.camera, width, height)
+            gl = self._gl[task] = GLSceneRenderer(env.sim, env.scene.config.camera, width, height)
         return gl.render()
 
     def apply(self, tel: p.Telemetry) -> None:
