@@ -5,4 +5,6 @@ as processes and judge recordings): the latency-injection safety harness (``safe
 through the real stack (``evaluation``, ``train_predictor``), and the one subprocess helper
 (``process``), which the launcher shares.
 
+May import: every teleop package, settings, envs, policies (it is the top but for the front doors).
+
 Docstring only, no re-exports: `telesurg launch` imports ``process`` without loading the stack."""

@@ -4,4 +4,6 @@ server (``media``), the console's WebRTC client (``client``), ICE settings (``we
 aiortc/aioice internal (``aiortc_patches``), overlays and recording (``overlay``), the web viewer
 (``web/``, served within ``httpguard``'s limits).
 
+May import: robot, netem, correction, wire, settings, envs, policies; not the console or the harness.
+
 Docstring only, no re-exports: spawned children (the renderer) import their package's ``__init__``."""
