@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +107,11 @@ class TrainConfig:
     def to_toml(self) -> str:
         """The resolved configuration as TOML (written into every run folder)."""
         d = self.to_dict()
-        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+        lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
         for k, v in d.items():
             if isinstance(v, dict):
                 lines.append(f"\n[{k}]")
-                lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+                lines += [f"{kk} = {toml_value(vv)}" for kk, vv in v.items()]
         return "\n".join(lines) + "\n"
 
     def validate(self) -> TrainConfig:
@@ -293,15 +294,17 @@ def _typed(key: str, value: Any, expected: type) -> Any:
     return value
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
+    """A value as TOML text: booleans, numbers, strings and paths (a JSON string literal is a valid
+    TOML basic string), arrays and inline tables of them. The one TOML writer of the project."""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, str | Path):
+        return json.dumps(str(v))
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, float):
         return repr(v)
     return str(v)

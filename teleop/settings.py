@@ -4,14 +4,13 @@ one-line ``ConfigError``s naming the file and the key."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from policies.config import ConfigError, read_toml, set_dotted
+from policies.config import ConfigError, read_toml, set_dotted, toml_value
 
 T = TypeVar("T")
 
@@ -24,19 +23,9 @@ def write_toml(path: Path, section: str, tables: dict[str, dict[str, Any]]) -> P
     lines = []
     for name, keys in tables.items():
         lines.append(f"[{section}{'.' + name if name else ''}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in keys.items()]
+        lines += [f"{key} = {toml_value(value)}" for key, value in keys.items()]
     Path(path).write_text("\n".join(lines) + "\n")
     return Path(path)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a TOML basic string is a JSON string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
 
 
 def load_section(

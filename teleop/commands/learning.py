@@ -141,11 +141,9 @@ def _demo_policies(seed: int) -> bool:
     return ok
 
 
-def _toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
-
-
 def _train_overrides(args: argparse.Namespace) -> list[str]:
+    from policies.config import toml_value
+
     overrides = []
     for flag, key, is_str in (
         ("env", "env_id", True),
@@ -157,7 +155,7 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
     ):
         value = getattr(args, flag)
         if value is not None:
-            overrides.append(f"{key}={_toml_string(value) if is_str else value}")
+            overrides.append(f"{key}={toml_value(value) if is_str else value}")
     if args.shield is not None:
         overrides.append(f"shield={'true' if args.shield else 'false'}")
     return overrides + list(args.set or [])
