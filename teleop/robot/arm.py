@@ -121,6 +121,11 @@ class SimulatedArm:
         self._envs: dict[str, SurgicalEnv] = {}
         self.task_name = self.config.task
         self.seed = self.config.seed
+        env_config = EnvConfig().with_overrides(**dict(self.config.env_options))
+        if self.config.forbidden_m:
+            scene = dataclasses.replace(env_config.scene, forbidden_m=self.config.forbidden_m)
+            env_config = dataclasses.replace(env_config, scene=scene)
+        self.env_config = env_config  # every task's scene is built with it: known before connect
 
     # ------------------------------------------------------------------ RobotInterface
     def connect(self) -> None:
@@ -138,10 +143,7 @@ class SimulatedArm:
         self.env = None
 
     def _build(self, task: str) -> SurgicalEnv:
-        cfg = EnvConfig().with_overrides(**dict(self.config.env_options))
-        if self.config.forbidden_m:
-            cfg = dataclasses.replace(cfg, scene=dataclasses.replace(cfg.scene, forbidden_m=self.config.forbidden_m))
-        return SurgicalEnv(TASKS_BY_NAME[task], config=cfg)
+        return SurgicalEnv(TASKS_BY_NAME[task], config=self.env_config)
 
     def read(self) -> RobotReading:
         env = self._require()
@@ -208,11 +210,12 @@ class SimulatedArm:
 
     @property
     def physics_step_s(self) -> float:
-        return self._require().config.sim.physics_step_s
+        return self.env_config.sim.physics_step_s
 
     @property
     def limits(self) -> ForceLimits:
-        return self._require().config.limits
+        """The force limits (N) every task's scene runs under; known before ``connect``."""
+        return self.env_config.limits
 
     def workspace_m(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds on tool-tip targets (m, base frame): the task's workspace."""

@@ -91,8 +91,15 @@ def check_internals() -> list[str]:
 
         def _register_rtp_sender(self, *_: Any) -> None: ...
 
-    receiver = RTCRtpReceiver("video", _Transport())  # type: ignore[arg-type]
-    sender = RTCRtpSender(VideoStreamTrack(), _Transport())  # type: ignore[arg-type]
+    async def _build() -> tuple[RTCRtpReceiver, RTCRtpSender]:  # their constructors take the running loop
+        receiver = RTCRtpReceiver("video", _Transport())  # type: ignore[arg-type]
+        return receiver, RTCRtpSender(VideoStreamTrack(), _Transport())  # type: ignore[arg-type]
+
+    loop = asyncio.new_event_loop()  # a private loop: the caller's current loop (or none) is left as it is
+    try:
+        receiver, sender = loop.run_until_complete(_build())
+    finally:
+        loop.close()
     missing += [f"RTCRtpReceiver.{a}" for a in RECEIVER_ATTRIBUTES if not hasattr(receiver, a)]
     missing += [f"RTCRtpSender.{a}" for a in SENDER_ATTRIBUTES if not hasattr(sender, a)]
     return missing

@@ -45,6 +45,16 @@ def test_simulated_arm_is_a_robot_interface() -> None:
     assert not isinstance(object(), RobotInterface)
 
 
+def test_the_arms_force_limits_are_known_before_it_connects() -> None:
+    arm = SimulatedArm(SimArmConfig(env_options={"hard_N": 5.0}, preload=("Reach",)))
+    assert arm.limits.hard_N == 5.0  # the server announces them before the first scene is built
+    arm.connect()
+    try:
+        assert arm.env is not None and arm.env.config.limits == arm.limits
+    finally:
+        arm.disconnect()
+
+
 @pytest.mark.parametrize(
     "call",
     [

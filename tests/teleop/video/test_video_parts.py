@@ -4,6 +4,8 @@ serves no video."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -142,7 +144,7 @@ def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
             arm.update(0.002)
         env = arm.env
         assert env is not None
-        gl = GLSceneRenderer(env.sim.client, env.scene.config.camera, 320, 240)
+        gl = GLSceneRenderer(env.sim, env.scene.config.camera, 320, 240)
         try:
             ours = gl.render().astype(int)
         finally:
@@ -194,5 +196,10 @@ def test_without_opencv_gui_support_a_display_gives_one_note_and_show_true_an_er
 
 
 def test_every_aiortc_internal_the_video_path_patches_is_there() -> None:
-    # An aiortc or aioice upgrade that moves one fails here, by name, not as a silent stall.
+    # An aiortc or aioice upgrade that moves one fails here, by name, not as a silent stall; the
+    # check runs whether or not the calling thread has an event loop (an earlier asyncio.run
+    # leaves none), and leaves it as it was.
+    asyncio.set_event_loop(None)
     assert check_internals() == []
+    with pytest.raises(RuntimeError):
+        asyncio.get_event_loop_policy().get_event_loop()
