@@ -7,7 +7,7 @@ Measured in one run, each part in its own processes:
    ``time.monotonic()`` at send; latency = receive time − send time (CLOCK_MONOTONIC is one clock
    for all processes on Linux, so no sync is needed).
 2. **alone**: ``telesurg robot`` as a subprocess (temporary TOML on free loopback ports); this
-   process is the console through ``teleop.console.core.RobotLink`` (hello, clock sync, engage) and sends
+   process is the console through ``telesurg.teleop.console.core.RobotLink`` (hello, clock sync, engage) and sends
    ``Command`` at ``--rate-hz`` with absolute deadlines, the target a 5 mm circle at 0.2 Hz through
    the tool's start position (6 mm/s, far below the supervisor's speed limit), pinging at 10 Hz and
    draining telemetry. Every telemetry whose ``last_cmd_seq`` changed gives one latency sample,
@@ -18,13 +18,13 @@ Measured in one run, each part in its own processes:
 3. **command floods**: as 2, while 1, 10, 50 and 200 other connections (``--floods``), each its own
    process at nice 19 sending valid ``Command``s of its own session as fast as it can, flood the cmd
    socket. The robot drains the socket every period and judges the owner's newest command
-   whatever else is pending (``teleop.robot.server``); the share of the console's commands the supervisor
+   whatever else is pending (``telesurg.teleop.robot.server``); the share of the console's commands the supervisor
    accepted (``cmd.accepted``), watchdog holds and control periods are reported against the same
    run alone.
 4. **control floods**: 10, 50 and 200 connections (``--control-floods``) flood the control socket
    with hellos and pings as fast as they can while the console says hello, syncs its clock, engages,
    holds still for ``--seconds`` pinging at 10 Hz, then presses the e-stop: each request's round
-   trip is reported (the intake, ``teleop.robot.intake``, answers the owner and light connections first).
+   trip is reported (the intake, ``telesurg.teleop.robot.intake``, answers the owner and light connections first).
 
 The control loop's period distribution comes from the robot's ``--stats-json`` (the whole run of
 each robot process, start to SIGINT; the flood runs from the console's hello, a few hundred ms
@@ -67,11 +67,11 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.robot_link import RobotLink
-from teleop.wire import protocol as p
-from teleop.wire.channels import Endpoints, free_loopback_ports
-from teleop.wire.timing import sleep_until
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.robot_link import RobotLink
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import Endpoints, free_loopback_ports
+from telesurg.teleop.wire.timing import sleep_until
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -280,7 +280,7 @@ class RobotProcess:
         )
         self.lines: list[str] = []
         self._listening = threading.Event()
-        command = ["-m", "teleop.cli", "robot", "--config", str(config), "--stats-json", str(self.stats_path)]
+        command = ["-m", "telesurg.teleop.cli", "robot", "--config", str(config), "--stats-json", str(self.stats_path)]
         if realtime:
             command.append("--realtime")
         self.proc = subprocess.Popen(
@@ -719,7 +719,7 @@ def console_realtime() -> None:
     robot's 10), as if on a machine of its own — on this one it shares two cores with up to 200
     flooding processes, which otherwise delay its own sends. Children (robot, flooders) start at
     normal scheduling (reset on fork)."""
-    from teleop.robot.realtime import realtime_io_threads
+    from telesurg.teleop.robot.realtime import realtime_io_threads
 
     try:
         os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(5))

@@ -5,7 +5,7 @@ compensation method, through the real stack.
     .venv/bin/python bench/compensation.py --seeds 2 --delays 0 0.2 --scenarios scripted/Reach   # a quick look
 
 One `telesurg robot` (SCHED_RR, recording) serves every run. Each run is an in-process console
-driven by one scenario's generator (``teleop.harness.evaluation``), plus the scripted surgeon's
+driven by one scenario's generator (``telesurg.teleop.harness.evaluation``), plus the scripted surgeon's
 0.1 mm RMS 8–12 Hz tremor (seeded), through the link emulator on every channel
 (``delay=D jitter=10%``, TCP-faithful) with one method's stages on:
 
@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.evaluation import (
+from telesurg.teleop.harness.evaluation import (
     METHODS,
     SCENARIOS,
     TRACE_S,
@@ -57,8 +57,8 @@ from teleop.harness.evaluation import (
     shipped_default,
     without_prediction,
 )
-from teleop.robot.reader import read_topic
-from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 HERE = Path(__file__).resolve().parent
 #: Methods per generator: the twin loop needs a surgeon that closes its loop (scripted).

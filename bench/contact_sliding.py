@@ -7,7 +7,7 @@
 One `telesurg robot` (SCHED_RR, recording) serves every run. Each run is the scripted surgeon doing
 Trace through the link emulator on every channel (default ``delay=200ms jitter=20ms loss=3%
 burst=4 outage=1s@5s``, TCP-faithful, the run's seed; the outage starts 5 s after the console's
-first engage), with one correction method's stages on (``teleop.harness.evaluation.METHODS``).
+first engage), with one correction method's stages on (``telesurg.teleop.harness.evaluation.METHODS``).
 
 Crawl: from the robot's recording, every 2 ms period in which the supervisor is engaged and the
 contact force is inside Trace's band (0.5–2.5 N), the *commanded* slide is the part of the step
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.evaluation import METHODS, SCENARIOS, recording_robot, run_one
-from teleop.robot.reader import read_topic
-from teleop.robot.records import TOPIC_COMMANDS, TOPIC_STATE
-from teleop.robot.supervisor import SupervisorConfig
+from telesurg.teleop.harness.evaluation import METHODS, SCENARIOS, recording_robot, run_one
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.robot.records import TOPIC_COMMANDS, TOPIC_STATE
+from telesurg.teleop.robot.supervisor import SupervisorConfig
 
 HERE = Path(__file__).resolve().parent
 LINK = "delay=200ms jitter=20ms loss=3% burst=4 outage=1s@5s"

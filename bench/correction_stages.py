@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from teleop.correction import TremorFilter, measure_tremor, minimum_jerk_hand
-from teleop.correction.prediction import AlphaBeta, ConstantVelocity, ZeroOrderHold, prediction_rms_m
+from telesurg.teleop.correction import TremorFilter, measure_tremor, minimum_jerk_hand
+from telesurg.teleop.correction.prediction import AlphaBeta, ConstantVelocity, ZeroOrderHold, prediction_rms_m
 
 HERE = Path(__file__).resolve().parent
 

@@ -42,7 +42,7 @@ def worker(env_id: str, steps: int, warmup: int, seed: int, policy: str) -> dict
         import panda_gym  # noqa: F401  (registers the baseline)
     else:
         sys.path.insert(0, str(ROOT))
-        import envs  # noqa: F401  (registers telesurg ids)
+        from telesurg import envs  # noqa: F401  (registers telesurg ids)
 
     env = gym.make(env_id)
     base = env.unwrapped
@@ -53,7 +53,7 @@ def worker(env_id: str, steps: int, warmup: int, seed: int, policy: str) -> dict
 
     expert = None
     if policy == "expert" and env_id != BASELINE:
-        from envs.experts import make_expert
+        from telesurg.envs.experts import make_expert
 
         expert = make_expert(env)
     obs, _ = env.reset(seed=seed)

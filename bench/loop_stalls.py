@@ -4,7 +4,7 @@ One ``telesurg robot`` (real-time priority where permitted, recording every peri
 and video signalling on) is driven by a console in this process (``command_latency.drive``: a 5 mm
 circle at 500 Hz) while this script starts and stops the media process (``telesurg video``, the
 renderer with it) ``--cycles`` times, each time also opening the web viewer in Debian's headless
-Chromium until it decodes frames, then closing it. A host probe (``teleop.harness.hostprobe``) runs
+Chromium until it decodes frames, then closing it. A host probe (``telesurg.teleop.harness.hostprobe``) runs
 pinned to the robot's CPU one priority above the robot's and records its own wake-up lateness, so a long
 period can be told apart: the robot's own (work, or a late wake-up the probe did not share) or the
 host's (the probe was kept from running at the same moment).
@@ -36,12 +36,12 @@ from typing import Any
 import numpy as np
 from command_latency import drive
 
-from teleop.harness.browser import BrowserViewer
-from teleop.harness.hostprobe import read_gaps, stall_is_hosts, unexecuted_work_s
-from teleop.harness.invariants import load
-from teleop.harness.runner import CliProcess, HostProbe
-from teleop.settings import write_toml
-from teleop.wire.channels import Endpoints, free_loopback_ports
+from telesurg.teleop.harness.browser import BrowserViewer
+from telesurg.teleop.harness.hostprobe import read_gaps, stall_is_hosts, unexecuted_work_s
+from telesurg.teleop.harness.invariants import load
+from telesurg.teleop.harness.runner import CliProcess, HostProbe
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.channels import Endpoints, free_loopback_ports
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from teleop.correction.config import CorrectionConfig
-from teleop.correction.prediction import AlphaBeta, BandLimit, MotionPrediction
-from teleop.correction.stage import Context, Motion
-from teleop.correction.tremor import TremorFilter, tremor_power_um2
-from teleop.harness.train_predictor import held_out_run
+from telesurg.teleop.correction.config import CorrectionConfig
+from telesurg.teleop.correction.prediction import AlphaBeta, BandLimit, MotionPrediction
+from telesurg.teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.tremor import TremorFilter, tremor_power_um2
+from telesurg.teleop.harness.train_predictor import held_out_run
 
 HERE = Path(__file__).resolve().parent
 HORIZON_S = 0.2

@@ -49,8 +49,8 @@ def worker(env_id: str, n_envs: int, steps: int) -> float:
     from stable_baselines3.common.vec_env import VecNormalize
 
     sys.path.insert(0, str(ROOT))
-    from policies.config import load_config
-    from policies.train import make_vec_env as make_telesurg_vec_env
+    from telesurg.policies.config import load_config
+    from telesurg.policies.train import make_vec_env as make_telesurg_vec_env
 
     torch.set_num_threads(1)
     cfg = tomllib.loads(CONFIG.read_text())
@@ -105,7 +105,7 @@ def time_to_success_fresh() -> dict:
             [
                 sys.executable,
                 "-m",
-                "teleop.cli",
+                "telesurg.teleop.cli",
                 "train",
                 str(CONFIG),
                 "--out",

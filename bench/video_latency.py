@@ -4,8 +4,8 @@ Measured in one run, for each frame size (``--sizes``, default 640x480 and 320x2
 
 1. **stack**: the real pipeline, ``telesurg robot`` (real-time priority where allowed, state feed and
    video signalling on free loopback ports, Reach preloaded) and ``telesurg video`` (the media process
-   and its renderer child) as subprocesses; this process is the console: ``teleop.console.core.RobotLink``
-   (hello, clock sync, engage) and ``teleop.video.client.VideoClient`` (a receive-only aiortc peer
+   and its renderer child) as subprocesses; this process is the console: ``telesurg.teleop.console.core.RobotLink``
+   (hello, clock sync, engage) and ``telesurg.teleop.video.client.VideoClient`` (a receive-only aiortc peer
    connection, signalled over the robot's control channel, decoding headless in its own thread).
    Every 10 ms the console pings, drains control and telemetry, hands the clock-sync offset to the
    video client and commands a 2 cm circle in the base x–y plane through the tool's start position
@@ -19,7 +19,8 @@ Measured in one run, for each frame size (``--sizes``, default 640x480 and 320x2
    images, a moving gradient and disc with a little noise, cycled; each frame's creation time kept
    by pts) and a receiver decoding them. Frames are matched by RTP timestamp (the receiver keeps raw
    RTP timestamps and the sender's RTP origin is learnt from its first packet, as the media process
-   does: ``teleop.video.aiortc_patches.tap_rtp``); created → decoded is the floor for the stack's ready → displayed
+   does: ``telesurg.teleop.video.aiortc_patches.tap_rtp``); created → decoded is the floor for the
+   stack's ready → displayed
    (both: conversion to a VideoFrame, encode, packetise, SRTP over loopback UDP, jitter buffer, decode).
 
 Each measurement waits for the first decoded frame, drops a 2 s warm-up and then measures for
@@ -59,17 +60,17 @@ from typing import Any
 
 import numpy as np
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.robot_link import RobotLink
-from teleop.harness import procstats
-from teleop.harness.runner import CliProcess
-from teleop.settings import write_toml
-from teleop.video.aiortc_patches import keep_rtp_timestamps, tap_rtp, use_ice_addresses
-from teleop.video.client import FrameSample, VideoClient, VideoClientConfig
-from teleop.video.tracks import VIDEO_CLOCK_HZ
-from teleop.video.webrtc import rtc_configuration
-from teleop.wire import protocol as p
-from teleop.wire.channels import Endpoints, free_loopback_ports
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.robot_link import RobotLink
+from telesurg.teleop.harness import procstats
+from telesurg.teleop.harness.runner import CliProcess
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.video.aiortc_patches import keep_rtp_timestamps, tap_rtp, use_ice_addresses
+from telesurg.teleop.video.client import FrameSample, VideoClient, VideoClientConfig
+from telesurg.teleop.video.tracks import VIDEO_CLOCK_HZ
+from telesurg.teleop.video.webrtc import rtc_configuration
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import Endpoints, free_loopback_ports
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@
 Importing this package registers every environment id, built in a loop and listed in ``ENV_IDS``::
 
     import gymnasium as gym
-    import envs
+    from telesurg import envs
 
     env = gym.make("telesurg/Reach-v0", render_mode="rgb_array")
 
@@ -19,10 +19,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.core import EnvConfig, SurgicalEnv
-from envs.layout import OBS_LAYOUT_VERSION
-from envs.tasks import TASKS, TASKS_BY_NAME
-from envs.wrappers import DiscreteActions, ForceShieldWrapper
+from telesurg.envs.core import EnvConfig, SurgicalEnv
+from telesurg.envs.layout import OBS_LAYOUT_VERSION
+from telesurg.envs.tasks import TASKS, TASKS_BY_NAME
+from telesurg.envs.wrappers import DiscreteActions, ForceShieldWrapper
 
 NAMESPACE = "telesurg"
 ENV_IDS: list[str] = []

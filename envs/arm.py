@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.geometry import Frame
-from envs.kinematics import (
+from telesurg.envs.geometry import Frame
+from telesurg.envs.kinematics import (
     ARM_JOINTS,
     JAW_JOINTS,
     PSM_URDF,
     PsmKinematics,
     psm_kinematics,
 )
-from envs.sim import Sim
+from telesurg.envs.sim import Sim
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ command, -1 closed to +1 fully open (absolute, not a rate). Values outside [-1, 
 ``ValueError`` before anything is simulated, so a rejected action leaves the world untouched.
 
 Observation (Dict): ``observation`` is a flat float32 vector laid out by ``env.obs_layout``
-(robot fields then task fields; see ``envs.layout``), ``achieved_goal``/``desired_goal`` by
+(robot fields then task fields; see ``telesurg.envs.layout``), ``achieved_goal``/``desired_goal`` by
 ``env.goal_layout``. Everything is in the robot base frame, SI units.
 
 Info: ``is_success``; ``contact_force_N`` (magnitude at the end of the period) and
@@ -38,14 +38,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.arm import ArmConfig, SurgicalArm
-from envs.grasp import GraspConfig, Grasper
-from envs.layout import ROBOT_FIELDS, ObsLayout
-from envs.safety import ForceLimits
-from envs.scene import PatientScene, SceneConfig
-from envs.sim import Sim, SimConfig
-from envs.tasks.base import StepResult, Task
-from envs.tissue import TissueContact
+from telesurg.envs.arm import ArmConfig, SurgicalArm
+from telesurg.envs.grasp import GraspConfig, Grasper
+from telesurg.envs.layout import ROBOT_FIELDS, ObsLayout
+from telesurg.envs.safety import ForceLimits
+from telesurg.envs.scene import PatientScene, SceneConfig
+from telesurg.envs.sim import Sim, SimConfig
+from telesurg.envs.tasks.base import StepResult, Task
+from telesurg.envs.tissue import TissueContact
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import gymnasium as gym
 from PIL import Image
 
-from envs import env_id
-from envs.experts import make_expert, run_episode
-from envs.tasks import TASKS
+from telesurg.envs import env_id
+from telesurg.envs.experts import make_expert, run_episode
+from telesurg.envs.tasks import TASKS
 
 
 @dataclass

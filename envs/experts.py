@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from envs.layout import ObsLayout
+from telesurg.envs.layout import ObsLayout
 
 
 @dataclass

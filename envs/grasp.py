@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.arm import SurgicalArm
-from envs.geometry import quat_to_matrix
-from envs.sim import Sim
+from telesurg.envs.arm import SurgicalArm
+from telesurg.envs.geometry import quat_to_matrix
+from telesurg.envs.sim import Sim
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.geometry import rot_x, rot_y, rot_z
+from telesurg.envs.geometry import rot_x, rot_y, rot_z
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 PSM_URDF = ASSETS_DIR / "psm" / "psm.urdf"

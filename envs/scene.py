@@ -5,7 +5,7 @@ rigid or articulated, so the scene's state is a set of poses and joint values th
 a console twin can mirror.
 
 Tissue is compliant: the normal force on the tool tip is
-``stiffness × indentation + damping × indentation rate`` (applied by ``envs.tissue``). The default
+``stiffness × indentation + damping × indentation rate`` (applied by ``telesurg.envs.tissue``). The default
 stiffness, 300 N/m, is of the order measured when indenting soft abdominal organs such as liver
 with a probe of a few millimetres (a few hundred N/m over indentations of several mm). It puts
 Palpate's 1.5–2.5 N band at 5–8 mm of indentation, well resolved by the tool, and the 6 N hard
@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.sim import CameraSpec, Sim
+from telesurg.envs.sim import CameraSpec, Sim
 
 TISSUE_RGBA = (0.86, 0.52, 0.50, 1.0)
 
 
 @dataclass(frozen=True)
 class TissueConfig:
-    """Tissue contact law (``envs.tissue``) and the tissue bed, a slab whose top face is the world
+    """Tissue contact law (``telesurg.envs.tissue``) and the tissue bed, a slab whose top face is the world
     z=0 plane. ``slip_speed_m_s`` regularises friction near rest."""
 
     stiffness_N_m: float = 300.0
@@ -97,7 +97,7 @@ class PatientScene:
             rgba=TISSUE_RGBA,
         )
         sim.set_contact_dynamics(self.TISSUE, -1, t.stiffness_N_m, t.damping_N_s_m, t.friction)
-        #: (body, link) pairs that are patient tissue: compliant under the tool tip (``envs.tissue``).
+        #: (body, link) pairs that are patient tissue: compliant under the tool tip (``telesurg.envs.tissue``).
         self.tissue_bodies: list[tuple[str, int]] = [(self.TISSUE, -1)]
         if self.config.with_needle:
             self._add_needle()

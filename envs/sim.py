@@ -6,7 +6,7 @@ renderer or console twin could replace it with a mirror. Everything here is in t
 frame, SI units: metres, kilograms, seconds, newtons; quaternions as (x, y, z, w).
 
 Geometry is simulated at true scale (no internal scaling leaks or exists): the tool touches tissue
-through a single 2.5 mm sphere whose contact law ``envs.tissue`` applies explicitly.
+through a single 2.5 mm sphere whose contact law ``telesurg.envs.tissue`` applies explicitly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from envs._stdio import quiet_c_output
+from telesurg.envs._stdio import quiet_c_output
 
 with quiet_c_output():  # pybullet prints its build time on import
     import pybullet as pb

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 
-from envs.arm import SurgicalArm
-from envs.scene import TissueConfig
-from envs.sim import Sim
+from telesurg.envs.arm import SurgicalArm
+from telesurg.envs.scene import TissueConfig
+from telesurg.envs.sim import Sim
 
 
 class TissueContact:

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.safety import ForceShield
+from telesurg.envs.safety import ForceShield
 
 
 def _inner_compute_reward(env: gym.Env, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:

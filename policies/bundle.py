@@ -18,9 +18,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from policies.card import ModelCard
-from policies.config import algorithm_class
-from policies.normalization import ObsNormalizer
+from telesurg.policies.card import ModelCard
+from telesurg.policies.config import algorithm_class
+from telesurg.policies.normalization import ObsNormalizer
 
 MODEL_FILE = "model.zip"
 CARD_FILE = "card.json"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from policies.evallog import append_eval
-from policies.evaluate import EvalResult
+from telesurg.policies.evallog import append_eval
+from telesurg.policies.evaluate import EvalResult
 
 
 def score_of(record: dict[str, Any]) -> tuple[float, float, float]:

@@ -116,7 +116,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field; fills in ``algo`` ("auto") and ``out`` (empty). Returns self."""
-        import envs
+        from telesurg import envs
 
         if not self.env_id:
             raise ConfigError("no env_id given (set env_id in the config file or pass --env ID)")
@@ -183,7 +183,7 @@ class TrainConfig:
                 raise ConfigError(f"hyperparams.{key} must be {kind} (like its default {default!r}), got {value!r}")
 
     def _check_env_options(self) -> None:
-        from envs.core import EnvConfig
+        from telesurg.envs.core import EnvConfig
 
         try:
             EnvConfig().with_overrides(**dict(self.env))

@@ -12,8 +12,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs
-from policies.bundle import Policy
+from telesurg import envs
+from telesurg.policies.bundle import Policy
 
 #: A step counts as "in contact" for the mean-force figure above this magnitude (N).
 CONTACT_THRESHOLD_N = 0.01
@@ -146,7 +146,7 @@ class SavedPolicy:
 def load_saved(model: str, env_id: str | None = None) -> SavedPolicy:
     """Load ``model`` (a folder or its model.zip) and check it against ``env_id`` (default: its
     card's) under its card's env options; ``EvalSetupError`` with one line otherwise."""
-    from policies.bundle import PolicyMismatch
+    from telesurg.policies.bundle import PolicyMismatch
 
     try:
         policy = Policy.load(model)
@@ -187,7 +187,7 @@ def evaluate_saved(
     for i, shield in enumerate(shields):
         writer = None
         if video and i == 0:
-            from policies.video import Mp4Writer
+            from telesurg.policies.video import Mp4Writer
 
             try:
                 writer = Mp4Writer(video, saved.fps)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policies.bundle import CARD_FILE, resolve_bundle
-from policies.card import ModelCard
-from policies.evallog import EVAL_LOG, read_eval_log
+from telesurg.policies.bundle import CARD_FILE, resolve_bundle
+from telesurg.policies.card import ModelCard
+from telesurg.policies.evallog import EVAL_LOG, read_eval_log
 
 
 def training_curve(model_path: str | Path) -> tuple[list[dict], str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envs.kinematics import ASSETS_DIR
+from telesurg.envs.kinematics import ASSETS_DIR
 
 SHIPPED_DIR: Path = ASSETS_DIR / "policies"
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies.config import ConfigError, TrainConfig, from_dict, parse_override, read_toml, set_dotted
+from telesurg.policies.config import ConfigError, TrainConfig, from_dict, parse_override, read_toml, set_dotted
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 #: Metrics a sweep may optimise, with the direction that is better.
@@ -127,7 +127,7 @@ def _trial(params: dict[str, Any], spec: SweepSpec, out_root: str) -> None:
     """One Tune trial: a full training run whose evaluations are reported to Tune."""
     from ray import tune
 
-    from policies.train import train
+    from telesurg.policies.train import train
 
     name = tune.get_context().get_trial_name() or "trial"
     cfg = spec.trial_config(params, os.path.join(out_root, name))

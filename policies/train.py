@@ -10,7 +10,7 @@ A run lives in one folder (``TrainConfig.out``)::
     final/               the model at the end, or at Ctrl-C (status "interrupted")
     summary.json         budget, wall time, time to the success threshold, final evaluation
 
-Every saved model is a policy bundle (``policies.bundle``) with its card and normalisation.
+Every saved model is a policy bundle (``telesurg.policies.bundle``) with its card and normalisation.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import Any
 
 import gymnasium as gym
 
-from policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, action_space_name
-from policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock, score_of
-from policies.card import ModelCard, library_versions
-from policies.config import ConfigError, TrainConfig, algorithm_class, load_config
-from policies.evallog import read_eval_log
-from policies.evaluate import EvalResult, evaluate
-from policies.normalization import ObsNormalizer
+from telesurg.policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, action_space_name
+from telesurg.policies.callbacks import EvalCheckpointCallback, ProgressCallback, RunClock, score_of
+from telesurg.policies.card import ModelCard, library_versions
+from telesurg.policies.config import ConfigError, TrainConfig, algorithm_class, load_config
+from telesurg.policies.evallog import read_eval_log
+from telesurg.policies.evaluate import EvalResult, evaluate
+from telesurg.policies.normalization import ObsNormalizer
 
 REPLAY_BUFFER_FILE = "replay_buffer.pkl"
 #: Success rate whose first crossing (steps and wall time) is recorded in summary.json.
@@ -58,8 +58,8 @@ class EnvFactory:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         from stable_baselines3.common.monitor import Monitor
 
-        import envs  # noqa: F401  (registers the ids in a fresh worker)
-        from envs.wrappers import CostPenalty
+        from telesurg import envs  # noqa: F401  (registers the ids in a fresh worker)
+        from telesurg.envs.wrappers import CostPenalty
 
         env = gym.make(self.env_id, shield=self.shield, **self.env_options)
         if self.cost_weight > 0:

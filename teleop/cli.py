@@ -27,8 +27,8 @@ import shlex
 import sys
 from typing import NoReturn
 
-from teleop.cli_errors import CliError
-from teleop.commands import learning, network, security, stack, verification
+from telesurg.teleop.cli_errors import CliError
+from telesurg.teleop.commands import learning, network, security, stack, verification
 
 __all__ = ["CliError", "build_parser", "main"]
 

@@ -1,10 +1,10 @@
 """The process launcher behind ``telesurg launch FILE [NAME=VALUE ...]``: start the processes of a
-launch file (its format, arguments and checks: ``teleop.launch_file``), show their output line by
+launch file (its format, arguments and checks: ``telesurg.teleop.launch_file``), show their output line by
 line with name prefixes, and stop them all together.
 
 Running:
 
-- A command whose first element is ``telesurg`` runs as ``[sys.executable, "-m", "teleop.cli", ...]``,
+- A command whose first element is ``telesurg`` runs as ``[sys.executable, "-m", "telesurg.teleop.cli", ...]``,
   so it works without an activated venv or the script on PATH.
 - Each process gets its own session (so its own process group): a terminal Ctrl-C reaches only the
   launcher, which then stops the processes itself. stdin is /dev/null; ``PYTHONUNBUFFERED=1`` is set
@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from teleop.harness.process import Child
-from teleop.launch_file import LaunchSpec, ProcessSpec, load_launch
+from telesurg.teleop.harness.process import Child
+from telesurg.teleop.launch_file import LaunchSpec, ProcessSpec, load_launch
 
 #: How often the launcher looks for exited processes (s).
 POLL_S = 0.05

@@ -1,5 +1,5 @@
 """The launch file of ``telesurg launch FILE [NAME=VALUE ...]``: which processes to start, with
-which arguments, checked whole before anything starts (the launcher is ``teleop.launch``).
+which arguments, checked whole before anything starts (the launcher is ``telesurg.teleop.launch``).
 
 A launch file::
 
@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies.config import ConfigError, read_toml
-from teleop.harness.process import telesurg_argv
+from telesurg.policies.config import ConfigError, read_toml
+from telesurg.teleop.harness.process import telesurg_argv
 
 DEFAULT_STOP_TIMEOUT_S = 5.0
 DEFAULT_READY_TIMEOUT_S = 60.0
@@ -94,7 +94,7 @@ class ProcessSpec:
 
     @property
     def argv(self) -> list[str]:
-        """The command to run: a leading ``telesurg`` becomes this interpreter's ``-m teleop.cli``."""
+        """The command to run: a leading ``telesurg`` becomes this interpreter's ``-m telesurg.teleop.cli``."""
         if self.command[0] == "telesurg":
             return telesurg_argv(*self.command[1:])
         return list(self.command)

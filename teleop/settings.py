@@ -10,7 +10,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from policies.config import ConfigError, read_toml, set_dotted, toml_value
+from telesurg.policies.config import ConfigError, read_toml, set_dotted, toml_value
 
 T = TypeVar("T")
 

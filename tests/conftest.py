@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import gymnasium as gym
 import pytest
 
-import envs  # noqa: F401  (registers the ids)
+from telesurg import envs  # noqa: F401  (registers the ids)
 
 
 @pytest.fixture

@@ -8,13 +8,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from envs import ENV_IDS
-from envs.tasks import TASKS
+from telesurg.envs import ENV_IDS
+from telesurg.envs.tasks import TASKS
 
 
 def telesurg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "teleop.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "telesurg.teleop.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -14,11 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from envs.arm import ArmState, SurgicalArm
-from envs.grasp import Grasper
-from envs.layout import Field
-from envs.scene import PatientScene
-from envs.sim import Sim
+from telesurg.envs.arm import ArmState, SurgicalArm
+from telesurg.envs.grasp import Grasper
+from telesurg.envs.layout import Field
+from telesurg.envs.scene import PatientScene
+from telesurg.envs.sim import Sim
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.layout import Field
-from envs.tasks.base import StepResult, Task
+from telesurg.envs.layout import Field
+from telesurg.envs.tasks.base import StepResult, Task
 
 
 class Palpate(Task):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.geometry import quat_to_matrix, yaw_quat
-from envs.grasp import Graspable
-from envs.kinematics import ASSETS_DIR
-from envs.layout import Field
-from envs.tasks.base import StepResult, Task
+from telesurg.envs.geometry import quat_to_matrix, yaw_quat
+from telesurg.envs.grasp import Graspable
+from telesurg.envs.kinematics import ASSETS_DIR
+from telesurg.envs.layout import Field
+from telesurg.envs.tasks.base import StepResult, Task
 
 FLAP_URDF = ASSETS_DIR / "scene" / "flap.urdf"
 

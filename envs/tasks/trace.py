@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.geometry import yaw_quat
-from envs.layout import Field
-from envs.tasks.base import StepResult, Task
+from telesurg.envs.geometry import yaw_quat
+from telesurg.envs.layout import Field
+from telesurg.envs.tasks.base import StepResult, Task
 
 
 class Trace(Task):

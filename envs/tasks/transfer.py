@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.geometry import matrix_to_quat, quat_to_matrix, yaw_quat
-from envs.grasp import Graspable
-from envs.layout import Field
-from envs.tasks.base import StepResult, Task, distance
+from telesurg.envs.geometry import matrix_to_quat, quat_to_matrix, yaw_quat
+from telesurg.envs.grasp import Graspable
+from telesurg.envs.layout import Field
+from telesurg.envs.tasks.base import StepResult, Task, distance
 
 BOARD_HALF_M = (0.05, 0.025, 0.002)
 PEG_RADIUS_M = 0.0025

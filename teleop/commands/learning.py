@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from teleop.cli_errors import CliError
+from telesurg.teleop.cli_errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    import envs
+    from telesurg import envs
 
     if args.layout:
         if args.layout not in envs.ENV_IDS:
@@ -97,8 +97,8 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from envs.demo import format_table, run_demo
-    from envs.tasks import TASKS_BY_NAME
+    from telesurg.envs.demo import format_table, run_demo
+    from telesurg.envs.tasks import TASKS_BY_NAME
 
     unknown = [t for t in args.tasks or [] if t not in TASKS_BY_NAME]
     if unknown:
@@ -121,9 +121,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_policies(seed: int) -> bool:
     """One episode of every shipped trained policy (with the shield where it was trained with one)."""
-    from policies.bundle import Policy
-    from policies.evaluate import evaluate
-    from policies.shipped import shipped_policies
+    from telesurg.policies.bundle import Policy
+    from telesurg.policies.evaluate import evaluate
+    from telesurg.policies.shipped import shipped_policies
 
     print("\ntrained policies (assets/policies), one episode each:")
     print(f"{'policy':<14}{'env id':<34}{'success':>8}{'max force N':>13}")
@@ -142,7 +142,7 @@ def _demo_policies(seed: int) -> bool:
 
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
-    from policies.config import toml_value
+    from telesurg.policies.config import toml_value
 
     overrides = []
     for flag, key, is_str in (
@@ -162,8 +162,8 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from policies.config import ConfigError, load_config
-    from policies.train import resume, train
+    from telesurg.policies.config import ConfigError, load_config
+    from telesurg.policies.train import resume, train
 
     try:
         if args.resume:
@@ -183,7 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from policies.evaluate import EvalSetupError, evaluate_saved, format_results, load_saved
+    from telesurg.policies.evaluate import EvalSetupError, evaluate_saved, format_results, load_saved
 
     if args.episodes < 1:
         raise CliError("--episodes must be at least 1")
@@ -195,7 +195,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except EvalSetupError as exc:
         raise CliError(str(exc)) from None
     if args.plot:
-        from policies.plot import plot_training_curve
+        from telesurg.policies.plot import plot_training_curve
 
         try:
             print(f"training curve written to {plot_training_curve(args.model, args.plot)}")
@@ -216,8 +216,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from policies.config import ConfigError
-    from policies.sweep import load_sweep, run_sweep
+    from telesurg.policies.config import ConfigError
+    from telesurg.policies.sweep import load_sweep, run_sweep
 
     if importlib.util.find_spec("ray") is None:
         raise CliError("the sweep needs Ray Tune; install the extra with: pip install 'telesurg[distributed]'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from teleop.cli_errors import CliError
+from telesurg.teleop.cli_errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +26,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_netem(args: argparse.Namespace) -> int:
-    from teleop.netem.proxy import Route, channel_routes, serve_proxy
-    from teleop.netem.spec import LinkSpec, LinkSpecError
-    from teleop.wire.channels import Endpoints
+    from telesurg.teleop.netem.proxy import Route, channel_routes, serve_proxy
+    from telesurg.teleop.netem.spec import LinkSpec, LinkSpecError
+    from telesurg.teleop.wire.channels import Endpoints
 
     try:
         both = LinkSpec.parse(args.link or "")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from teleop.cli_errors import CliError
+from telesurg.teleop.cli_errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from teleop.wire.channels import generate_keys
+    from telesurg.teleop.wire.channels import generate_keys
 
     try:
         public, secret = generate_keys(Path(args.folder), args.name, args.role)
@@ -37,7 +37,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 def _cmd_protocol(args: argparse.Namespace) -> int:
-    from teleop.wire.protocol import json_schema
+    from telesurg.teleop.wire.protocol import json_schema
 
     text = json.dumps(json_schema(), indent=1, ensure_ascii=False) + "\n"
     if args.schema == "-":

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from teleop.cli_errors import CliError
+from telesurg.teleop.cli_errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -95,8 +95,8 @@ def _add_endpoint_ports(parser: argparse.ArgumentParser, where: str) -> None:
 def _cmd_robot(args: argparse.Namespace) -> int:
     import logging
 
-    from teleop.robot.server import ServerConfig, serve
-    from teleop.settings import ConfigError, load_section
+    from telesurg.teleop.robot.server import ServerConfig, serve
+    from telesurg.teleop.settings import ConfigError, load_section
 
     overrides = {
         "arm.task": args.task,
@@ -129,11 +129,11 @@ def _cmd_robot(args: argparse.Namespace) -> int:
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
-    from teleop.console.config import ConsoleConfig
-    from teleop.console.core import Console
-    from teleop.console.robot_link import ConsoleError
-    from teleop.settings import ConfigError, load_section
-    from teleop.video.client import NoWindowError
+    from telesurg.teleop.console.config import ConsoleConfig
+    from telesurg.teleop.console.core import Console
+    from telesurg.teleop.console.robot_link import ConsoleError
+    from telesurg.teleop.settings import ConfigError, load_section
+    from telesurg.teleop.video.client import NoWindowError
 
     overrides = {
         "input": args.input,
@@ -159,7 +159,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     try:
         config = load_section(args.config, "console", ConsoleConfig, "console config", overrides)
         if args.faults:  # the safety harness's fault injection (TEST ONLY)
-            from teleop.harness.faults import ConsoleFaults, FaultyConsole
+            from telesurg.teleop.harness.faults import ConsoleFaults, FaultyConsole
 
             faults = load_section(args.faults, "faults", ConsoleFaults, "fault file")
             console: Console = FaultyConsole(config, faults)
@@ -176,8 +176,8 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from teleop.settings import ConfigError, load_section
-    from teleop.video.media import VideoConfig, serve
+    from telesurg.teleop.settings import ConfigError, load_section
+    from telesurg.teleop.video.media import VideoConfig, serve
 
     overrides = {
         "renderer.width": args.width,
@@ -201,8 +201,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from teleop.launch import run_launch
-    from teleop.launch_file import LaunchError, parse_arguments
+    from telesurg.teleop.launch import run_launch
+    from telesurg.teleop.launch_file import LaunchError, parse_arguments
 
     try:
         return run_launch(args.file, parse_arguments(args.arguments), dry_run=args.dry_run)

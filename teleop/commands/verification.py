@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from teleop.cli_errors import CliError
+from telesurg.teleop.cli_errors import CliError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_safety(args: argparse.Namespace) -> int:
-    from teleop.harness.safety import run_safety, select_cells
+    from telesurg.teleop.harness.safety import run_safety, select_cells
 
     try:
         if args.list:
@@ -89,7 +89,7 @@ def _cmd_safety(args: argparse.Namespace) -> int:
 
 
 def _cmd_soak(args: argparse.Namespace) -> int:
-    from teleop.harness.soak import SoakConfig, run_soak
+    from telesurg.teleop.harness.soak import SoakConfig, run_soak
 
     out = Path(args.out or time.strftime("runs/soak/%Y%m%d-%H%M%S"))
     if out.exists() and any(out.iterdir()):
@@ -106,7 +106,7 @@ def _cmd_soak(args: argparse.Namespace) -> int:
 def _cmd_train_predictor(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.steps < 1 or any(d < 0 or d > 1.0 for d in args.delays):
         raise CliError("need --seeds ≥ 1, --steps ≥ 1 and delays in [0, 1] s")
-    from teleop.harness.train_predictor import TrainConfig, main
+    from telesurg.teleop.harness.train_predictor import TrainConfig, main
 
     cfg = TrainConfig(seeds=args.seeds, delays_s=tuple(args.delays), steps=args.steps)
     return main(args.out, cfg, args.from_mcap, args.keep_recording)

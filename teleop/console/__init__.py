@@ -4,7 +4,7 @@ configuration (``config``), the robot connection (``robot_link``), the advisory 
 (``scripted``), clutch and hand–eye mapping (``mapping``); front ends that drive the core: the
 terminal (``terminal``) and scripted episodes (``episodes``).
 
-May import: video, netem, correction, wire, settings, envs, policies; never ``teleop.robot`` or
+May import: video, netem, correction, wire, settings, envs, policies; never ``telesurg.teleop.robot`` or
 the harness.
 
 Docstring only, no re-exports."""

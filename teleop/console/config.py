@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from teleop.console.mapping import MappingConfig
-from teleop.console.scripted import SurgeonConfig
-from teleop.correction.config import CorrectionConfig
-from teleop.netem.spec import LinkSpec
-from teleop.video.client import VideoClientConfig
-from teleop.wire.channels import ClientKeys, Endpoints
+from telesurg.teleop.console.mapping import MappingConfig
+from telesurg.teleop.console.scripted import SurgeonConfig
+from telesurg.teleop.correction.config import CorrectionConfig
+from telesurg.teleop.netem.spec import LinkSpec
+from telesurg.teleop.video.client import VideoClientConfig
+from telesurg.teleop.wire.channels import ClientKeys, Endpoints
 
 #: The console's channels, each direction its own emulated link.
 LINK_CHANNELS = ("cmd", "control_up", "telemetry", "control_down")
@@ -52,15 +52,15 @@ class ConsoleConfig:
     #: When another console holds the arm (perhaps a dead one, until its session times out), keep
     #: asking to engage for this long (s).
     engage_wait_s: float = 5.0
-    #: Emulated network (``teleop.netem.spec`` format) on every channel and direction, and per-channel
+    #: Emulated network (``telesurg.teleop.netem.spec`` format) on every channel and direction, and per-channel
     #: overrides: keys ``cmd``, ``telemetry``, ``control`` (both ways), ``control_up``, ``control_down``.
     link: str = ""
     links: dict[str, str] = field(default_factory=dict)
     #: Scripted runs: load each task first (false: continue with whatever the robot has).
     load_task: bool = True
-    #: The endoscope video (WebRTC, ``teleop.video.client``): off unless ``video.enabled``.
+    #: The endoscope video (WebRTC, ``telesurg.teleop.video.client``): off unless ``video.enabled``.
     video: VideoClientConfig = field(default_factory=VideoClientConfig)
-    #: Motion correction and latency compensation stages (``teleop.correction``): all off by default.
+    #: Motion correction and latency compensation stages (``telesurg.teleop.correction``): all off by default.
     correction: CorrectionConfig = field(default_factory=CorrectionConfig)
 
     def __post_init__(self) -> None:

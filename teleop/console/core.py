@@ -1,12 +1,12 @@
 """The surgeon console core (`telesurg console`): input device → clutch, correction stages, hand–eye
 mapping → one ``Command`` per ``tick`` at a fixed rate, the telemetry observed, the requests
 (hello, engage, disengage, e-stop, reset, load task) answered. Front ends drive it: the terminal
-(``teleop.console.terminal``: status line, interactive loop), scripted episodes
-(``teleop.console.episodes``), and a browser console next; none of them repeats what is here.
+(``telesurg.teleop.console.terminal``: status line, interactive loop), scripted episodes
+(``telesurg.teleop.console.episodes``), and a browser console next; none of them repeats what is here.
 
 The console is advisory: the robot's supervisor decides what moves. The console still stops
 commanding motion when it cannot see the robot (no telemetry for ``link_timeout_s``) or its video
-is stale (``teleop.console.video_hold``), and never sends a target it has not mapped from the
+is stale (``telesurg.teleop.console.video_hold``), and never sends a target it has not mapped from the
 surgeon's hand. Command latency (console send → applied by the robot's supervisor) comes from the
 telemetry echo and the robot's clock-sync offset.
 """
@@ -18,19 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.episodes import EpisodeResult, print_summary, run_scripted, summary
-from teleop.console.inputs import Gamepad, HandInput, InputDevice, Keyboard, SpaceMouse
-from teleop.console.mapping import HandToTool
-from teleop.console.robot_link import ConsoleError, RobotLink
-from teleop.console.scripted import ScriptedSurgeon, Trace, TraceReplay
-from teleop.console.terminal import Hud, run_interactive
-from teleop.console.video_hold import VideoHold
-from teleop.correction.blending import PolicyBlending
-from teleop.correction.fixtures import VirtualFixtures
-from teleop.correction.stage import Context, Motion, run_stages
-from teleop.video.client import VideoClient
-from teleop.wire import protocol as p
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.episodes import EpisodeResult, print_summary, run_scripted, summary
+from telesurg.teleop.console.inputs import Gamepad, HandInput, InputDevice, Keyboard, SpaceMouse
+from telesurg.teleop.console.mapping import HandToTool
+from telesurg.teleop.console.robot_link import ConsoleError, RobotLink
+from telesurg.teleop.console.scripted import ScriptedSurgeon, Trace, TraceReplay
+from telesurg.teleop.console.terminal import Hud, run_interactive
+from telesurg.teleop.console.video_hold import VideoHold
+from telesurg.teleop.correction.blending import PolicyBlending
+from telesurg.teleop.correction.fixtures import VirtualFixtures
+from telesurg.teleop.correction.stage import Context, Motion, run_stages
+from telesurg.teleop.video.client import VideoClient
+from telesurg.teleop.wire import protocol as p
 
 
 class Console:
@@ -68,7 +68,7 @@ class Console:
                 for task in stage.config.policies:  # load now: never in the command loop
                     stage.policy_for(task)
         self._stages_clutched = False
-        #: The local twin (``teleop.correction.twin``): on when asked for, or when the scripted
+        #: The local twin (``telesurg.teleop.correction.twin``): on when asked for, or when the scripted
         #: surgeon closes its loop on it.
         self.twin = (
             config.correction.local_twin(period)
@@ -315,7 +315,7 @@ class Console:
         self.latencies, self._last_echo, self.max_force_N = [], 0, 0.0
 
     def clock_jump(self) -> dict[str, Any] | None:
-        """An injected console clock jump (``teleop.harness.faults``), once it happened: size,
+        """An injected console clock jump (``telesurg.teleop.harness.faults``), once it happened: size,
         session, first command; None in production."""
         return None
 

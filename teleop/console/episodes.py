@@ -1,6 +1,6 @@
 """Scripted runs of the console and their results: episodes of the scripted surgeon (load the task,
 engage, let it work until the task succeeds, the e-stop latches or the time is up), the summary
-table and JSON. Front-end code: it drives ``teleop.console.core.Console`` through its public
+table and JSON. Front-end code: it drives ``telesurg.teleop.console.core.Console`` through its public
 ``tick`` and requests, as the terminal and (later) the browser do."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from teleop.console.robot_link import ConsoleError
-from teleop.console.scripted import ScriptedSurgeon
-from teleop.wire.timing import FixedRate
+from telesurg.teleop.console.robot_link import ConsoleError
+from telesurg.teleop.console.scripted import ScriptedSurgeon
+from telesurg.teleop.wire.timing import FixedRate
 
 if TYPE_CHECKING:
-    from teleop.console.core import Console
+    from telesurg.teleop.console.core import Console
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Surgeon inputs: devices that produce hand motion (hand space: x right, y up, z toward the surgeon,
-metres; see ``teleop.console.mapping``), a jaw opening (0 closed – 1 open) and buttons.
+metres; see ``telesurg.teleop.console.mapping``), a jaw opening (0 closed – 1 open) and buttons.
 
 - the scripted surgeon and trace replay, devices that need no person, are in
-  ``teleop.console.scripted``.
+  ``telesurg.teleop.console.scripted``.
 - ``Keyboard``: a terminal in cbreak mode (w/s up/down, a/d left/right, r/f toward/away, space
   clutch, o/c jaw, e engage/disengage, x e-stop, q quit).
 - ``Gamepad`` (pygame) and ``SpaceMouse`` (pyspacemouse): optional packages; rate control.
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
-from teleop.console.mapping import HandToTool
-from teleop.wire import protocol as p
+from telesurg.teleop.console.mapping import HandToTool
+from telesurg.teleop.wire import protocol as p
 
 if TYPE_CHECKING:
     pass

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.geometry import quat_to_matrix
+from telesurg.envs.geometry import quat_to_matrix
 
 _SCREEN_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import zmq
 
-from teleop.console.config import LINK_CHANNELS, ConsoleConfig
-from teleop.netem.model import DelayLine, LinkModel
-from teleop.netem.spec import LinkSpec
-from teleop.wire import protocol as p
-from teleop.wire.channels import ClientSockets
-from teleop.wire.clock import ClockEstimator
-from teleop.wire.timing import SPIN_S, sleep_until
+from telesurg.teleop.console.config import LINK_CHANNELS, ConsoleConfig
+from telesurg.teleop.netem.model import DelayLine, LinkModel
+from telesurg.teleop.netem.spec import LinkSpec
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import ClientSockets
+from telesurg.teleop.wire.clock import ClockEstimator
+from telesurg.teleop.wire.timing import SPIN_S, sleep_until
 
 
 class ConsoleError(RuntimeError):
@@ -29,7 +29,7 @@ class RobotLink:
     """The console's side of the three channels: requests with timeouts and retries, clock pings,
     commands and the newest telemetry — optionally through the link emulator.
 
-    With ``links`` (one ``LinkSpec`` per channel and direction, see ``teleop.netem.spec``) every
+    With ``links`` (one ``LinkSpec`` per channel and direction, see ``telesurg.teleop.netem.spec``) every
     message the console sends is held in a delay line until the emulated network delivers it, and
     every message the robot sends is held after arrival until then; message-level links may drop,
     reorder and duplicate, TCP-faithful links only delay (in order). The robot side is untouched,

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from envs.core import EnvConfig
-from envs.experts import EXPERTS, Expert
-from envs.layout import ROBOT_FIELDS, ObsLayout
-from envs.tasks import TASKS_BY_NAME
-from teleop.console.mapping import HandToTool
-from teleop.correction.signals import Tremor
-from teleop.wire import protocol as p
+from telesurg.envs.core import EnvConfig
+from telesurg.envs.experts import EXPERTS, Expert
+from telesurg.envs.layout import ROBOT_FIELDS, ObsLayout
+from telesurg.envs.tasks import TASKS_BY_NAME
+from telesurg.teleop.console.mapping import HandToTool
+from telesurg.teleop.correction.signals import Tremor
+from telesurg.teleop.wire import protocol as p
 
 if TYPE_CHECKING:
-    from teleop.correction.twin import LocalTwin
-from teleop.console.inputs import HandInput
+    from telesurg.teleop.correction.twin import LocalTwin
+from telesurg.teleop.console.inputs import HandInput
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class SurgeonConfig:
     freeze_s: float = 0.15
     seed: int = 0
     #: What the surgeon closes its loop on: the tool as the (delayed) telemetry shows it, or the
-    #: console's local twin (``teleop.correction.twin``), which answers the hand at once.
+    #: console's local twin (``telesurg.teleop.correction.twin``), which answers the hand at once.
     feedback: Literal["telemetry", "twin"] = "telemetry"
 
     def __post_init__(self) -> None:

@@ -1,6 +1,6 @@
 """The terminal front end of the console: the status line (HUD: state, force, command latency,
 clock sync, task) and the interactive loop for keyboard, gamepad and 3D mouse sessions and trace
-replays. It drives ``teleop.console.core.Console`` through ``tick`` and its requests only."""
+replays. It drives ``telesurg.teleop.console.core.Console`` through ``tick`` and its requests only."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import math
 import sys
 from typing import TYPE_CHECKING
 
-from teleop.console.episodes import EpisodeResult, print_summary, wait_for_task
-from teleop.console.robot_link import ConsoleError
-from teleop.console.scripted import TraceReplay
-from teleop.wire import protocol as p
-from teleop.wire.timing import FixedRate
+from telesurg.teleop.console.episodes import EpisodeResult, print_summary, wait_for_task
+from telesurg.teleop.console.robot_link import ConsoleError
+from telesurg.teleop.console.scripted import TraceReplay
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.timing import FixedRate
 
 if TYPE_CHECKING:
-    from teleop.console.config import ConsoleConfig
-    from teleop.console.core import Console
+    from telesurg.teleop.console.config import ConsoleConfig
+    from telesurg.teleop.console.core import Console
 
 
 class Hud:

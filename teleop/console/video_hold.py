@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.inputs import HandInput
-from teleop.console.mapping import HandToTool
-from teleop.console.robot_link import ConsoleError, RobotLink
-from teleop.video.client import VideoClient
-from teleop.wire import protocol as p
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.inputs import HandInput
+from telesurg.teleop.console.mapping import HandToTool
+from telesurg.teleop.console.robot_link import ConsoleError, RobotLink
+from telesurg.teleop.video.client import VideoClient
+from telesurg.teleop.wire import protocol as p
 
 
 class VideoHold:

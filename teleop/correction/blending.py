@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.stage import Context, Motion
 
 #: Shipped policies per task (the issue asks for Reach and Palpate at least).
 DEFAULT_POLICIES = {"Reach": "assets/policies/reach_ppo", "Palpate": "assets/policies/palpate_ppo"}
@@ -57,7 +57,7 @@ class TaskPolicy:
     """One shipped policy with what blending needs: proposal and confidence for an observation."""
 
     def __init__(self, folder: str | Path, z_ok: float = 3.0) -> None:
-        from policies.bundle import Policy
+        from telesurg.policies.bundle import Policy
 
         self.policy = Policy.load(folder)
         card = self.policy.card

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from teleop.correction.blending import BlendingConfig, PolicyBlending
-from teleop.correction.fixtures import FixtureConfig, VirtualFixtures
-from teleop.correction.prediction import PREDICTORS, BandLimit, MotionPrediction, Predictor
-from teleop.correction.scaling import MotionScaling, ScalingConfig
-from teleop.correction.stage import Stage
-from teleop.correction.tremor import TremorFilter, TremorFilterConfig
-from teleop.correction.twin import LocalTwin, TwinConfig
+from telesurg.teleop.correction.blending import BlendingConfig, PolicyBlending
+from telesurg.teleop.correction.fixtures import FixtureConfig, VirtualFixtures
+from telesurg.teleop.correction.prediction import PREDICTORS, BandLimit, MotionPrediction, Predictor
+from telesurg.teleop.correction.scaling import MotionScaling, ScalingConfig
+from telesurg.teleop.correction.stage import Stage
+from telesurg.teleop.correction.tremor import TremorFilter, TremorFilterConfig
+from telesurg.teleop.correction.twin import LocalTwin, TwinConfig
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class CorrectionConfig:
         then the virtual ``fixtures`` (repulsion from the robot's forbidden regions,
         from its ``Welcome``; guidance along ``guidance_path_m``, base frame, if given) last, so that
         nothing after them moves the target toward a forbidden region. ``twin``: the local twin
-    (``teleop.correction.twin``), drawn as a ghost over the video; a scripted surgeon can close its
+    (``telesurg.teleop.correction.twin``), drawn as a ghost over the video; a scripted surgeon can close its
     loop on it (``[console.surgeon] feedback = "twin"``, which turns it on)."""
 
     scaling_enabled: bool = False

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.stage import Context, Motion
 
 Box = tuple[np.ndarray, np.ndarray]
 

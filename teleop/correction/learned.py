@@ -11,7 +11,7 @@ weights: without the delay there is nothing to predict, and nothing is added). P
 interpolated from whatever rate the samples come at; before a stroke has ``history_s`` of samples,
 the oldest one stands in for the missing past (the hand was at rest there, as far as we know).
 
-Training (``teleop.harness.train_predictor``, ``telesurg train-predictor``: tremor in the
+Training (``telesurg.teleop.harness.train_predictor``, ``telesurg train-predictor``: tremor in the
 inputs, the tremor-free intent as the target, so it predicts voluntary motion only) uses torch; inference
 here is plain numpy on the shipped weights (``assets/predictor/learned.npz``), so the console never
 imports torch in its command loop. ``features`` is shared by both, so they cannot drift apart.

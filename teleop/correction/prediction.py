@@ -37,7 +37,7 @@ from typing import Protocol
 
 import numpy as np
 
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.stage import Context, Motion
 
 
 class Predictor(Protocol):
@@ -156,12 +156,12 @@ class BandLimit:
 
 
 def _learned() -> Predictor:
-    from teleop.correction.learned import LearnedPredictor
+    from telesurg.teleop.correction.learned import LearnedPredictor
 
     return LearnedPredictor()
 
 
-#: Every predictor by name; ``learned`` loads the shipped network (``teleop.correction.learned``).
+#: Every predictor by name; ``learned`` loads the shipped network (``telesurg.teleop.correction.learned``).
 PREDICTORS = {"zoh": ZeroOrderHold, "cv": ConstantVelocity, "alphabeta": AlphaBeta, "learned": _learned}
 
 

@@ -1,6 +1,6 @@
 """Motion scaling as a stage: hand increments multiplied by a factor, fixed or shrinking with delay.
 
-The hand → tool mapping (``teleop.console.mapping``) already scales by its ``motion_scale`` (0.2 by
+The hand → tool mapping (``telesurg.teleop.console.mapping``) already scales by its ``motion_scale`` (0.2 by
 default: 5 cm of hand → 1 cm of tool). This stage multiplies the hand's *increments* by a further
 factor ``k`` before the mapping, so the tool moves ``k × motion_scale`` per hand metre, and a change
 of ``k`` never makes the tool jump (increments, not positions, are scaled):
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.stage import Context, Motion
 
 
 @dataclass(frozen=True)

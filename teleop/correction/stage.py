@@ -6,7 +6,7 @@ passes through a list of stages. A stage is a plain object with a ``name``, an `
 and ``apply(motion, ctx) -> motion``. A disabled stage passes the motion through unchanged.
 
 ``Motion`` carries the hand position (hand space, m: x right, y up, z toward the surgeon, as in
-``teleop.console.mapping``) and, once mapped, the tool target (m, robot base frame). ``Context`` carries
+``telesurg.teleop.console.mapping``) and, once mapped, the tool target (m, robot base frame). ``Context`` carries
 what stages may read: the console clock (s), the period (s) and the measured one-way delay (s).
 """
 

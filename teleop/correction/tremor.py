@@ -17,7 +17,7 @@ a console tick that comes late or early moves every oscillator by the right phas
 version assumed a fixed 5 ms period and lost a tenth of its rejection at the console's real,
 irregular tick times). Output = hand − Σ estimated oscillators: the voluntary motion is never
 filtered, only the estimated tremor subtracted, so it passes without the lag a low-pass would add.
-``teleop.correction.measure_tremor`` gives the band-power reduction and the lag, on regular or
+``telesurg.teleop.correction.measure_tremor`` gives the band-power reduction and the lag, on regular or
 irregular sample times.
 """
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from teleop.correction.signals import Tremor, minimum_jerk_hand
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.signals import Tremor, minimum_jerk_hand
+from telesurg.teleop.correction.stage import Context, Motion
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def measure_tremor(
     timing_jitter: float = 0.0,
 ) -> TremorFigures:
     """Run ``make_filter()`` (a fresh filter with ``update(t_s, hand_m)``) on the scripted surgeon's
-    tremor model (``teleop.correction.signals.Tremor``) over ``minimum_jerk_hand``, and on the voluntary motion
+    tremor model (``telesurg.teleop.correction.signals.Tremor``) over ``minimum_jerk_hand``, and on the voluntary motion
     alone; figures over the samples after ``settle_s``. ``timing_jitter``: sample intervals of
     ``period_s`` × (1 + ``timing_jitter`` × a standard normal), between 0.2 and 3 periods, as a
     console's ticks come (0: regular); the outputs are resampled onto the regular grid to be scored."""

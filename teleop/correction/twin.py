@@ -12,7 +12,7 @@ The robot's supervisor moves its setpoint toward the newest commanded target at 
 That is where the tool will be once the commands in flight arrive: what the surgeon's hand has
 asked for, ahead of the delayed video. Its joints come from the PSM's inverse kinematics with the
 measured wrist angles, and its forward-kinematics skeleton (``PsmKinematics.skeleton``) is what
-the console draws over the video as a ghost (``teleop.video.overlay.draw_ghost``), projected with the
+the console draws over the video as a ghost (``telesurg.teleop.video.overlay.draw_ghost``), projected with the
 camera pose and intrinsics the telemetry carries. Nothing is simulated or rendered: a few
 microseconds per command.
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.kinematics import PsmKinematics, psm_kinematics
-from teleop.wire import protocol as p
+from telesurg.envs.kinematics import PsmKinematics, psm_kinematics
+from telesurg.teleop.wire import protocol as p
 
 
 @dataclass(frozen=True)

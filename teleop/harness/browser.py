@@ -8,7 +8,7 @@ import contextlib
 import os
 from typing import Any
 
-from teleop.harness import procstats
+from telesurg.teleop.harness import procstats
 
 #: Debian's Chromium (the ``chromium`` package).
 CHROMIUM = "/usr/bin/chromium"

@@ -1,4 +1,4 @@
-"""The cells of a safety run: a task, a link condition (``teleop.netem.spec`` text and fidelity) and an
+"""The cells of a safety run: a task, a link condition (``telesurg.teleop.netem.spec`` text and fidelity) and an
 optional process fault. ``full_matrix`` is the default run, ``quick_matrix`` the reduced one CI runs."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Cell:
     @property
     def outage_at_s(self) -> float | None:
         """When the first outage of the link starts, after the console's first engage (s)."""
-        from teleop.netem.spec import LinkSpec
+        from telesurg.teleop.netem.spec import LinkSpec
 
         outages = LinkSpec.parse(self.spec).outages
         return outages[0][0] if outages else None
@@ -90,7 +90,7 @@ def spec_cells(spec_text: str, tasks: tuple[str, ...] = ("Reach",)) -> list[Cell
     """Cells for a link spec of the user's (``telesurg safety --link SPEC``), one per task: delay,
     jitter, loss, outages, seed and fidelity (its ``mode=``) are read from the spec itself
     (``LinkSpecError`` names a bad item)."""
-    from teleop.netem.spec import LinkSpec
+    from telesurg.teleop.netem.spec import LinkSpec
 
     spec = LinkSpec.parse(spec_text)
     link = " ".join(item for item in spec_text.split() if not item.startswith("mode="))

@@ -35,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.core import Console
-from teleop.console.inputs import HandInput
-from teleop.console.mapping import HandToTool, MappingConfig
-from teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
-from teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
-from teleop.correction.config import CorrectionConfig
-from teleop.correction.signals import Tremor
-from teleop.correction.tremor import tremor_power_um2
-from teleop.harness.stack import endpoint_table, start
-from teleop.wire import protocol as p
-from teleop.wire.channels import Endpoints, free_loopback_ports
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.core import Console
+from telesurg.teleop.console.inputs import HandInput
+from telesurg.teleop.console.mapping import HandToTool, MappingConfig
+from telesurg.teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
+from telesurg.teleop.correction import Pause, figure_eight_hand, minimum_jerk_hand
+from telesurg.teleop.correction.config import CorrectionConfig
+from telesurg.teleop.correction.signals import Tremor
+from telesurg.teleop.correction.tremor import tremor_power_um2
+from telesurg.teleop.harness.stack import endpoint_table, start
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import Endpoints, free_loopback_ports
 
 PERIOD_S = 0.005
 TRACE_S = 8.0
@@ -82,7 +82,7 @@ def shipped_default(path: Path = CONSOLE_TOML) -> tuple[str, dict[str, Any]]:
     """The shipped console's correction (``[console.correction]`` of ``launch/console.toml``, the
     twin aside: it draws, it does not move the tool) as the name of the method it equals, and the
     method."""
-    from teleop.settings import load_section
+    from telesurg.teleop.settings import load_section
 
     correction = load_section(path, "console", ConsoleConfig, "console configuration").correction
     default = CorrectionConfig()
@@ -192,7 +192,7 @@ def run_one(
 ) -> dict[str, Any]:
     """Run ``scenario`` (default ``min-jerk/Reach``) with ``method``'s stages over ``delay_s`` one way
     (jitter 10%, every channel) to the robot at ``endpoints``; what ``score`` needs. ``link``: a
-    whole link spec (``teleop.netem.spec``) instead, e.g. with loss and an outage. ``motion_scale``:
+    whole link spec (``telesurg.teleop.netem.spec``) instead, e.g. with loss and an outage. ``motion_scale``:
     the console's (see the module docstring)."""
     scenario = scenario or SCENARIOS["min-jerk/Reach"]
     method = dict(method)

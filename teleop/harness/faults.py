@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.core import Console
-from teleop.console.inputs import HandInput, InputDevice
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.core import Console
+from telesurg.teleop.console.inputs import HandInput, InputDevice
 
 
 @dataclass(frozen=True)

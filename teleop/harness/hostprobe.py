@@ -22,7 +22,7 @@ Every gap longer than ``min_gap_s`` is appended to ``out`` at once, one JSON obj
 records use), so a killed probe loses nothing; the last line, written on SIGINT/SIGTERM, holds the
 totals.
 
-    python -c "import sys; from teleop.harness.hostprobe import main; sys.exit(main())" \
+    python -c "import sys; from telesurg.teleop.harness.hostprobe import main; sys.exit(main())" \
         --out probe.jsonl --cpu 1 --priority 11
 """
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teleop.robot.realtime import SchedClock
+from telesurg.teleop.robot.realtime import SchedClock
 
 log = logging.getLogger("telesurg.hostprobe")
 

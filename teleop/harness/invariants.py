@@ -17,7 +17,7 @@
 5. ``workspace``: setpoint and tip stay in the workspace box (the tip within ``TIP_MARGIN_M``: tissue
    may push it slightly) and never inside a forbidden box.
 6. ``stall``: no control period is longer than 5× nominal — except one the host took: the host
-   probe pinned beside the robot one real-time priority above it (``teleop.harness.hostprobe``) was
+   probe pinned beside the robot one real-time priority above it (``telesurg.teleop.harness.hostprobe``) was
    kept from running, at the same moment, for at least 80% of the robot's lateness (the period's
    length beyond nominal). The robot cannot hold up a higher-priority probe, so this holds for a
    stall in the wait for the period's start and for one in the period's own work alike. Such
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts, unexecuted_work_s
-from teleop.robot.reader import read
+from telesurg.teleop.harness.hostprobe import Gap, host_gap, stall_is_hosts, unexecuted_work_s
+from telesurg.teleop.robot.reader import read
 
 HOLD_SLACK_S = 0.05
 SPEED_TOLERANCE = 0.25

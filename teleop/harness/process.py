@@ -27,7 +27,7 @@ DRAIN_S = 2.0
 
 def telesurg_argv(*args: str) -> list[str]:
     """The command line of a ``telesurg`` subcommand run with this interpreter."""
-    return [sys.executable, "-m", "teleop.cli", *args]
+    return [sys.executable, "-m", "telesurg.teleop.cli", *args]
 
 
 class Child:

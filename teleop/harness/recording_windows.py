@@ -1,6 +1,6 @@
 """The robot's recording judged window by window while it is still being written (``telesurg soak``).
 
-``RecordingWindows.feed`` takes the messages a ``teleop.robot.recorder.RecordingTail`` read and files each
+``RecordingWindows.feed`` takes the messages a ``telesurg.teleop.robot.recorder.RecordingTail`` read and files each
 into the time window it belongs to (robot monotonic clock, the host's CLOCK_MONOTONIC): a control
 period by its end (``/robot/state`` ``robot_s``; a ``/robot/stalls`` record by start + length),
 everything else by its own receive or event time. Records from before the first window's nominal
@@ -9,7 +9,7 @@ start (the robot starting up) belong to the first window, so every record is in 
 A window is complete once a control period ending at or after its end has been read (the server
 writes its records in loop order, so everything earlier is in the file by then). ``close`` then:
 
-- judges the safety invariants (``teleop.harness.invariants.check_recording``, with the host probe's
+- judges the safety invariants (``telesurg.teleop.harness.invariants.check_recording``, with the host probe's
   gaps: a stall the host took is set apart) on the window's slice, written as an MCAP file of its
   own: the window's records plus the context a slice needs to be judged as the whole file would
   be — every config, every engage grant and every supervisor event so far, the commands of the
@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.hostprobe import Gap, stall_is_hosts, unexecuted_work_s
-from teleop.harness.invariants import STALL_FACTOR, check_recording
-from teleop.robot.reader import RecordedMessage
-from teleop.robot.recorder import Recorder, encode
-from teleop.robot.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
+from telesurg.teleop.harness.hostprobe import Gap, stall_is_hosts, unexecuted_work_s
+from telesurg.teleop.harness.invariants import STALL_FACTOR, check_recording
+from telesurg.teleop.robot.reader import RecordedMessage
+from telesurg.teleop.robot.recorder import Recorder, encode
+from telesurg.teleop.robot.records import RECORD_TYPES, TOPIC_STALLS, TOPIC_STATE
 
 #: Commands before a window that its slice carries (s): more than the watchdog and the maximum age.
 CONTEXT_S = 2.0

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.invariants import NAMES, load
+from telesurg.teleop.harness.invariants import NAMES, load
 
 STATE_LEVEL = {"IDLE": 0, "HOLD": 1, "ENGAGED": 2, "ESTOP": 3}
 

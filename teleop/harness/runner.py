@@ -15,21 +15,25 @@ from typing import Any
 
 import numpy as np
 
-from teleop.harness.cells import OUTAGE_AT_S, Cell
-from teleop.harness.hostprobe import read_gaps
-from teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
-from teleop.harness.process import REPO, CliProcess
-from teleop.harness.stack import endpoint_table, start
-from teleop.robot.server import REALTIME_PRIORITY
-from teleop.settings import write_toml
-from teleop.wire.channels import free_loopback_ports
+from telesurg.teleop.harness.cells import OUTAGE_AT_S, Cell
+from telesurg.teleop.harness.hostprobe import read_gaps
+from telesurg.teleop.harness.invariants import Check, ClockJump, check_recording, load, merge
+from telesurg.teleop.harness.process import REPO, CliProcess
+from telesurg.teleop.harness.stack import endpoint_table, start
+from telesurg.teleop.robot.server import REALTIME_PRIORITY
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 FORBIDDEN_M = [[[-0.065, 0.045, 0.0], [-0.055, 0.065, 0.03]]]
 #: When a fault is injected, counted from the console's engage.
 FAULT_AT_S = 0.5
 CLOCK_JUMP_S = 1.0
 #: The host probe's command line (``-c``, not ``-m``: the harness package imports the module itself).
-PROBE_COMMAND = (sys.executable, "-c", "import sys; from teleop.harness.hostprobe import main; sys.exit(main())")
+PROBE_COMMAND = (
+    sys.executable,
+    "-c",
+    "import sys; from telesurg.teleop.harness.hostprobe import main; sys.exit(main())",
+)
 
 
 @dataclass
@@ -225,7 +229,7 @@ def run_cell(
 
 
 class HostProbe:
-    """``teleop.harness.hostprobe`` pinned to the robot's CPU, one real-time priority above it."""
+    """``telesurg.teleop.harness.hostprobe`` pinned to the robot's CPU, one real-time priority above it."""
 
     def __init__(self, path: Path, cpu: int) -> None:
         self.path = path

@@ -10,9 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from teleop.harness.cells import Cell, full_matrix, quick_matrix, spec_cells
-from teleop.harness.report import cell_line, verdict, write_report
-from teleop.harness.runner import CellResult, run_cell
+from telesurg.teleop.harness.cells import Cell, full_matrix, quick_matrix, spec_cells
+from telesurg.teleop.harness.report import cell_line, verdict, write_report
+from telesurg.teleop.harness.runner import CellResult, run_cell
 
 NEGATIVE_CONTROLS = {"watchdog": "test_disable_watchdog", "speed": "test_disable_speed_limit"}
 

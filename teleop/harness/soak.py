@@ -4,16 +4,16 @@
     telesurg soak --minutes 3 --window-minutes 1    # a smoke run
     telesurg soak --minutes 60 --strict             # the timing targets decide the exit status too
 
-What runs, each a process of its own (``teleop.harness.process.CliProcess``, as in the safety harness):
+What runs, each a process of its own (``telesurg.teleop.harness.process.CliProcess``, as in the safety harness):
 
 - the robot (`telesurg robot`: recording every period, real-time priority where permitted, the state
   feed and video signalling on), its control loop on the last CPU (``cpu`` in ``[robot]``); with
   three CPUs or more this process and every other child run on the others (``--pinning``: see
   ``PINNINGS`` for why a two-core machine shares the robot's CPU);
-- the host probe (``teleop.harness.runner.HostProbe``) pinned beside the robot one real-time priority
+- the host probe (``telesurg.teleop.harness.runner.HostProbe``) pinned beside the robot one real-time priority
   above it, so a long control period can be told apart as the host's (no probe when nothing is pinned);
 - the media process (`telesurg video`: renderer + WebRTC) with its web viewer on a token;
-- a browser on the web viewer (Debian's headless Chromium, ``teleop.harness.browser``) for the whole run;
+- a browser on the web viewer (Debian's headless Chromium, ``telesurg.teleop.harness.browser``) for the whole run;
 - the scripted surgeon console (`telesurg console`) doing every task (Reach, Palpate, Retract,
   Transfer, Trace) with every correction stage on (the safety harness's all-stages cell: scaling,
   tremor, learned prediction, blending, fixtures, the local twin, the surgeon closing its loop on the
@@ -26,7 +26,7 @@ What it reports, per window (``--window-minutes``, default 5), each written when
 (``windows.jsonl``, one JSON object a line, and a row of ``windows.md``) and printed as a progress
 line — an interrupted soak keeps every window so far:
 
-- from the robot's recording, read as it grows (``teleop.harness.recording_windows``): command
+- from the robot's recording, read as it grows (``telesurg.teleop.harness.recording_windows``): command
   latency p50/p99 (true age of every applied command: robot receive − console send, one host
   clock), control periods (share within ±20% of nominal, worst, count over 5×), stalls (work or
   wait) and whether the host probe saw them too, and the safety invariants judged on the window's
@@ -67,14 +67,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teleop.harness import procstats
-from teleop.harness.browser import CHROMIUM, BrowserViewer
-from teleop.harness.cells import ALL_STAGES, Cell
-from teleop.harness.hostprobe import read_gaps
-from teleop.harness.process import CliProcess
-from teleop.harness.recording_windows import RecordingWindows
-from teleop.harness.runner import FORBIDDEN_M, HostProbe
-from teleop.harness.soak_report import (
+from telesurg.teleop.harness import procstats
+from telesurg.teleop.harness.browser import CHROMIUM, BrowserViewer
+from telesurg.teleop.harness.cells import ALL_STAGES, Cell
+from telesurg.teleop.harness.hostprobe import read_gaps
+from telesurg.teleop.harness.process import CliProcess
+from telesurg.teleop.harness.recording_windows import RecordingWindows
+from telesurg.teleop.harness.runner import FORBIDDEN_M, HostProbe
+from telesurg.teleop.harness.soak_report import (
     TABLE_HEADER,
     cycle_line,
     final_table,
@@ -82,11 +82,11 @@ from teleop.harness.soak_report import (
     window_line,
     window_row,
 )
-from teleop.harness.stack import endpoint_table, start
-from teleop.netem.spec import LinkSpec
-from teleop.robot.reader import RecordingTail
-from teleop.settings import write_toml
-from teleop.wire.channels import free_loopback_ports
+from telesurg.teleop.harness.stack import endpoint_table, start
+from telesurg.teleop.netem.spec import LinkSpec
+from telesurg.teleop.robot.reader import RecordingTail
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 TASKS = ("Reach", "Palpate", "Retract", "Transfer", "Trace")
 LINK = "delay=200ms jitter=20ms loss=1% rto=410ms"
@@ -122,7 +122,7 @@ def _print(line: str) -> None:
 @dataclass(frozen=True)
 class SoakConfig:
     """A soak into ``out``: ``minutes`` long in windows of ``window_minutes``; ``link`` on every
-    channel of the console and ``video_link`` on its video (``teleop.netem.spec``; a cycle's seed is
+    channel of the console and ``video_link`` on its video (``telesurg.teleop.netem.spec``; a cycle's seed is
     added to both); ``sample_every_s``: how often process memory is read; ``record_flush_s``: the
     recorder's flush interval (how far the recording lags behind); ``strict``: the timing targets
     decide the exit status too; ``max_rss_growth``/``max_drift``: the targets (fractions);

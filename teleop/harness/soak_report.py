@@ -1,5 +1,5 @@
 """The soak's figures as text (progress lines, the markdown table of windows) and its targets,
-computed from the windows ``teleop.harness.soak`` wrote (see its docstring for what they hold)."""
+computed from the windows ``telesurg.teleop.harness.soak`` wrote (see its docstring for what they hold)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from teleop.harness.process import CliProcess
-from teleop.settings import write_toml
+from telesurg.teleop.harness.process import CliProcess
+from telesurg.teleop.settings import write_toml
 
 #: What `telesurg robot` and `telesurg video` print once they serve.
 ROBOT_READY = "listening"

@@ -10,7 +10,7 @@ predictor on it, and evaluate every predictor on held-out motion from a *differe
    reuses earlier recordings instead.
 2. Training (torch, CPU): windows at every sample of the training strokes, horizons drawn
    uniformly up to ``max_horizon_s``, every stroke rotated at random in 3-D (so no direction is
-   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor (``teleop.console.inputs.Tremor``,
+   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor (``telesurg.teleop.correction.signals.Tremor``,
    0–``max_tremor_rms_m`` RMS on the tool per stroke, i.e. up to 10× the scripted surgeon's 0.1 mm
    at motion scale 1.0) and sensor noise; its *target* is the tremor-free intent's displacement from
    the newest (tremor-laden) input, so it learns to ignore tremor instead of extrapolating it. Mean
@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from teleop.correction import minimum_jerk_hand
-from teleop.correction.learned import LearnedPredictor, LearnedPredictorConfig, features, save
-from teleop.correction.prediction import PREDICTORS, MotionPrediction
-from teleop.correction.stage import Context, Motion
-from teleop.correction.tremor import tremor_power_um2
+from telesurg.teleop.correction import minimum_jerk_hand
+from telesurg.teleop.correction.learned import LearnedPredictor, LearnedPredictorConfig, features, save
+from telesurg.teleop.correction.prediction import PREDICTORS, MotionPrediction
+from telesurg.teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.tremor import tremor_power_um2
 
 #: Tool metres per hand metre of the held-out minimum-jerk generator (the console's default scale).
 HELD_OUT_SCALE = 0.2
@@ -83,10 +83,10 @@ Labelled = tuple[np.ndarray, np.ndarray, np.ndarray]
 # ---------------------------------------------------------------------- recording
 def record(cfg: TrainConfig, folder: Path) -> list[Path]:
     """Run the scripted surgeon through the stack; the robot's recording (one MCAP)."""
-    from teleop.console.config import ConsoleConfig
-    from teleop.console.core import Console
-    from teleop.console.scripted import SurgeonConfig
-    from teleop.harness.evaluation import recording_robot
+    from telesurg.teleop.console.config import ConsoleConfig
+    from telesurg.teleop.console.core import Console
+    from telesurg.teleop.console.scripted import SurgeonConfig
+    from telesurg.teleop.harness.evaluation import recording_robot
 
     runs = [(d, s) for d in cfg.delays_s for s in range(cfg.seeds)]
     started = time.monotonic()
@@ -115,8 +115,8 @@ def record(cfg: TrainConfig, folder: Path) -> list[Path]:
 def strokes_from_mcap(paths: list[Path], min_s: float = 0.3, max_gap_s: float = 0.05) -> list[Stroke]:
     """The commanded tool-target strokes in robot recordings: per session in sequence order, runs of
     clutched commands without a gap over ``max_gap_s``, at least ``min_s`` long."""
-    from teleop.robot.reader import read_topic
-    from teleop.robot.records import TOPIC_COMMANDS
+    from telesurg.teleop.robot.reader import read_topic
+    from telesurg.teleop.robot.records import TOPIC_COMMANDS
 
     out: list[Stroke] = []
     for path in paths:
@@ -147,8 +147,8 @@ def held_out_run(generator: str, scale: float, seed: int, duration_s: float = 12
     motion scale ``scale``: (times s, tool targets with tremor m, tool intent m, the pauses as
     (start s, end s, tool point m, approach)). The voluntary hand path is divided by the scale
     (× 0.2), so the tool's path is the same at every scale and the tremor 5× larger at 1.0."""
-    from teleop.correction import figure_eight_hand
-    from teleop.correction.signals import Tremor
+    from telesurg.teleop.correction import figure_eight_hand
+    from telesurg.teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     steps = 0.005 * np.clip(1.0 + 0.4 * rng.standard_normal(int(duration_s / 0.005) + 200), 0.2, 3.0)
@@ -189,7 +189,7 @@ def dataset(
     """(inputs, targets) over every sample of every stroke, ``copies`` times with fresh rotations,
     scales, horizons and tremor (up to ``max_tremor_rms_m``, plus ``noise_rms_m``) in the inputs;
     targets: the clean stroke's displacement from the newest input. One row per axis."""
-    from teleop.correction.signals import Tremor
+    from telesurg.teleop.correction.signals import Tremor
 
     xs, ys = [], []
     for _ in range(copies):
@@ -263,7 +263,7 @@ def evaluate(
     """Per predictor (as the console's prediction stage runs it: α-β and CV band-limited, a
     tremor-trained learned predictor on the raw target) and horizon: RMS error (mm, pooled) against
     the intent, and the 8–12 Hz power of that error (Welch) as a ratio to the zero-order hold's."""
-    from teleop.correction.config import CorrectionConfig
+    from telesurg.teleop.correction.config import CorrectionConfig
 
     makers: dict[str, Any] = {
         name: (lambda n=name: CorrectionConfig(prediction=n).prediction_stage())
@@ -304,7 +304,7 @@ def table(results: dict[str, dict[str, dict[str, float]]], title: str) -> str:
 
 def with_tremor(strokes: list[Stroke], rms_m: float, seed: int) -> list[Labelled]:
     """``strokes`` as (times, targets + tremor of ``rms_m`` and 2 µm noise, targets)."""
-    from teleop.correction.signals import Tremor
+    from telesurg.teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     out = []

@@ -1,7 +1,7 @@
-"""The link model on datagrams: adapters that put a ``teleop.netem.model.LinkModel`` between an
+"""The link model on datagrams: adapters that put a ``telesurg.teleop.netem.model.LinkModel`` between an
 asyncio datagram receiver or sender and its user, each datagram delayed, jittered, dropped or held
 per the model (always message level: over UDP loss is loss and an outage drops). The video path
-fits them onto aiortc's ICE transports (``teleop.video.aiortc_patches.emulate_link``)."""
+fits them onto aiortc's ICE transports (``telesurg.teleop.video.aiortc_patches.emulate_link``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from teleop.netem.model import LinkModel
+from telesurg.teleop.netem.model import LinkModel
 
 Clock = Callable[[], float]
 

@@ -3,7 +3,7 @@ arrives; ``DelayLine`` holds messages until then. Pure and deterministic: no soc
 clock of its own (every call is given the time, in seconds on any monotonic clock); the same spec,
 seed and stream with the same sequence of calls give the same results.
 
-A ``LinkModel`` is one direction of one channel, configured by a ``teleop.netem.spec.LinkSpec``.
+A ``LinkModel`` is one direction of one channel, configured by a ``telesurg.teleop.netem.spec.LinkSpec``.
 ``deliveries(sent_s, size_bytes)`` returns the delivery times of one message: ``[]`` lost, one time
 normally, two times duplicated (sorted). Calls must come in send order (``sent_s`` non-decreasing).
 
@@ -71,7 +71,7 @@ from itertools import count
 
 import numpy as np
 
-from teleop.netem.spec import LinkSpec
+from telesurg.teleop.netem.spec import LinkSpec
 
 #: Shape of the Lomax (Pareto II) extra delay for ``dist=pareto``: finite mean and variance, heavy tail.
 PARETO_SHAPE = 2.5

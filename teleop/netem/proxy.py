@@ -3,12 +3,12 @@ a console and a robot on different machines where kernel ``tc netem`` is not ava
 
 For each ``Route`` (listen host:port → target host:port) the proxy accepts connections, opens one
 connection to the target per accepted one, and forwards bytes both ways through its own
-``teleop.netem.model.LinkModel`` per direction: **up** = client → target, **down** = target → client. For
+``telesurg.teleop.netem.model.LinkModel`` per direction: **up** = client → target, **down** = target → client. For
 the telesurg channels the console is the client and the robot the target, so *up* is console →
 robot on every channel (commands, control requests) and *down* robot → console (telemetry, control
 replies); ZeroMQ's own handshakes and subscriptions ride along both ways.
 
-Semantics (see ``teleop.netem.model`` for the model):
+Semantics (see ``telesurg.teleop.netem.model`` for the model):
 
 - Byte level, TCP-faithful only: each chunk read from a socket (up to ``CHUNK_BYTES``) is one
   "message" of its size: it is delayed (jitter, loss as retransmission delay, bandwidth cap,
@@ -43,9 +43,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from teleop.netem.model import LinkModel
-from teleop.netem.spec import LinkSpec, LinkSpecError
-from teleop.wire.channels import Endpoints, is_loopback
+from telesurg.teleop.netem.model import LinkModel
+from telesurg.teleop.netem.spec import LinkSpec, LinkSpecError
+from telesurg.teleop.wire.channels import Endpoints, is_loopback
 
 #: Largest chunk read from a socket at once (bytes); each chunk is one message to the link model.
 CHUNK_BYTES = 65_536

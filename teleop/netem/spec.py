@@ -1,5 +1,5 @@
 """``LinkSpec``: the one text format for an emulated network link, used by launch files, the command
-line and the safety harness. The model that acts on it is ``teleop.netem.model``.
+line and the safety harness. The model that acts on it is ``telesurg.teleop.netem.model``.
 
 A spec is whitespace- (or comma-) separated ``KEY=VALUE`` items; order does not matter and every
 key but ``outage`` may appear once. An empty string or ``none`` is a perfect link. ::
@@ -13,7 +13,7 @@ key        value
 =========  ====================================================================================
 delay      constant one-way delay; a time (``us``, ``ms``, ``s``; the unit is required)
 jitter     a time, or a percentage of ``delay`` (``jitter=20%``). ``dist=normal``: the standard
-           deviation; ``dist=pareto``: the scale of the heavy tail (see ``teleop.netem.model``)
+           deviation; ``dist=pareto``: the scale of the heavy tail (see ``telesurg.teleop.netem.model``)
 dist       ``normal`` (default) or ``pareto``
 loss       long-run loss probability: ``1%`` or a bare fraction below 1 (``0.01``); a bare
            ``1`` is refused as ambiguous (write ``100%``)

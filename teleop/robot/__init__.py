@@ -3,6 +3,6 @@
 scheduling (``realtime``), MCAP recording (``records``, ``recorder``, ``recorder_process``) and
 reading (``reader``).
 
-May import: ``teleop.wire``, ``teleop.settings``, ``envs``; never the console, netem or correction.
+May import: ``telesurg.teleop.wire``, ``telesurg.teleop.settings``, ``envs``; never the console, netem or correction.
 
 Docstring only, no re-exports: spawned children (the recorder) import their package's ``__init__``."""

@@ -23,13 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from envs.core import EnvConfig, SurgicalEnv
-from envs.geometry import matrix_to_quat
-from envs.safety import ForceLimits
-from envs.scene import camera_intrinsics
-from envs.tasks import TASKS_BY_NAME
-from envs.tasks.base import StepResult
-from teleop.wire import protocol as p
+from telesurg.envs.core import EnvConfig, SurgicalEnv
+from telesurg.envs.geometry import matrix_to_quat
+from telesurg.envs.safety import ForceLimits
+from telesurg.envs.scene import camera_intrinsics
+from telesurg.envs.tasks import TASKS_BY_NAME
+from telesurg.envs.tasks.base import StepResult
+from telesurg.teleop.wire import protocol as p
 
 
 @dataclass

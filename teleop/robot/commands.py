@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     TOPIC_APPLIED,
     TOPIC_COMMANDS,
     CommandRecord,
 )
-from teleop.wire import protocol as p
-from teleop.wire.channels import frame_property
-from teleop.wire.clock import ClockSync
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import frame_property
+from telesurg.teleop.wire.clock import ClockSync
 
 log = logging.getLogger("telesurg.robot")
 

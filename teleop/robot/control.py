@@ -1,5 +1,5 @@
 """The control channel, as part of ``RobotServer``: requests read into the fair intake
-(``teleop.robot.intake``) within a budget, answered in turn (hello, clock ping, engage,
+(``telesurg.teleop.robot.intake``) within a budget, answered in turn (hello, clock ping, engage,
 disengage, e-stop, reset, load task, video offer), every answer recorded."""
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ from typing import Any
 
 import zmq
 
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     TOPIC_CONTROL,
     ControlRecord,
     vec3,
 )
-from teleop.robot.sessions import Client
-from teleop.robot.supervisor import State
-from teleop.wire import protocol as p
+from telesurg.teleop.robot.sessions import Client
+from telesurg.teleop.robot.supervisor import State
+from telesurg.teleop.wire import protocol as p
 
 log = logging.getLogger("telesurg.robot")
 
 #: Control requests read per period at most, and for at most this long (s) each time (checked every
-#: 16): a flood of connections is read in turn; what is read waits in the intake (``teleop.robot.intake``).
+#: 16): a flood of connections is read in turn; what is read waits in the intake (``telesurg.teleop.robot.intake``).
 CONTROL_READS_PER_PERIOD = 64
 CONTROL_READ_BUDGET_S = 0.0003
 #: The answer to a request shed from a full intake (``control.busy``).
@@ -34,7 +34,7 @@ class ControlChannel:
     """Owns ``_intake`` and ``_control_reads_left``; reads and changes the sessions and the supervisor."""
 
     def _serve_control(self, now: float, limit: int | None = None) -> int:
-        """Read waiting requests into the intake (``teleop.robot.intake``: e-stops latched as read, at most
+        """Read waiting requests into the intake (``telesurg.teleop.robot.intake``: e-stops latched as read, at most
         ``CONTROL_READS_PER_PERIOD`` a period within ``CONTROL_READ_BUDGET_S``), then answer up to
         ``limit`` (default: the per-period budget), the owner's first; returns how many."""
         assert self.sockets is not None

@@ -8,10 +8,10 @@ import logging
 import time
 from typing import Any
 
-from teleop.robot.realtime import (
+from telesurg.teleop.robot.realtime import (
     other_cpus,
 )
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     RECORD_TYPES,
     TOPIC_CONFIG,
     TOPIC_EVENTS,
@@ -23,7 +23,7 @@ from teleop.robot.records import (
     StallRecord,
     vec3,
 )
-from teleop.settings import output_path
+from telesurg.teleop.settings import output_path
 
 log = logging.getLogger("telesurg.robot")
 
@@ -32,7 +32,7 @@ class FlightRecording:
     """Owns ``recorder``, ``record_path``, ``_last_event``; reads the supervisor, the config and the counters."""
 
     def _open_recorder(self, path: str) -> None:
-        from teleop.robot.recorder_process import ProcessRecorder
+        from telesurg.teleop.robot.recorder_process import ProcessRecorder
 
         self.record_path = output_path(path).resolve()
         # Its own process: encoding, lz4 chunks and the disk never share the loop's interpreter lock.

@@ -9,13 +9,13 @@ import logging
 
 import zmq
 
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     TOPIC_CONTROL,
     ControlRecord,
 )
-from teleop.robot.sessions import Client
-from teleop.wire import protocol as p
-from teleop.wire import signalling
+from telesurg.teleop.robot.sessions import Client
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire import signalling
 
 log = logging.getLogger("telesurg.robot")
 

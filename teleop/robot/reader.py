@@ -1,7 +1,7 @@
 """Reading the robot's MCAP recordings: ``read`` (every message, in file order, up to the last
 complete record of a file whose writer was killed), ``read_topic`` (one topic's data), and
 ``RecordingTail`` (follow a growing recording, as the soak does). Messages are JSON described by the
-record structs (``teleop.robot.records``), as ``teleop.robot.recorder`` writes them."""
+record structs (``telesurg.teleop.robot.records``), as ``telesurg.teleop.robot.recorder`` writes them."""
 
 from __future__ import annotations
 

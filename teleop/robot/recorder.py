@@ -39,10 +39,10 @@ from mcap.data_stream import ReadDataStream, RecordBuilder
 from mcap.records import ChunkIndex
 from mcap.writer import CompressionType, Writer
 
-from teleop.robot.reader import RECORD_HEADER
+from telesurg.teleop.robot.reader import RECORD_HEADER
 
 if not hasattr(Writer, "flush"):  # closes the open chunk and flushes the stream; in the pinned mcap 1.6.0
-    raise ImportError("teleop.robot.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
+    raise ImportError("telesurg.teleop.robot.recorder needs an mcap whose Writer has flush() (1.6.0 has it)")
 #: Where mcap 1.6.0's Writer keeps every chunk's index until ``finish`` writes the summary.
 _WRITER_CHUNK_INDEXES = "_Writer__chunk_indices"
 
@@ -79,7 +79,9 @@ class Recorder:
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it") from None
         self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=_COMPRESSION[compression])
         if not isinstance(getattr(self._writer, _WRITER_CHUNK_INDEXES, None), list):
-            raise ImportError("teleop.robot.recorder needs mcap 1.6.0's Writer (it spills the Writer's chunk indexes)")
+            raise ImportError(
+                "telesurg.teleop.robot.recorder needs mcap 1.6.0's Writer (it spills the Writer's chunk indexes)"
+            )
         self._chunk_indexes = SpilledChunkIndexes(self.path.parent)
         setattr(self._writer, _WRITER_CHUNK_INDEXES, self._chunk_indexes)
         self._writer.start(profile="", library="telesurg")

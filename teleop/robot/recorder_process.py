@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from teleop.robot.recorder import Recorder, encode
+from telesurg.teleop.robot.recorder import Recorder, encode
 
 #: channel id, log time (ns), JSON length: the framing of every record in the pipe.
 _FRAME = struct.Struct("<HQI")

@@ -4,7 +4,7 @@ Every control period (default 2 ms, 500 Hz), in this order:
 
 1. read waiting control requests (e-stops latch as read) and answer up to ``max_control_per_period``
    (hello, clock ping, engage, …), the session owner's first, then the least demanding connections'
-   (``teleop.robot.intake``), so a flood of connections cannot hold the surgeon's requests back;
+   (``telesurg.teleop.robot.intake``), so a flood of connections cannot hold the surgeon's requests back;
 2. drain the cmd socket (CONFLATE: one message per connection), keep the newest command per session,
    decode the session owner's and hand it to the supervisor with its robot-clock receive time and
    this console's clock sync; e-stop requests are judged at once, one other message per drain is
@@ -25,7 +25,7 @@ This module is the loop and the server's lifecycle (~500 lines: the period's pha
 between periods and the stall accounting read best side by side); each of the server's jobs is a
 module of its own: ``control``, ``offers``, ``commands``, ``sessions``, ``telemetry``, ``flight``.
 
-The robot keeps its own clock-sync estimate per console (see ``teleop.wire.protocol.Ping``): engage is
+The robot keeps its own clock-sync estimate per console (see ``telesurg.teleop.wire.protocol.Ping``): engage is
 refused until a console has completed a ping exchange, and commands are judged with the robot's
 estimate, never the console's word.
 """
@@ -50,13 +50,13 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.robot.arm import RobotInterface, SimArmConfig, SimulatedArm
-from teleop.robot.commands import CommandIntake
-from teleop.robot.control import CONTROL_READS_PER_PERIOD, ControlChannel
-from teleop.robot.flight import FlightRecording
-from teleop.robot.intake import ControlIntake
-from teleop.robot.offers import OfferRelay
-from teleop.robot.realtime import (
+from telesurg.teleop.robot.arm import RobotInterface, SimArmConfig, SimulatedArm
+from telesurg.teleop.robot.commands import CommandIntake
+from telesurg.teleop.robot.control import CONTROL_READS_PER_PERIOD, ControlChannel
+from telesurg.teleop.robot.flight import FlightRecording
+from telesurg.teleop.robot.intake import ControlIntake
+from telesurg.teleop.robot.offers import OfferRelay
+from telesurg.teleop.robot.realtime import (
     RealtimeReport,
     SchedClock,
     ThreadUsage,
@@ -64,18 +64,18 @@ from teleop.robot.realtime import (
     other_cpus,
     realtime_io_threads,
 )
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     TOPIC_STATE,
     StateRecord,
     vec3,
 )
-from teleop.robot.sessions import Client, Sessions
-from teleop.robot.supervisor import Box, Supervisor, SupervisorConfig
-from teleop.robot.telemetry import TelemetryFeed
-from teleop.wire import protocol as p
-from teleop.wire.channels import Endpoints, ServerKeys, ServerSockets
-from teleop.wire.ports import bind_zmq
-from teleop.wire.timing import FixedRate, sleep_until
+from telesurg.teleop.robot.sessions import Client, Sessions
+from telesurg.teleop.robot.supervisor import Box, Supervisor, SupervisorConfig
+from telesurg.teleop.robot.telemetry import TelemetryFeed
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import Endpoints, ServerKeys, ServerSockets
+from telesurg.teleop.wire.ports import bind_zmq
+from telesurg.teleop.wire.timing import FixedRate, sleep_until
 
 log = logging.getLogger("telesurg.robot")
 

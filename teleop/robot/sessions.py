@@ -10,14 +10,14 @@ from typing import Any
 
 import zmq
 
-from teleop.robot.records import (
+from telesurg.teleop.robot.records import (
     TOPIC_REJECTED,
     RejectedRecord,
 )
-from teleop.robot.supervisor import State
-from teleop.wire.auth import fingerprint
-from teleop.wire.channels import frame_property, is_loopback
-from teleop.wire.clock import ClockEstimator, ClockSync
+from telesurg.teleop.robot.supervisor import State
+from telesurg.teleop.wire.auth import fingerprint
+from telesurg.teleop.wire.channels import frame_property, is_loopback
+from telesurg.teleop.wire.clock import ClockEstimator, ClockSync
 
 log = logging.getLogger("telesurg.robot")
 

@@ -12,7 +12,7 @@ Guarantees, whatever the commands say:
   speed limit shrinks linearly, above ``max_age_s`` the command is refused and the arm holds. A
   command that would have been sent after it was received (console clock ahead of the sync) is
   refused, so a console clock jump cannot make commands look fresher than they are;
-- accepted commands are played out by ``teleop.robot.playout`` at their send time + a steady delay (a
+- accepted commands are played out by ``telesurg.teleop.robot.playout`` at their send time + a steady delay (a
   de-jitter buffer: at most ``playout.max_added_s`` beyond a command's own age, never past
   ``max_age_s``); clutch release, stale commands, the watchdog and e-stop act at once and drop the
   buffer;
@@ -36,9 +36,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from envs.safety import ForceLimits, ForceShield, ShieldConfig
-from teleop.robot.playout import Played, Playout, PlayoutConfig
-from teleop.wire.clock import ClockSync
+from telesurg.envs.safety import ForceLimits, ForceShield, ShieldConfig
+from telesurg.teleop.robot.playout import Played, Playout, PlayoutConfig
+from telesurg.teleop.wire.clock import ClockSync
 
 
 class State(StrEnum):

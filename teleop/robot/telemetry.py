@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import zmq
 
-from teleop.robot.records import vec3
-from teleop.wire import protocol as p
+from telesurg.teleop.robot.records import vec3
+from telesurg.teleop.wire import protocol as p
 
 log = logging.getLogger("telesurg.robot")
 

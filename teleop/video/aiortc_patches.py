@@ -4,7 +4,7 @@ constraints.txt; ``check_internals`` fails loudly, naming what is gone, if an up
 - ``use_ice_addresses``: aioice gathers host candidates on every interface *except* loopback, so two
   peers on one host would talk over the machine's LAN address; this replaces its address discovery
   (``aioice.ice.get_host_addresses``, process-wide) with the configured list.
-- ``emulate_link``: the user-space link emulator (``teleop.netem.datagram``) in each direction of a
+- ``emulate_link``: the user-space link emulator (``telesurg.teleop.netem.datagram``) in each direction of a
   peer connection's ICE transports (``RTCIceTransport._recv``/``_send``): every datagram of DTLS,
   SRTP and SCTP goes through it; ICE's own consent checks do not (aioice answers them), so an
   emulated outage never tears the connection down, as a real short one would not.
@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from teleop.netem.datagram import DelayedRecv, DelayedSend
-from teleop.netem.model import LinkModel, stream_id
-from teleop.netem.spec import LinkSpec
-from teleop.video.webrtc import LOOPBACK_ADDRESSES
+from telesurg.teleop.netem.datagram import DelayedRecv, DelayedSend
+from telesurg.teleop.netem.model import LinkModel, stream_id
+from telesurg.teleop.netem.spec import LinkSpec
+from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES
 
 #: (module, attribute path) of every internal used here.
 INTERNALS = (

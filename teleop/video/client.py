@@ -6,7 +6,7 @@ The console thread signals (``offer()`` gives the SDP to send on the control cha
 the newest displayed frame shows), ``frames``, ``samples``. Everything else — receiving, decoding,
 matching frames to their metadata, overlays, the window, ``--save-video`` — runs in the video
 thread. Frames are matched to the metadata the media process sends on the ``meta`` data channel by
-their RTP timestamp (see ``teleop.video.media``; aiortc's receiver is told to keep raw RTP timestamps).
+their RTP timestamp (see ``telesurg.teleop.video.media``; aiortc's receiver is told to keep raw RTP timestamps).
 
 A frame is *displayed* when it has been decoded (headless) or drawn (window). Per frame the client
 keeps: display time (console clock), and the metadata (robot clock); with the console's clock-sync
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from teleop.netem.spec import LinkSpec
-from teleop.video.aiortc_patches import bound_nacks, emulate_link, keep_rtp_timestamps, use_ice_addresses
-from teleop.video.webrtc import LOOPBACK_ADDRESSES, rtc_configuration
+from telesurg.teleop.netem.spec import LinkSpec
+from telesurg.teleop.video.aiortc_patches import bound_nacks, emulate_link, keep_rtp_timestamps, use_ice_addresses
+from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, rtc_configuration
 
 #: Frames and metadata waiting for their partner (by RTP timestamp): at most this many each.
 MATCH_WINDOW = 120
@@ -48,10 +48,10 @@ class VideoClientConfig:
     console stops commanding motion until the surgeon re-engages with fresh video; ``reengage_after_s``:
     the scripted surgeon (and trace replay) re-engages once video has been fresh this long (a
     surgeon's reaction); ``link``/``link_down``/``link_up``: emulated network on the video path (both
-    directions / robot → console / console → robot, ``teleop.netem.spec`` format); ``show``: an OpenCV
+    directions / robot → console / console → robot, ``telesurg.teleop.netem.spec`` format); ``show``: an OpenCV
     window (None: when a display exists and OpenCV can open windows, see ``use_window``);
     ``save_video``: an MP4 of what the surgeon saw (frames with overlays, at display times);
-    ``ice_addresses``/``ice_servers`` as in ``teleop.video.media.VideoConfig``."""
+    ``ice_addresses``/``ice_servers`` as in ``telesurg.teleop.video.media.VideoConfig``."""
 
     enabled: bool = False
     max_age_s: float = 0.5
@@ -339,7 +339,7 @@ class VideoClient:
         self._hud_meta = meta
 
     def _overlay(self, image: np.ndarray) -> np.ndarray:
-        from teleop.video.overlay import draw_ghost, draw_hud
+        from telesurg.teleop.video.overlay import draw_ghost, draw_hud
 
         ghost = self.ghost
         if ghost is not None:
@@ -349,8 +349,8 @@ class VideoClient:
 
     def _save(self, image: np.ndarray) -> None:
         if self._writer is None:
-            from policies.video import Mp4Writer
-            from teleop.settings import output_path
+            from telesurg.policies.video import Mp4Writer
+            from telesurg.teleop.settings import output_path
 
             assert self.config.save_video is not None
             out = output_path(self.config.save_video)

@@ -6,11 +6,11 @@ shading of its own, a depth and segmentation pass, copies), and ~50 ms when the 
 encoder and the decoder share the cores: too slow for 30 fps. The scene is made of primitives
 (boxes, cylinders, spheres, capsules: the arm's URDF has no meshes), so this renderer draws
 pybullet's own visual shapes — geometry, frames and colours, posed from the world every frame,
-through ``envs.sim.Sim.visual_primitives`` (envs stays the only code that calls pybullet) — with
+through ``telesurg.envs.sim.Sim.visual_primitives`` (envs stays the only code that calls pybullet) — with
 one small shader (Lambert and a little specular under a
 light at the endoscope, as an endoscope's own light) and reads the colour buffer back. Colours are
 re-read every frame (tasks recolour markers); translucent shapes are drawn last, blended; shapes
-with alpha 0 are hidden. The camera is the same pinhole as ``envs.sim.Sim.render`` (eye, target,
+with alpha 0 are hidden. The camera is the same pinhole as ``telesurg.envs.sim.Sim.render`` (eye, target,
 up, vertical field of view, clip planes).
 """
 
@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from envs.sim import CameraSpec, Sim
+from telesurg.envs.sim import CameraSpec, Sim
 
 _VERTEX = """
 #version 330
@@ -127,7 +127,7 @@ def _perspective(fov_deg: float, aspect: float, near: float, far: float) -> np.n
 
 
 class GLSceneRenderer:
-    """Renders every visual shape of the simulated world ``sim`` (``envs.sim.Sim.visual_primitives``)
+    """Renders every visual shape of the simulated world ``sim`` (``telesurg.envs.sim.Sim.visual_primitives``)
     from ``camera`` (world frame)."""
 
     def __init__(self, sim: Sim, camera: CameraSpec, width: int, height: int) -> None:

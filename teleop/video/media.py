@@ -5,11 +5,11 @@
     telesurg robot --state-port 5573 --video-signal-port 5574 &
     telesurg video --state-port 5573 --signal-port 5574          # prints the viewer's address
 
-It starts the renderer (``teleop.video.renderer``, a child process mirroring the scene from the robot's
+It starts the renderer (``telesurg.teleop.video.renderer``, a child process mirroring the scene from the robot's
 state feed) and serves its frames:
 
 - to consoles, whose WebRTC offers arrive on the robot's control channel and are forwarded here by
-  the robot server (``teleop.wire.signalling``, a loopback ROUTER on ``signal_port``);
+  the robot server (``telesurg.teleop.wire.signalling``, a loopback ROUTER on ``signal_port``);
 - to browsers, through a small web viewer (aiohttp on ``http_host:http_port``): ``GET /`` is the
   page, ``POST /offer`` the signalling. It shows patient video, so it requires the access token
   printed at start-up (``?token=…``) unless bound to loopback (``token_required`` forces it).
@@ -40,16 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from teleop.robot.realtime import give_back_freed_memory
-from teleop.video.aiortc_patches import tap_rtp, use_ice_addresses
-from teleop.video.httpguard import ConnectionGuard, GuardConfig
-from teleop.video.renderer import RendererConfig
-from teleop.video.source import FrameSource
-from teleop.video.tracks import rendered_track_class
-from teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
-from teleop.wire import signalling
-from teleop.wire.channels import is_loopback
-from teleop.wire.ports import bind_zmq, listen_tcp
+from telesurg.teleop.robot.realtime import give_back_freed_memory
+from telesurg.teleop.video.aiortc_patches import tap_rtp, use_ice_addresses
+from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig
+from telesurg.teleop.video.renderer import RendererConfig
+from telesurg.teleop.video.source import FrameSource
+from telesurg.teleop.video.tracks import rendered_track_class
+from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
+from telesurg.teleop.wire import signalling
+from telesurg.teleop.wire.channels import is_loopback
+from telesurg.teleop.wire.ports import bind_zmq, listen_tcp
 
 log = logging.getLogger("telesurg.video")
 #: How often the media process gives the C heaps' free memory back to the OS besides at each peer's end (s).

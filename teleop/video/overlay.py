@@ -1,6 +1,6 @@
 """What the surgeon sees on top of the video: contact-force bar, supervisor state, command and video
 latency, why the console is holding, the local twin's ghost (``project``, ``draw_ghost``). The
-``--save-video`` file is written by ``policies.video.Mp4Writer`` (timed)."""
+``--save-video`` file is written by ``telesurg.policies.video.Mp4Writer`` (timed)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def project(points_m: np.ndarray, camera: Any, width: int, height: int) -> tuple
     """Pixels (n × 2, x right, y down) of base-frame points (n × 3, m) in a ``width`` × ``height``
     image of ``camera`` (``protocol.Camera``: pose looking along its +z, pinhole intrinsics for its
     own width × height, scaled to this image), and which points lie in front of the near plane."""
-    from envs.geometry import quat_to_matrix
+    from telesurg.envs.geometry import quat_to_matrix
 
     rot = quat_to_matrix(camera.pose.quat_xyzw)
     cam = (np.asarray(points_m, dtype=float) - np.asarray(camera.pose.pos_m, dtype=float)) @ rot

@@ -6,12 +6,12 @@ with the robot's scene options) and poses it from each ``Telemetry``: the arm's 
 the base pose of every other body (goal markers, grasped objects). ``run_renderer`` is the process:
 it subscribes to the robot's state feed (CONFLATE: only the newest telemetry matters), and at a
 fixed frame rate poses the mirror from the newest state, renders the endoscope view and hands the
-image to the media process through ``teleop.video.frames`` with its ``FrameMeta`` (which telemetry the
+image to the media process through ``telesurg.teleop.video.frames`` with its ``FrameMeta`` (which telemetry the
 image shows, when it was sampled, when the render started and ended). It never renders ahead of the
 state or queues frames: a slow render lowers the frame rate, never adds latency.
 
 Renderer back ends (``RendererConfig.backend``), per 640×480 frame on the 2-core CPU with nothing
-else running: ``gl`` — ``teleop.video.glrender``, a lean OpenGL renderer of the same pybullet visual
+else running: ``gl`` — ``telesurg.teleop.video.glrender``, a lean OpenGL renderer of the same pybullet visual
 shapes (moderngl on EGL: Mesa's llvmpipe here, a GPU elsewhere), ~5 ms; ``egl`` — pybullet's EGL
 plugin, 17–25 ms; ``tiny`` — pybullet's TinyRenderer (always available), ~80 ms. ``auto`` takes
 the first that works, in that order, and says why it skipped one.
@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import zmq
 
-from envs.core import EnvConfig, SurgicalEnv
-from envs.sim import SimConfig
-from envs.tasks import TASKS_BY_NAME
-from teleop.video.frames import SLOTS, FrameBuffer, FrameMeta
-from teleop.wire import protocol as p
-from teleop.wire.timing import FixedRate, sleep_until
+from telesurg.envs.core import EnvConfig, SurgicalEnv
+from telesurg.envs.sim import SimConfig
+from telesurg.envs.tasks import TASKS_BY_NAME
+from telesurg.teleop.video.frames import SLOTS, FrameBuffer, FrameMeta
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.timing import FixedRate, sleep_until
 
 log = logging.getLogger("telesurg.renderer")
 
@@ -43,8 +43,8 @@ log = logging.getLogger("telesurg.renderer")
 @dataclass(frozen=True)
 class RendererConfig:
     """Image size (px), frame rate (Hz), back end (``gl``, ``egl``, ``tiny`` or ``auto``), the robot's local
-    state feed (``teleop.robot.server.ServerConfig.state_port``), the scene options the robot uses
-    (``env_options``/``forbidden_m`` as in ``teleop.robot.arm.SimArmConfig``) and Mesa's thread count
+    state feed (``telesurg.teleop.robot.server.ServerConfig.state_port``), the scene options the robot uses
+    (``env_options``/``forbidden_m`` as in ``telesurg.teleop.robot.arm.SimArmConfig``) and Mesa's thread count
     for llvmpipe (``LP_NUM_THREADS``); ``nice``: see below."""
 
     width: int = 640
@@ -111,7 +111,7 @@ class SceneMirror:
             return env.scene.render(width, height)
         gl = self._gl.get(task)
         if gl is None or (gl.width, gl.height) != (width, height):
-            from teleop.video.glrender import GLSceneRenderer
+            from telesurg.teleop.video.glrender import GLSceneRenderer
 
             gl = self._gl[task] = GLSceneRenderer(env.sim, env.scene.config.camera, width, height)
         return gl.render()
@@ -162,7 +162,7 @@ def _usable_backend() -> str:
     except Exception as exc:  # no moderngl, no EGL, no GL 3.3: try the next
         log.warning("lean GL renderer unavailable (%s); trying pybullet's EGL plugin", exc)
     try:
-        from envs.sim import Sim
+        from telesurg.envs.sim import Sim
 
         Sim(SimConfig(renderer="egl")).close()
         return "egl"

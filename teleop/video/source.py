@@ -1,6 +1,6 @@
 """The renderer's frames in the media process: ``FrameSource`` starts the renderer child
-(``teleop.video.renderer``), receives each frame's metadata over a pipe and its pixels through
-shared memory (``teleop.video.frames``), and hands the newest frame to whoever awaits it; nothing
+(``telesurg.teleop.video.renderer``), receives each frame's metadata over a pipe and its pixels through
+shared memory (``telesurg.teleop.video.frames``), and hands the newest frame to whoever awaits it; nothing
 queues (a slow consumer skips frames)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from teleop.video.frames import FrameBuffer, FrameMeta
-from teleop.video.renderer import RendererConfig, run_renderer
+from telesurg.teleop.video.frames import FrameBuffer, FrameMeta
+from telesurg.teleop.video.renderer import RendererConfig, run_renderer
 
 log = logging.getLogger("telesurg.video")
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from teleop.video.source import FrameSource
+    from telesurg.teleop.video.source import FrameSource
 
 #: RTP clock of video (Hz).
 VIDEO_CLOCK_HZ = 90_000

@@ -5,9 +5,9 @@ contact and which candidates it may use.
   ``rtc_configuration`` gives ``iceServers=[]`` unless the user lists servers.
 - **Only the configured addresses.** ``keep_candidates`` drops remote candidates outside the
   configured list from an SDP (a browser also offers its LAN and mDNS names), and
-  ``teleop.video.aiortc_patches.use_ice_addresses`` makes aioice gather on the list only, so nothing
+  ``telesurg.teleop.video.aiortc_patches.use_ice_addresses`` makes aioice gather on the list only, so nothing
   but the configured network is ever contacted. The link emulator on a peer connection is
-  ``teleop.video.aiortc_patches.emulate_link``.
+  ``telesurg.teleop.video.aiortc_patches.emulate_link``.
 """
 
 from __future__ import annotations

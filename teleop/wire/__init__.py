@@ -2,6 +2,6 @@
 ``auth``), binding (``ports``), the clock sync (``clock``), the fixed-rate loop (``timing``) and the
 robot ↔ media signalling (``signalling``). Imports nothing else from teleop.
 
-May import: nothing else of telesurg (``teleop.settings`` aside).
+May import: nothing else of telesurg (``telesurg.teleop.settings`` aside).
 
 Docstring only, no re-exports: spawned children import their package's ``__init__``."""

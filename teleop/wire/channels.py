@@ -1,6 +1,6 @@
 """ZeroMQ channels of a teleoperation session: addresses, socket options and CURVE security.
 
-Three channels, all bound by the robot and connected to by the console (see ``teleop.wire.protocol``):
+Three channels, all bound by the robot and connected to by the console (see ``telesurg.teleop.wire.protocol``):
 
 - cmd: console PUB → robot SUB, ``CONFLATE`` on both ends (only the newest command is ever queued);
 - telemetry: robot PUB → console SUB;
@@ -25,8 +25,8 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from teleop.wire.auth import ROLES, AuditedAuthenticator
-from teleop.wire.ports import bind_zmq
+from telesurg.teleop.wire.auth import ROLES, AuditedAuthenticator
+from telesurg.teleop.wire.ports import bind_zmq
 
 #: Socket high-water marks: bounded queues everywhere, so a flood costs memory never beyond this.
 CONTROL_HWM = 100

@@ -128,7 +128,7 @@ class Telemetry(Message, tag="telemetry"):
     ``jaw`` the measured opening 0–1; ``force_N`` the contact force on the tool (base frame) and
     ``force_mag_N`` its magnitude; ``state``/``reason`` the supervisor's state and why it entered it;
     ``last_cmd_seq`` and ``last_cmd_sent_console_s`` echo the newest command the supervisor applied
-    (accepted and reached by its de-jitter playout, ``teleop.robot.playout``) and
+    (accepted and reached by its de-jitter playout, ``telesurg.teleop.robot.playout``) and
     ``last_cmd_accepted_robot_s`` is when it was applied (command latency = applied − (sent + clock
     offset), the playout's delay included); ``clock_offset_s`` = robot clock −
     console clock and ``clock_rtt_s`` from the clock sync; ``objects`` are scene object poses for
@@ -226,7 +226,7 @@ class Welcome(Message, tag="welcome"):
     """Answer to ``Hello``: the server's protocol version, the arms it serves, the loaded task
     (simulation), the path of its recording ("" when not recording), the forbidden regions its
     supervisor enforces, as (low, high) corners in the base frame (m): consoles may guide the
-    surgeon away from them (``teleop.correction.fixtures``); the supervisor stays authoritative; and
+    surgeon away from them (``telesurg.teleop.correction.fixtures``); the supervisor stays authoritative; and
     the workspace box it clamps every setpoint to (low, high corners, base frame, m), so a client
     can predict the clamping."""
 

@@ -1,8 +1,8 @@
 """WebRTC signalling between the robot server and the media process, on the robot host.
 
-A console sends ``teleop.wire.protocol.Offer`` on the control channel (so video needs no port of its own
+A console sends ``telesurg.teleop.wire.protocol.Offer`` on the control channel (so video needs no port of its own
 through a firewall, and the same CURVE keys protect it); the robot server forwards it to the media
-process (``teleop.video.media``) as a ``SignalRequest`` over a loopback DEALER → ROUTER pair and relays
+process (``telesurg.teleop.video.media``) as a ``SignalRequest`` over a loopback DEALER → ROUTER pair and relays
 the ``SignalReply`` as ``Answer`` (or a refusal ``Ack``). Messages are msgpack, one frame each.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from teleop.wire.protocol import MAX_SDP_CHARS
+from telesurg.teleop.wire.protocol import MAX_SDP_CHARS
 
 
 class SignalRequest(msgspec.Struct, forbid_unknown_fields=True):

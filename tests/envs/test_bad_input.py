@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import env_id
-from envs.core import EnvConfig
-from envs.safety import ForceLimits
-from envs.scene import SceneConfig
+from telesurg.envs import env_id
+from telesurg.envs.core import EnvConfig
+from telesurg.envs.safety import ForceLimits
+from telesurg.envs.scene import SceneConfig
 
 
 @pytest.mark.parametrize(

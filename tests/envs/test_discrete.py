@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs import env_id
+from telesurg.envs import env_id
 
 
 def test_table_has_noop_coarse_and_fine_steps_and_jaw_only_where_needed(make_env) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from envs import env_id
-from envs.experts import make_expert, run_episode
-from envs.tasks import TASKS
+from telesurg.envs import env_id
+from telesurg.envs.experts import make_expert, run_episode
+from telesurg.envs.tasks import TASKS
 
 
 @pytest.mark.parametrize("task", [t.name for t in TASKS])

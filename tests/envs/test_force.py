@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import env_id
-from envs.safety import ForceLimits, ForceShield
+from telesurg.envs import env_id
+from telesurg.envs.safety import ForceLimits, ForceShield
 
 
 def _press_down(env, seed: int = 0, dz_action: float = -0.25, steps: int = 40):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import env_id
-from envs.arm import SurgicalArm
-from envs.geometry import point_line_distance, quat_to_matrix
-from envs.kinematics import psm_kinematics
-from envs.scene import PatientScene, SceneConfig
-from envs.sim import Sim
+from telesurg.envs import env_id
+from telesurg.envs.arm import SurgicalArm
+from telesurg.envs.geometry import point_line_distance, quat_to_matrix
+from telesurg.envs.kinematics import psm_kinematics
+from telesurg.envs.scene import PatientScene, SceneConfig
+from telesurg.envs.sim import Sim
 
 TROCARS = [(0.07, 0.0, 0.11), (-0.03, 0.04, 0.13)]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import ENV_IDS, OBS_LAYOUT_VERSION, env_id
-from envs.layout import Field, ObsLayout
+from telesurg.envs import ENV_IDS, OBS_LAYOUT_VERSION, env_id
+from telesurg.envs.layout import Field, ObsLayout
 
 
 @pytest.mark.parametrize("env_id", [i for i in ENV_IDS if "Dense" not in i and "Discrete" not in i])

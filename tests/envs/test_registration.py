@@ -9,9 +9,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs import ENV_IDS, env_id
-from envs.tasks import TASKS
-from envs.wrappers import CostPenalty, DiscreteActions
+from telesurg.envs import ENV_IDS, env_id
+from telesurg.envs.tasks import TASKS
+from telesurg.envs.wrappers import CostPenalty, DiscreteActions
 
 
 def _discrete_layer(env: gym.Env) -> DiscreteActions:

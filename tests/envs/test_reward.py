@@ -11,9 +11,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import ENV_IDS, env_id
-from envs.experts import make_expert
-from envs.wrappers import CostPenalty
+from telesurg.envs import ENV_IDS, env_id
+from telesurg.envs.experts import make_expert
+from telesurg.envs.wrappers import CostPenalty
 
 PRESS_DOWN = np.array([0.0, 0.0, -0.25, -1.0], dtype=np.float32)  # 1 mm per step, jaws closed
 PUSH_DOWN = np.array([0.0, 0.0, -1.0, -1.0], dtype=np.float32)  # 4 mm per step: the tissue in ~13 steps

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import env_id
-from envs.sim import Sim
+from telesurg.envs import env_id
+from telesurg.envs.sim import Sim
 
 
 def test_save_and_restore_state_round_trip(make_env) -> None:
@@ -75,7 +75,7 @@ def test_camera_intrinsics_match_the_render_projection(make_env) -> None:
     """A marker at a known world point appears at the pixel the pinhole intrinsics predict."""
     import math
 
-    from envs.scene import camera_intrinsics
+    from telesurg.envs.scene import camera_intrinsics
 
     env = make_env(env_id("Reach"), render_mode="rgb_array", render_width=160, render_height=120)
     base = env.unwrapped

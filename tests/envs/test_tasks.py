@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import env_id
-from envs.experts import make_expert
-from envs.tasks import TASKS
+from telesurg.envs import env_id
+from telesurg.envs.experts import make_expert
+from telesurg.envs.tasks import TASKS
 
 
 @pytest.mark.parametrize("dense", [False, True])

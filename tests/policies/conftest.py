@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.config import TrainConfig, from_dict
+from telesurg.policies.config import TrainConfig, from_dict
 
 
 def tiny_config(env_id: str, out: Path, **extra: object) -> TrainConfig:

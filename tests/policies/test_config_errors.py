@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.config import ConfigError, load_config
-from teleop.cli import main
+from telesurg.policies.config import ConfigError, load_config
+from telesurg.teleop.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "train", "--env", "telesurg/Reach-v0", "--algo", "dqn"],
+        [sys.executable, "-m", "telesurg.teleop.cli", "train", "--env", "telesurg/Reach-v0", "--algo", "dqn"],
         capture_output=True,
         text=True,
         cwd=ROOT,

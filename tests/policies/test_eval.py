@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from policies.bundle import Policy, PolicyMismatch
-from policies.card import ModelCard
-from policies.evaluate import evaluate
-from policies.train import train
-from teleop.cli import main
+from telesurg.policies.bundle import Policy, PolicyMismatch
+from telesurg.policies.card import ModelCard
+from telesurg.policies.evaluate import evaluate
+from telesurg.policies.train import train
+from telesurg.teleop.cli import main
 
 from .conftest import tiny_config
 
@@ -112,7 +112,7 @@ def test_layout_mismatch_is_refused(run_dir: Path, tmp_path: Path, capsys: pytes
 
 
 def test_cost_penalty_subtracts_weighted_cost() -> None:
-    from envs.wrappers import CostPenalty
+    from telesurg.envs.wrappers import CostPenalty
 
     plain = gym.make("telesurg/PalpateDense-v0")
     penalised = CostPenalty(gym.make("telesurg/PalpateDense-v0"), weight=5.0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.bundle import Policy
-from policies.evaluate import evaluate
+from telesurg.policies.bundle import Policy
+from telesurg.policies.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "assets" / "policies"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.config import ConfigError
-from policies.sweep import load_sweep, run_sweep  # needs the 'distributed' extra, which make test installs
+from telesurg.policies.config import ConfigError
+from telesurg.policies.sweep import load_sweep, run_sweep  # needs the 'distributed' extra, which make test installs
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from policies.bundle import Policy
-from policies.card import ModelCard
-from policies.train import resume, train
+from telesurg.policies.bundle import Policy
+from telesurg.policies.card import ModelCard
+from telesurg.policies.train import resume, train
 
 from .conftest import tiny_config
 
@@ -97,7 +97,7 @@ def test_resume_continues_the_step_count(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_a_finished_run_and_changed_settings(tmp_path: Path) -> None:
-    from policies.config import ConfigError
+    from telesurg.policies.config import ConfigError
 
     run = tmp_path / "run"
     train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None)
@@ -111,7 +111,7 @@ def test_resume_refuses_a_finished_run_and_changed_settings(tmp_path: Path) -> N
 
 
 def test_best_score_survives_a_resume(tmp_path: Path) -> None:
-    from policies.train import best_score_from_log
+    from telesurg.policies.train import best_score_from_log
 
     run = tmp_path / "run"
     train(tiny_config("telesurg/ReachDense-v0", run), log=lambda _m: None)
@@ -122,8 +122,8 @@ def test_best_score_survives_a_resume(tmp_path: Path) -> None:
 
 
 def test_training_envs_carry_the_shield_and_the_cost_term() -> None:
-    from envs.wrappers import CostPenalty, ForceShieldWrapper
-    from policies.train import EnvFactory
+    from telesurg.envs.wrappers import CostPenalty, ForceShieldWrapper
+    from telesurg.policies.train import EnvFactory
 
     env = EnvFactory("telesurg/PalpateDense-v0", {"hard_N": 5.0}, shield=True, cost_weight=2.0, in_subprocess=False)()
     chain, e = [], env
@@ -155,7 +155,7 @@ def test_resume_dqn_restores_replay_buffer(tmp_path: Path) -> None:
 
 
 def test_an_existing_run_is_never_overwritten(tmp_path: Path) -> None:
-    from policies.config import ConfigError
+    from telesurg.policies.config import ConfigError
 
     train(tiny_config("telesurg/ReachDense-v0", tmp_path / "run", total_timesteps=64), log=lambda _m: None)
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -168,7 +168,7 @@ def test_ctrl_c_saves_a_final_checkpoint_that_resumes(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "teleop.cli",
+        "telesurg.teleop.cli",
         "train",
         "--env",
         "telesurg/ReachDense-v0",

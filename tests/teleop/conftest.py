@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.robot_link import RobotLink
-from teleop.harness.runner import CliProcess
-from teleop.settings import write_toml
-from teleop.wire import protocol as p
-from teleop.wire.channels import ClientKeys, Endpoints, free_loopback_ports
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.robot_link import RobotLink
+from telesurg.teleop.harness.runner import CliProcess
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import ClientKeys, Endpoints, free_loopback_ports
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from teleop.launch import run_launch
-from teleop.launch_file import LaunchError, load_launch, parse_arguments
+from telesurg.teleop.launch import run_launch
+from telesurg.teleop.launch_file import LaunchError, load_launch, parse_arguments
 
 #: A child that records the first stop signal it gets in the file named by argv[1], then exits 0.
 SLEEPER = """
@@ -208,7 +208,7 @@ def test_unknown_argument_for_a_file_without_any(tmp_path: Path) -> None:
 def test_the_cli_takes_arguments_after_options_and_reports_errors_in_one_line(tmp_path: Path) -> None:
     path = write_launch(tmp_path / "cli.toml", [{"name": "show", "command": [*py(ARGV), "{n}"], "main": True}])
     path.write_text(path.read_text() + '\n[arguments]\nn = "1"\n')
-    cli = [sys.executable, "-m", "teleop.cli", "launch", str(path)]
+    cli = [sys.executable, "-m", "telesurg.teleop.cli", "launch", str(path)]
     # `make demo ARGS="--dry-run n=2"` puts the option first.
     done = subprocess.run([*cli, "--dry-run", "n=2 3"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -374,7 +374,7 @@ def test_interrupting_the_launcher_stops_all_children(tmp_path: Path, signum: in
     launcher = (
         "import signal, sys\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "from teleop.launch import run_launch\n"
+        "from telesurg.teleop.launch import run_launch\n"
         "sys.exit(run_launch(sys.argv[1]))\n"
     )
     # Its own session, so that signalling its process group is what a terminal's Ctrl-C does.
@@ -415,7 +415,7 @@ def test_telesurg_runs_as_this_interpreter(tmp_path: Path, capsys) -> None:
             {"name": "other", "command": py("import pathlib, sys; pathlib.Path(sys.argv[1]).touch()", mark)},
         ],
     )
-    argv = [sys.executable, "-m", "teleop.cli", "robot", "--config", "launch/robot.toml"]
+    argv = [sys.executable, "-m", "telesurg.teleop.cli", "robot", "--config", "launch/robot.toml"]
     assert load_launch(path).processes[0].argv == argv
     assert load_launch(path).processes[0].command[0] == "telesurg"
     assert run_launch(path, dry_run=True) == 0

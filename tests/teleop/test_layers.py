@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 TELEOP = Path(__file__).resolve().parents[2] / "teleop"
+PACKAGE = "telesurg.teleop"  # the import name of the teleop/ folder
 
 #: Rank of each layer: a module may import layers of a lower rank, or its own layer.
 RANK = {
@@ -40,13 +41,13 @@ TOP = {
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    assert parts[0] == "teleop", module
-    if len(parts) == 1:
+    assert parts[:2] == ["telesurg", "teleop"], module
+    if len(parts) == 2:
         return "front"
-    if parts[1] in RANK:
-        return parts[1]
-    if parts[1] in TOP:
-        return TOP[parts[1]]
+    if parts[2] in RANK:
+        return parts[2]
+    if parts[2] in TOP:
+        return TOP[parts[2]]
     raise AssertionError(f"{module}: not in any layer; put it in a package or in TOP")
 
 
@@ -55,18 +56,20 @@ def _module_name(path: Path) -> str:
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
-    return ".".join(parts)
+    return ".".join(["telesurg", *parts])
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
-    """Every ``teleop.*`` module this file imports, with its line."""
+    """Every ``telesurg.teleop.*`` module this file imports, with its line."""
     tree = ast.parse(path.read_text(), str(path))
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("teleop")]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("teleop"):
-            # ``from teleop.wire import protocol``: the imported name may be a module.
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith(PACKAGE)]
+        elif isinstance(node, ast.ImportFrom) and node.module == "telesurg" and node.level == 0:
+            found += [(node.lineno, PACKAGE) for a in node.names if a.name == "teleop"]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith(PACKAGE):
+            # ``from telesurg.teleop.wire import protocol``: the imported name may be a module.
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
                 found.append((node.lineno, sub if _is_module(sub) else node.module))
@@ -74,7 +77,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def _is_module(name: str) -> bool:
-    rel = Path(*name.split(".")[1:])
+    rel = Path(*name.split(".")[2:])
     return (TELEOP / rel).with_suffix(".py").exists() or (TELEOP / rel / "__init__.py").exists()
 
 
@@ -84,7 +87,7 @@ def _violations() -> list[str]:
         importer = _module_name(path)
         mine = layer_of(importer)
         for line, imported in _imports(path):
-            if imported == "teleop":
+            if imported == PACKAGE:
                 continue
             theirs = layer_of(imported)
             if theirs == mine:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from teleop.robot.reader import read_topic
-from teleop.wire.channels import free_loopback_ports
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 from ..system_programs import require
 
@@ -35,7 +35,7 @@ def launch_local(cwd: Path, *arguments: str, display: str | None = None) -> subp
     if display is not None:
         env["DISPLAY"] = display
     return subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "launch", str(LOCAL), *ports, *arguments],
+        [sys.executable, "-m", "telesurg.teleop.cli", "launch", str(LOCAL), *ports, *arguments],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -102,7 +102,7 @@ def test_show_true_without_gui_support_fails_in_one_line_naming_the_key(tmp_path
     config.write_text((REPO / "launch/console.toml").read_text().replace("# show = true ", "show = true   "))
     ports = [f"--{c}-port={n}" for c, n in zip(("cmd", "telemetry", "control"), free_loopback_ports(3), strict=True)]
     proc = subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "console", "--config", str(config), *ports],
+        [sys.executable, "-m", "telesurg.teleop.cli", "console", "--config", str(config), *ports],
         cwd=tmp_path,
         capture_output=True,
         text=True,

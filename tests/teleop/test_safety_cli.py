@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from teleop.harness.cells import OUTAGE_AT_S, quick_matrix, spec_cells
-from teleop.harness.safety import select_cells
-from teleop.netem.spec import LinkSpecError
+from telesurg.teleop.harness.cells import OUTAGE_AT_S, quick_matrix, spec_cells
+from telesurg.teleop.harness.safety import select_cells
+from telesurg.teleop.netem.spec import LinkSpecError
 
 SPEC = "delay=200ms jitter=20ms loss=3% burst=4 outage=1s@5s mode=message"
 
 
 def _safety(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "safety", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "telesurg.teleop.cli", "safety", *args], capture_output=True, text=True, timeout=60
     )
 
 

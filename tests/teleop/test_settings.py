@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from teleop.console.config import ConsoleConfig
-from teleop.robot.server import ServerConfig
-from teleop.robot.supervisor import Box
-from teleop.settings import ConfigError, build, load_section
-from teleop.wire.channels import ServerKeys
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.robot.server import ServerConfig
+from telesurg.teleop.robot.supervisor import Box
+from telesurg.teleop.settings import ConfigError, build, load_section
+from telesurg.teleop.wire.channels import ServerKeys
 
 REPO = Path(__file__).resolve().parents[2]
 

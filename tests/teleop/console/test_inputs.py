@@ -10,11 +10,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (registers the ids)
-from teleop.console.mapping import HandToTool, MappingConfig
-from teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
-from teleop.correction.signals import Tremor
-from teleop.wire import protocol as p
+from telesurg import envs  # noqa: F401  (registers the ids)
+from telesurg.teleop.console.mapping import HandToTool, MappingConfig
+from telesurg.teleop.console.scripted import ScriptedSurgeon, SurgeonConfig, Trace, TraceReplay
+from telesurg.teleop.correction.signals import Tremor
+from telesurg.teleop.wire import protocol as p
 
 # ---------------------------------------------------------------------- tremor
 FS_HZ = 1000.0

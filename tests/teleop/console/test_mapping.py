@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from teleop.console.mapping import HandToTool, MappingConfig
+from telesurg.teleop.console.mapping import HandToTool, MappingConfig
 
 
 def rotate(q_xyzw: tuple[float, float, float, float], v: np.ndarray) -> np.ndarray:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.robot.reader import read_topic
-from teleop.wire import protocol as p
-from teleop.wire.channels import ClientKeys, generate_keys
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import ClientKeys, generate_keys
 
 REPO = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def _console(robot, tmp_path: Path, *args: str) -> subprocess.Popen:
         f"control_port = {e.control_port}\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "teleop.cli", "console", "--config", str(cfg), *args],
+        [sys.executable, "-m", "telesurg.teleop.cli", "console", "--config", str(cfg), *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.correction import (
+from telesurg.teleop.correction import (
     Context,
     Motion,
     MotionScaling,
@@ -104,8 +104,8 @@ def test_the_lag_measure_sees_a_low_pass_filters_lag() -> None:
 
 
 def test_predictors_beat_holding_the_last_position_on_smooth_hand_motion() -> None:
-    from teleop.correction import minimum_jerk_hand
-    from teleop.correction.prediction import AlphaBeta, ConstantVelocity, ZeroOrderHold, prediction_rms_m
+    from telesurg.teleop.correction import minimum_jerk_hand
+    from telesurg.teleop.correction.prediction import AlphaBeta, ConstantVelocity, ZeroOrderHold, prediction_rms_m
 
     t = np.arange(0.0, 12.0, 0.005)
     path = 0.2 * minimum_jerk_hand(t) + np.random.default_rng(2).normal(0, 2e-6, (len(t), 3))  # tool metres
@@ -118,7 +118,7 @@ def test_predictors_beat_holding_the_last_position_on_smooth_hand_motion() -> No
 
 
 def test_prediction_stage_predicts_over_the_delay_and_restarts_when_the_clutch_opens() -> None:
-    from teleop.correction.prediction import ConstantVelocity, MotionPrediction
+    from telesurg.teleop.correction.prediction import ConstantVelocity, MotionPrediction
 
     stage = MotionPrediction(ConstantVelocity(smoothing_s=1e-6), max_horizon_s=0.3, band_limit=None)
     v = np.array([0.01, 0.0, -0.02])  # m/s
@@ -139,8 +139,8 @@ def _tremor_ratio_and_rms_cut(stage_factory, jitter: float, seed: int) -> tuple[
     """Through a prediction stage at 200 ms on min-jerk strokes with 0.1 mm 8–12 Hz tremor at a
     console's tick times (5 ms ± ``jitter``): the 8–12 Hz band power of (output − intended position
     200 ms later) over that of the unpredicted target, and the RMS error cut."""
-    from teleop.correction import band_power, minimum_jerk_hand
-    from teleop.correction.signals import Tremor
+    from telesurg.teleop.correction import band_power, minimum_jerk_hand
+    from telesurg.teleop.correction.signals import Tremor
 
     rng = np.random.default_rng(seed)
     steps = 0.005 * np.clip(1.0 + jitter * rng.standard_normal(6000), 0.2, 3.0)
@@ -166,7 +166,7 @@ def _tremor_ratio_and_rms_cut(stage_factory, jitter: float, seed: int) -> tuple[
 def test_prediction_extrapolates_voluntary_motion_never_the_tremor() -> None:
     """The band-limited predictor input (the default) cuts the RMS error without raising the tremor
     band power above no prediction's, at regular and irregular ticks; the raw input amplifies it."""
-    from teleop.correction.prediction import AlphaBeta, ConstantVelocity, MotionPrediction
+    from telesurg.teleop.correction.prediction import AlphaBeta, ConstantVelocity, MotionPrediction
 
     for jitter, seed in ((0.0, 0), (0.4, 1)):
         for predictor in (AlphaBeta, ConstantVelocity):
@@ -179,7 +179,7 @@ def test_prediction_extrapolates_voluntary_motion_never_the_tremor() -> None:
 def test_the_learned_stage_predicts_voluntary_motion_and_lowers_the_tremor() -> None:
     """The shipped learned predictor, trained with tremor in its inputs, runs on the raw target (no
     band limit) and still lowers the tremor band power while cutting the RMS error by half."""
-    from teleop.correction.config import CorrectionConfig
+    from telesurg.teleop.correction.config import CorrectionConfig
 
     for jitter, seed in ((0.0, 0), (0.4, 1)):
         ratio, cut = _tremor_ratio_and_rms_cut(
@@ -189,7 +189,7 @@ def test_the_learned_stage_predicts_voluntary_motion_and_lowers_the_tremor() -> 
 
 
 def test_the_band_limited_stage_still_predicts_a_line_exactly() -> None:
-    from teleop.correction.prediction import ConstantVelocity, MotionPrediction
+    from telesurg.teleop.correction.prediction import ConstantVelocity, MotionPrediction
 
     stage = MotionPrediction(ConstantVelocity(smoothing_s=1e-6), max_horizon_s=0.3)
     v = np.array([0.01, 0.0, -0.02])
@@ -199,7 +199,7 @@ def test_the_band_limited_stage_still_predicts_a_line_exactly() -> None:
 
 
 def test_fixtures_never_pull_a_target_toward_a_forbidden_region() -> None:
-    from teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m
+    from telesurg.teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m
 
     rng = np.random.default_rng(3)
     boxes = [
@@ -220,7 +220,7 @@ def test_fixtures_never_pull_a_target_toward_a_forbidden_region() -> None:
 
 
 def test_repulsion_pushes_near_targets_away_and_guidance_pulls_onto_the_path() -> None:
-    from teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m, closest_on_path
+    from telesurg.teleop.correction.fixtures import FixtureConfig, VirtualFixtures, box_distance_m, closest_on_path
 
     box = (np.zeros(3), np.full(3, 0.01))
     fixtures = VirtualFixtures(FixtureConfig(influence_m=0.005, stiffness=0.8), [box])
@@ -249,8 +249,8 @@ def test_repulsion_pushes_near_targets_away_and_guidance_pulls_onto_the_path() -
 @pytest.fixture(scope="module")
 def reach_state():
     """A Reach episode's first observation (as telemetry carries it) and tool tip (m, base frame)."""
-    from envs.core import SurgicalEnv
-    from envs.tasks import TASKS_BY_NAME
+    from telesurg.envs.core import SurgicalEnv
+    from telesurg.envs.tasks import TASKS_BY_NAME
 
     env = SurgicalEnv(TASKS_BY_NAME["Reach"])
     obs, _ = env.reset(seed=5)
@@ -260,7 +260,7 @@ def reach_state():
 
 
 def test_blending_with_weight_zero_passes_the_surgeon_through(reach_state) -> None:
-    from teleop.correction.blending import BlendingConfig, PolicyBlending, blend
+    from telesurg.teleop.correction.blending import BlendingConfig, PolicyBlending, blend
 
     obs, tip = reach_state
     stage = PolicyBlending(BlendingConfig(max_weight=0.0))
@@ -272,7 +272,7 @@ def test_blending_with_weight_zero_passes_the_surgeon_through(reach_state) -> No
 
 
 def test_a_confident_policy_moves_the_target_toward_its_goal_and_the_surgeon_can_override(reach_state) -> None:
-    from teleop.correction.blending import BlendingConfig, PolicyBlending
+    from telesurg.teleop.correction.blending import BlendingConfig, PolicyBlending
 
     obs, tip = reach_state
     goal = obs["desired_goal"]
@@ -289,7 +289,7 @@ def test_a_confident_policy_moves_the_target_toward_its_goal_and_the_surgeon_can
 
 
 def test_policy_confidence_drops_outside_the_training_distribution(reach_state) -> None:
-    from teleop.correction.blending import BlendingConfig, PolicyBlending
+    from telesurg.teleop.correction.blending import BlendingConfig, PolicyBlending
 
     obs, _ = reach_state
     stage = PolicyBlending(BlendingConfig())
@@ -304,7 +304,7 @@ def test_policy_confidence_drops_outside_the_training_distribution(reach_state) 
 
 
 def test_the_figure_eight_generator_rests_at_each_pause_it_reports() -> None:
-    from teleop.correction import figure_eight_hand
+    from telesurg.teleop.correction import figure_eight_hand
 
     t = np.arange(0.0, 16.0, 0.005)
     path, pauses = figure_eight_hand(t, seed=3)
@@ -319,8 +319,8 @@ def test_the_figure_eight_generator_rests_at_each_pause_it_reports() -> None:
 
 
 def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
-    from teleop.correction import Pause
-    from teleop.harness.evaluation import pause_overshoots_mm
+    from telesurg.teleop.correction import Pause
+    from telesurg.teleop.harness.evaluation import pause_overshoots_mm
 
     t0 = 100.0
     pause = Pause(1.0, 1.5, np.array([0.05, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]))
@@ -343,7 +343,7 @@ def test_pause_overshoot_is_how_far_the_tool_runs_past_the_stop() -> None:
 def test_the_benchmark_knows_the_shipped_consoles_correction() -> None:
     """bench/compensation.py marks the shipped default: launch/console.toml's correction is one of
     its methods, and the same stages without prediction are one too."""
-    from teleop.harness.evaluation import METHODS, shipped_default, without_prediction
+    from telesurg.teleop.harness.evaluation import METHODS, shipped_default, without_prediction
 
     name, method = shipped_default()
     assert METHODS[name] == method

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.correction.learned import ASSET, LearnedPredictor, LearnedPredictorConfig, features, load
-from teleop.correction.prediction import PREDICTORS, MotionPrediction, prediction_rms_m
-from teleop.correction.stage import Context, Motion
+from telesurg.teleop.correction.learned import ASSET, LearnedPredictor, LearnedPredictorConfig, features, load
+from telesurg.teleop.correction.prediction import PREDICTORS, MotionPrediction, prediction_rms_m
+from telesurg.teleop.correction.stage import Context, Motion
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -50,7 +50,7 @@ def test_the_shipped_predictor_is_translation_invariant_and_restarts_on_reset() 
 def test_the_shipped_evaluation_is_the_shipped_weights_evaluation() -> None:
     """assets/predictor/evaluation.json must describe learned.npz: re-run one held-out (different
     generator) evaluation and compare, for every predictor and horizon."""
-    from teleop.harness.train_predictor import evaluate, held_out_generators
+    from telesurg.teleop.harness.train_predictor import evaluate, held_out_generators
 
     report = json.loads((ASSET.parent / "evaluation.json").read_text())
     name = "figure-eight @ 1"
@@ -68,8 +68,8 @@ def test_the_shipped_predictor_was_trained_to_ignore_tremor() -> None:
     """Trained with tremor in its inputs and the intent as its target, it runs on the raw target and
     adds no tremor: at 200 ms on a generator it never saw, the 8–12 Hz power of its error is no
     more than holding the last position's, at motion scale 0.2 and at 1.0 (5× the tremor)."""
-    from teleop.correction.config import CorrectionConfig
-    from teleop.harness.train_predictor import evaluate, held_out_generators
+    from telesurg.teleop.correction.config import CorrectionConfig
+    from telesurg.teleop.harness.train_predictor import evaluate, held_out_generators
 
     assert LearnedPredictor().rejects_tremor
     assert CorrectionConfig(prediction="learned").prediction_stage().band_limit is None
@@ -94,8 +94,8 @@ def test_the_prediction_stage_runs_the_learned_predictor() -> None:
 def test_training_learns_to_extrapolate(tmp_path: Path) -> None:
     """A few hundred steps on smooth synthetic strokes already beat holding the last position on
     strokes it never saw; the saved network loads and predicts the same as in training."""
-    from teleop.correction.learned import save
-    from teleop.harness.train_predictor import TrainConfig, train
+    from telesurg.teleop.correction.learned import save
+    from telesurg.teleop.harness.train_predictor import TrainConfig, train
 
     rng = np.random.default_rng(1)
     strokes = []
@@ -117,7 +117,7 @@ def test_a_missing_weights_file_or_recording_is_a_clear_error(tmp_path: Path) ->
     with pytest.raises(FileNotFoundError, match="train-predictor"):
         LearnedPredictor(tmp_path / "none.npz")
     out = subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "train-predictor", "--from-mcap", str(tmp_path / "x.mcap")],
+        [sys.executable, "-m", "telesurg.teleop.cli", "train-predictor", "--from-mcap", str(tmp_path / "x.mcap")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -130,7 +130,7 @@ def test_a_missing_weights_file_or_recording_is_a_clear_error(tmp_path: Path) ->
 def test_train_predictor_records_through_the_stack_trains_and_evaluates(tmp_path: Path) -> None:
     args = ["train-predictor", "--seeds", "1", "--delays", "0", "--steps", "200", "--out", str(tmp_path)]
     out = subprocess.run(
-        [sys.executable, "-m", "teleop.cli", *args],
+        [sys.executable, "-m", "telesurg.teleop.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.kinematics import psm_kinematics
-from teleop.correction.twin import LocalTwin, TwinConfig
-from teleop.wire import protocol as p
+from telesurg.envs.kinematics import psm_kinematics
+from telesurg.teleop.correction.twin import LocalTwin, TwinConfig
+from telesurg.teleop.wire import protocol as p
 
 
 def _telemetry(seq: int, robot_s: float, tip: np.ndarray, last_cmd: int, accepted_s: float) -> p.Telemetry:
@@ -91,8 +91,8 @@ def _camera(arm) -> p.Camera:
 def test_the_ghost_lands_on_the_tool_in_the_camera_image() -> None:
     """Project with the camera the telemetry carries onto pybullet's own render of the scene: the
     goal marker's centre lands on the green marker and the skeleton's tool links on the tool."""
-    from teleop.robot.arm import SimArmConfig, SimulatedArm
-    from teleop.video.overlay import draw_ghost, project
+    from telesurg.teleop.robot.arm import SimArmConfig, SimulatedArm
+    from telesurg.teleop.video.overlay import draw_ghost, project
 
     arm = SimulatedArm(SimArmConfig(task="Reach", seed=0, preload=("Reach",)))
     arm.connect()
@@ -146,13 +146,13 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
     """Replay min-jerk strokes over 200 ms each way with the twin on: at each moment the twin is
     much closer to where the robot's tool will be once the commands in flight arrive (200 ms later)
     than the telemetry is (showing where it was 200 ms ago)."""
-    from teleop.console.config import ConsoleConfig
-    from teleop.console.core import Console
-    from teleop.console.scripted import TraceReplay
-    from teleop.correction.config import CorrectionConfig
-    from teleop.harness.evaluation import hand_trace
-    from teleop.robot.reader import read_topic
-    from teleop.robot.records import TOPIC_STATE
+    from telesurg.teleop.console.config import ConsoleConfig
+    from telesurg.teleop.console.core import Console
+    from telesurg.teleop.console.scripted import TraceReplay
+    from telesurg.teleop.correction.config import CorrectionConfig
+    from telesurg.teleop.harness.evaluation import hand_trace
+    from telesurg.teleop.robot.reader import read_topic
+    from telesurg.teleop.robot.records import TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
     trace, _, _ = hand_trace(0)
@@ -196,9 +196,9 @@ def test_over_a_200_ms_link_the_twin_shows_where_the_tool_is_going(robot) -> Non
 def test_a_scripted_surgeon_closing_its_loop_on_the_twin_finishes_sooner(robot) -> None:
     """Reach over 200 ms each way: on the delayed telemetry the scripted surgeon moves and waits;
     on the twin it does not have to, and reaches the goal sooner, with no hard-limit violation."""
-    from teleop.harness.evaluation import METHODS, SCENARIOS, run_one, score
-    from teleop.robot.reader import read_topic
-    from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
+    from telesurg.teleop.harness.evaluation import METHODS, SCENARIOS, run_one, score
+    from telesurg.teleop.robot.reader import read_topic
+    from telesurg.teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
     r = robot(realtime=True, arm__preload=["Reach"])
     runs = {

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from teleop.harness.evaluation import METHODS, run_one, score
-from teleop.robot.reader import read_topic
-from teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
+from telesurg.teleop.harness.evaluation import METHODS, run_one, score
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +34,10 @@ def test_the_console_guides_along_the_loaded_trace_path_from_the_robot(robot) ->
     the console's fixtures guide along it, across the tissue surface only; Reach has none."""
     import numpy as np
 
-    from teleop.console.config import ConsoleConfig
-    from teleop.console.core import Console
-    from teleop.correction.config import CorrectionConfig
-    from teleop.correction.fixtures import VirtualFixtures
+    from telesurg.teleop.console.config import ConsoleConfig
+    from telesurg.teleop.console.core import Console
+    from telesurg.teleop.correction.config import CorrectionConfig
+    from telesurg.teleop.correction.fixtures import VirtualFixtures
 
     r = robot(arm__preload=["Reach", "Trace"])
     console = Console(ConsoleConfig(endpoints=r.endpoints, correction=CorrectionConfig(fixtures_enabled=True)))

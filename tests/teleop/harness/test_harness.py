@@ -13,10 +13,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from teleop.harness.hostprobe import Gap
-from teleop.harness.invariants import ClockJump, check_recording
-from teleop.robot.recorder import Recorder
-from teleop.robot.records import (
+from telesurg.teleop.harness.hostprobe import Gap
+from telesurg.teleop.harness.invariants import ClockJump, check_recording
+from telesurg.teleop.robot.recorder import Recorder
+from telesurg.teleop.robot.records import (
     TOPIC_APPLIED,
     TOPIC_CONFIG,
     TOPIC_CONTROL,
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _safety(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "safety", "--out", str(out), *args],
+        [sys.executable, "-m", "telesurg.teleop.cli", "safety", "--out", str(out), *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.harness import procstats
-from teleop.harness.recording_windows import RecordingWindows
-from teleop.harness.soak import TASKS
-from teleop.harness.soak_report import WINDOW_KEYS
-from teleop.robot.reader import RecordingTail
-from teleop.robot.recorder import Recorder
-from teleop.robot.records import (
+from telesurg.teleop.harness import procstats
+from telesurg.teleop.harness.recording_windows import RecordingWindows
+from telesurg.teleop.harness.soak import TASKS
+from telesurg.teleop.harness.soak_report import WINDOW_KEYS
+from telesurg.teleop.robot.reader import RecordingTail
+from telesurg.teleop.robot.recorder import Recorder
+from telesurg.teleop.robot.records import (
     RECORD_TYPES,
     TOPIC_APPLIED,
     TOPIC_CONFIG,
@@ -149,7 +149,18 @@ def test_a_growing_recording_is_filed_into_windows_judged_on_slices_and_checked_
 
 def test_soak_refuses_a_window_longer_than_the_run(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "teleop.cli", "soak", "--minutes", "1", "--window-minutes", "2", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "telesurg.teleop.cli",
+            "soak",
+            "--minutes",
+            "1",
+            "--window-minutes",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -163,7 +174,7 @@ def _soak(out: Path, minutes: str, window_minutes: str) -> subprocess.Popen:
     require("chromium")
     argv = ["soak", "--minutes", minutes, "--window-minutes", window_minutes, "--out", str(out)]
     return subprocess.Popen(
-        [sys.executable, "-m", "teleop.cli", *argv],
+        [sys.executable, "-m", "telesurg.teleop.cli", *argv],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

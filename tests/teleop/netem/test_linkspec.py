@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teleop.netem.spec import LinkSpec, LinkSpecError
+from telesurg.teleop.netem.spec import LinkSpec, LinkSpecError
 
 
 def test_the_example_parses_to_si_units() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.netem.model import DelayLine, LinkModel, stream_id
-from teleop.netem.spec import LinkSpec
+from telesurg.teleop.netem.model import DelayLine, LinkModel, stream_id
+from telesurg.teleop.netem.spec import LinkSpec
 
 N = 20_000
 DT_S = 0.001  # 1 kHz, the console's command rate

@@ -18,10 +18,10 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from teleop.netem import proxy as netem_proxy
-from teleop.netem.proxy import LinkProxy, Route, channel_routes, run_proxy
-from teleop.netem.spec import LinkSpec, LinkSpecError
-from teleop.wire.channels import Endpoints
+from telesurg.teleop.netem import proxy as netem_proxy
+from telesurg.teleop.netem.proxy import LinkProxy, Route, channel_routes, run_proxy
+from telesurg.teleop.netem.spec import LinkSpec, LinkSpecError
+from telesurg.teleop.wire.channels import Endpoints
 
 REPO = Path(__file__).resolve().parents[3]
 SLACK_S = 0.08  # scheduling noise allowed on top of the emulated delay on a loaded CI machine
@@ -215,7 +215,7 @@ def test_run_proxy_logs_a_ready_line_and_stats_and_stops() -> None:
 
 def test_serve_proxy_stops_on_sigint() -> None:
     code = (
-        "from teleop.netem.proxy import Route, serve_proxy; from teleop.netem.spec import LinkSpec; "
+        "from telesurg.teleop.netem.proxy import Route, serve_proxy; from telesurg.teleop.netem.spec import LinkSpec; "
         "raise SystemExit(serve_proxy([Route('127.0.0.1', 0, '127.0.0.1', 5570)], LinkSpec(), LinkSpec()))"
     )
     proc = subprocess.Popen(

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zmq
 
-from teleop.robot.reader import read_topic
-from teleop.wire import protocol as p
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +144,7 @@ def _peak_rss_bytes(pid: int) -> int:
 def test_large_frames_are_answered_too_large_and_keep_the_connections_other_answers(robot):
     """Frames above the message limit up to channels.MAX_FRAME_BYTES get a too_large answer; the
     connection stays up, so every request pipelined around them is answered too; memory stays bounded."""
-    from teleop.wire.channels import MAX_FRAME_BYTES
+    from telesurg.teleop.wire.channels import MAX_FRAME_BYTES
 
     r = robot(record=False)
     peak_before = _peak_rss_bytes(r.proc.pid)

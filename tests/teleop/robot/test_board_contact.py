@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.robot.arm import SimArmConfig, SimulatedArm
-from teleop.robot.supervisor import Supervisor, SupervisorConfig
-from teleop.wire.clock import ClockSync
+from telesurg.teleop.robot.arm import SimArmConfig, SimulatedArm
+from telesurg.teleop.robot.supervisor import Supervisor, SupervisorConfig
+from telesurg.teleop.wire.clock import ClockSync
 
 PERIOD_S = 0.002
 BOARD_THICKNESS_M = 0.004

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-from teleop.robot.reader import read_topic
-from teleop.wire import protocol as p
-from teleop.wire.channels import ClientKeys, generate_keys
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import ClientKeys, generate_keys
 
 pytestmark = pytest.mark.slow
 

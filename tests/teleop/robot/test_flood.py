@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from teleop.wire import protocol as p
+from telesurg.teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 FLOODER = textwrap.dedent(
     """
     import os, select, sys, time, zmq
-    from teleop.wire import protocol as p
+    from telesurg.teleop.wire import protocol as p
     os.nice(19)  # lowest priority: it must not starve the test's own console on these shared cores
     kind, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ctx = zmq.Context()

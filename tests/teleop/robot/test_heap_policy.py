@@ -1,4 +1,4 @@
-"""The media process's heap policy (``teleop.robot.realtime.give_back_freed_memory``): memory a dropped
+"""The media process's heap policy (``telesurg.teleop.robot.realtime.give_back_freed_memory``): memory a dropped
 peer's encoder freed goes back to the OS, so a process whose peers come and go for hours does not
 keep what each one used. Each case runs in a fresh interpreter: the heap is per process."""
 
@@ -11,7 +11,7 @@ import pytest
 
 _PROBE = """
 import ctypes, ctypes.util, sys
-from teleop.robot.realtime import give_back_freed_memory
+from telesurg.teleop.robot.realtime import give_back_freed_memory
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from teleop.robot.reader import read_topic
-from teleop.wire import protocol as p
-from teleop.wire.auth import fingerprint
-from teleop.wire.channels import ClientKeys, generate_keys
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.auth import fingerprint
+from telesurg.teleop.wire.channels import ClientKeys, generate_keys
 
 pytestmark = pytest.mark.slow
 

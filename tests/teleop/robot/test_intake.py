@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from teleop.robot.intake import ControlIntake, IntakeConfig, RequestRates
+from telesurg.teleop.robot.intake import ControlIntake, IntakeConfig, RequestRates
 
 
 def test_rates_decay_with_time():

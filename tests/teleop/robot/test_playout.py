@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.robot.playout import Played, Playout, PlayoutConfig
-from teleop.robot.supervisor import State, Supervisor, SupervisorConfig
-from teleop.wire.clock import ClockSync
+from telesurg.teleop.robot.playout import Played, Playout, PlayoutConfig
+from telesurg.teleop.robot.supervisor import State, Supervisor, SupervisorConfig
+from telesurg.teleop.wire.clock import ClockSync
 
 SPEED_M_S = 0.02
 SEND_PERIOD_S = 0.005
@@ -186,7 +186,7 @@ def test_the_echo_is_the_command_played_not_the_one_received() -> None:
 
 
 def test_without_the_playout_commands_apply_at_arrival() -> None:
-    from teleop.robot.playout import PlayoutConfig as P
+    from telesurg.teleop.robot.playout import PlayoutConfig as P
 
     sup = _engaged(SupervisorConfig(playout=P(enabled=False)))
     _jittered(sup, 1.0)

@@ -17,9 +17,9 @@ import msgspec
 import pytest
 from mcap.reader import make_reader
 
-from teleop.robot.reader import RecordingTail, read, read_topic
-from teleop.robot.recorder import Recorder, foxglove_schema
-from teleop.wire.protocol import Command, Pose, Telemetry
+from telesurg.teleop.robot.reader import RecordingTail, read, read_topic
+from telesurg.teleop.robot.recorder import Recorder, foxglove_schema
+from telesurg.teleop.wire.protocol import Command, Pose, Telemetry
 
 REPO = Path(__file__).resolve().parents[3]
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -227,7 +227,7 @@ def test_flush_interval_elapsing_flushes_on_write_or_maybe_flush(tmp_path: Path)
 _KILLED_WRITER = """
 import sys, time
 import msgspec
-from teleop.robot.recorder import Recorder
+from telesurg.teleop.robot.recorder import Recorder
 
 class Tick(msgspec.Struct):
     n: int

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from teleop.harness.hostprobe import ProbeConfig, read_gaps
-from teleop.harness.hostprobe import run as run_probe
-from teleop.harness.runner import PROBE_COMMAND
-from teleop.robot.reader import read
-from teleop.robot.realtime import ThreadUsage
-from teleop.robot.recorder_process import ProcessRecorder
-from teleop.robot.records import EventRecord
+from telesurg.teleop.harness.hostprobe import ProbeConfig, read_gaps
+from telesurg.teleop.harness.hostprobe import run as run_probe
+from telesurg.teleop.harness.runner import PROBE_COMMAND
+from telesurg.teleop.robot.reader import read
+from telesurg.teleop.robot.realtime import ThreadUsage
+from telesurg.teleop.robot.recorder_process import ProcessRecorder
+from telesurg.teleop.robot.records import EventRecord
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -84,8 +84,8 @@ def test_a_killed_server_leaves_a_complete_file(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import time
-        from teleop.robot.recorder_process import ProcessRecorder
-        from teleop.robot.records import EventRecord
+        from telesurg.teleop.robot.recorder_process import ProcessRecorder
+        from telesurg.teleop.robot.records import EventRecord
         if __name__ == "__main__":
             rec = ProcessRecorder({str(path)!r}, {{"/a": EventRecord}}, flush_interval_s=10.0)
             for n in range(5000):
@@ -158,7 +158,7 @@ def test_enter_realtime_reports_what_it_was_granted() -> None:
     script = textwrap.dedent(
         """
         import os
-        from teleop.robot.realtime import enter_realtime
+        from telesurg.teleop.robot.realtime import enter_realtime
         r = enter_realtime(priority=5, cpu=max(os.sched_getaffinity(0)), lock_memory=True)
         print(r.priority, r.cpu, r.memory_locked, sorted(os.sched_getaffinity(0)), *r.refused, sep="|")
         """

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from envs.scene import SceneConfig
-from teleop.robot.arm import RobotInterface, RobotReading, SimArmConfig, SimulatedArm
+from telesurg.envs.scene import SceneConfig
+from telesurg.teleop.robot.arm import RobotInterface, RobotReading, SimArmConfig, SimulatedArm
 
 DT = 0.002
 # The "vessel" of launch/robot.toml: one forbidden box in the world frame.

@@ -1,4 +1,4 @@
-"""``teleop.robot.realtime.SchedClock``: the loop's own CPU time, exact to the moment it is read (a stall
+"""``telesurg.teleop.robot.realtime.SchedClock``: the loop's own CPU time, exact to the moment it is read (a stall
 record compares it with wall time over a few milliseconds), and its run-queue wait."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from teleop.robot.realtime import SchedClock
+from telesurg.teleop.robot.realtime import SchedClock
 
 
 def test_the_cpu_time_is_the_threads_own_to_the_moment_it_is_read() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.robot.supervisor import Box, State, Supervisor, SupervisorConfig
-from teleop.wire.clock import ClockSync
+from telesurg.teleop.robot.supervisor import Box, State, Supervisor, SupervisorConfig
+from telesurg.teleop.wire.clock import ClockSync
 
 DT = 0.002  # 500 Hz
 HOME = np.array([0.0, -0.30, -0.05])

@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from teleop.console.config import ConsoleConfig
-from teleop.console.core import Console
-from teleop.console.scripted import Trace, TraceReplay
-from teleop.harness.process import CliProcess
-from teleop.robot.reader import read_topic
-from teleop.robot.records import TOPIC_STATE
-from teleop.settings import write_toml
-from teleop.video.client import VideoClient, VideoClientConfig
-from teleop.wire import protocol as p
-from teleop.wire.channels import free_loopback_ports
+from telesurg.teleop.console.config import ConsoleConfig
+from telesurg.teleop.console.core import Console
+from telesurg.teleop.console.scripted import Trace, TraceReplay
+from telesurg.teleop.harness.process import CliProcess
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.robot.records import TOPIC_STATE
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.video.client import VideoClient, VideoClientConfig
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 from ..conftest import Client, RobotProcess
 

@@ -9,13 +9,13 @@ import asyncio
 import numpy as np
 import pytest
 
-from teleop.robot.arm import SimArmConfig, SimulatedArm
-from teleop.video.aiortc_patches import check_internals, use_ice_addresses
-from teleop.video.frames import SLOTS, FrameBuffer
-from teleop.video.renderer import RendererConfig, SceneMirror
-from teleop.video.webrtc import keep_candidates
-from teleop.wire import protocol as p
-from teleop.wire import signalling
+from telesurg.teleop.robot.arm import SimArmConfig, SimulatedArm
+from telesurg.teleop.video.aiortc_patches import check_internals, use_ice_addresses
+from telesurg.teleop.video.frames import SLOTS, FrameBuffer
+from telesurg.teleop.video.renderer import RendererConfig, SceneMirror
+from telesurg.teleop.video.webrtc import keep_candidates
+from telesurg.teleop.wire import protocol as p
+from telesurg.teleop.wire import signalling
 
 
 def test_frame_buffer_hands_over_the_newest_image_and_detects_a_torn_read() -> None:
@@ -134,7 +134,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
-    from teleop.video.glrender import GLSceneRenderer
+    from telesurg.teleop.video.glrender import GLSceneRenderer
 
     arm = SimulatedArm(SimArmConfig(task="Reach", seed=0, preload=("Reach",)))
     arm.connect()
@@ -172,7 +172,7 @@ def test_without_opencv_gui_support_a_display_gives_one_note_and_show_true_an_er
 ) -> None:
     import cv2
 
-    from teleop.video.client import NoWindowError, VideoClient, VideoClientConfig, opencv_has_gui
+    from telesurg.teleop.video.client import NoWindowError, VideoClient, VideoClientConfig, opencv_has_gui
 
     gui = cv2.getBuildInformation().split("GUI:")[1].split()[0]
     if gui != "NONE" or opencv_has_gui():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.harness.browser import CHROMIUM_ARGS
+from telesurg.teleop.harness.browser import CHROMIUM_ARGS
 
 from ...system_programs import require
 from ..conftest import RobotProcess

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from teleop.settings import write_toml
-from teleop.wire.channels import free_loopback_ports
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 REPO = Path(__file__).resolve().parents[3]
 SHM = Path("/dev/shm")
@@ -74,7 +74,7 @@ def telesurg(*args: str, cwd: Path, timeout_s: float = 120) -> tuple[int, str, s
     it left no shared memory behind."""
     shm_before = frame_buffers()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "teleop.cli", *args],
+        [sys.executable, "-m", "telesurg.teleop.cli", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from teleop.wire.channels import (
+from telesurg.teleop.wire.channels import (
     ClientKeys,
     ClientSockets,
     Endpoints,

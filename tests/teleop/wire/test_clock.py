@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from teleop.wire.clock import ClockEstimator, exchange
+from telesurg.teleop.wire.clock import ClockEstimator, exchange
 
 
 def _ping(console_now: float, offset: float, up: float, down: float, service: float = 0.0001) -> tuple:

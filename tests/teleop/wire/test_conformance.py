@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teleop.wire import protocol as p
+from telesurg.teleop.wire import protocol as p
 
 REPO = Path(__file__).resolve().parents[3]
 CLIENT = REPO / "tests" / "conformance_client.py"

@@ -13,8 +13,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from teleop.robot.reader import read_topic
-from teleop.wire import protocol as p
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.wire import protocol as p
 
 pytestmark = pytest.mark.slow
 

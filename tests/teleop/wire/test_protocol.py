@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from teleop.wire.protocol import (
+from telesurg.teleop.wire.protocol import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     REASONS,

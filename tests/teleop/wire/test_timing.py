@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from teleop.wire.timing import FixedRate
+from telesurg.teleop.wire.timing import FixedRate
 
 
 class FakeClock:
