@@ -26,18 +26,25 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from telesurg.policies.tomlconfig import ConfigError, build, parse_override, read_toml, set_dotted, toml_value
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "from_dict",
+    "load_config",
+    "parse_override",
+    "read_toml",
+    "set_dotted",
+    "toml_value",
+]
+
 ALGORITHMS: dict[str, str] = {"ppo": "box", "dqn": "discrete"}
 VEC_ENV_KINDS = ("auto", "dummy", "subproc")
-
-
-class ConfigError(ValueError):
-    """A bad training configuration (reported to the user as one line)."""
 
 
 @dataclass
@@ -202,17 +209,6 @@ def algorithm_class(algo: str) -> type:
 
 
 # ---------------------------------------------------------------------- loading
-def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a ``ConfigError`` naming ``what`` it is."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{what} {str(p)!r} not found")
-    try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: malformed TOML: {exc}") from None
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a TOML file (or start from defaults when ``path`` is None), apply ``key=value``
     overrides, and validate."""
@@ -220,91 +216,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(data, key, value)
-    return from_dict(data).validate()
+    return from_dict(data, f"{path}:" if path is not None else "<defaults>:").validate()
 
 
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"hyperparams.gamma=0.98"`` → ("hyperparams.gamma", 0.98). Values are TOML; a bare word
-    that is not valid TOML is taken as a string."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. hyperparams.gamma=0.98)")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key, value
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a table")
-        node = nxt
-    node[parts[-1]] = value
-
-
-_SECTIONS: dict[str, type] = {"eval": EvalSettings, "checkpoint": CheckpointSettings}
-_FREE_TABLES = ("hyperparams", "env")
-
-
-def from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Build a ``TrainConfig`` from parsed TOML, rejecting unknown keys and wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(fields))}")
-        if key in _SECTIONS:
-            kwargs[key] = _section(key, value, _SECTIONS[key])
-        elif key in _FREE_TABLES:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{key} must be a table ([{key}]), got {value!r}")
-            kwargs[key] = dict(value)
-        else:
-            kwargs[key] = _typed(key, value, type(getattr(TrainConfig(), key)))
-    return TrainConfig(**kwargs)
-
-
-def _section(name: str, value: Any, cls: type) -> Any:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a table ([{name}]), got {value!r}")
-    defaults = cls()
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, v in value.items():
-        if key not in known:
-            raise ConfigError(f"unknown config key '{name}.{key}'; known: {', '.join(sorted(known))}")
-        kwargs[key] = _typed(f"{name}.{key}", v, type(getattr(defaults, key)))
-    return cls(**kwargs)
-
-
-def _typed(key: str, value: Any, expected: type) -> Any:
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is int and isinstance(value, bool):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if not isinstance(value, expected):
-        raise ConfigError(f"{key} must be of type {expected.__name__}, got {value!r}")
-    return value
-
-
-def toml_value(v: Any) -> str:
-    """A value as TOML text: booleans, numbers, strings and paths (a JSON string literal is a valid
-    TOML basic string), arrays and inline tables of them. The one TOML writer of the project."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str | Path):
-        return json.dumps(str(v))
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
+def from_dict(data: dict[str, Any], where: str = "config:") -> TrainConfig:
+    """Build a ``TrainConfig`` from parsed TOML, rejecting unknown keys and wrong types (``build``)."""
+    return build(TrainConfig, data, where)

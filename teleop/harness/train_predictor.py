@@ -10,7 +10,8 @@ predictor on it, and evaluate every predictor on held-out motion from a *differe
    reuses earlier recordings instead.
 2. Training (torch, CPU): windows at every sample of the training strokes, horizons drawn
    uniformly up to ``max_horizon_s``, every stroke rotated at random in 3-D (so no direction is
-   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor (``telesurg.teleop.correction.signals.Tremor``,
+   special) and scaled by 0.5–2×. The network's *inputs* get 8–12 Hz tremor
+   (``telesurg.teleop.correction.signals.Tremor``,
    0–``max_tremor_rms_m`` RMS on the tool per stroke, i.e. up to 10× the scripted surgeon's 0.1 mm
    at motion scale 1.0) and sensor noise; its *target* is the tremor-free intent's displacement from
    the newest (tremor-laden) input, so it learns to ignore tremor instead of extrapolating it. Mean

@@ -38,19 +38,19 @@ def _write(tmp_path: Path, text: str) -> str:
         ('env_id = "telesurg/Reach-v0"\nalgo = "dqn"\n', [], "DQN needs a Discrete id"),
         ('env_id = "telesurg/ReachDiscrete-v0"\nalgo = "ppo"\n', [], "PPO needs a Box id"),
         ('env_id = "telesurg/Reach-v0"\nalgo = "sac"\n', [], "unknown algorithm 'sac'"),
-        ('env_id = "telesurg/Reach-v0"\ngama = 0.9\n', [], "unknown config key 'gama'"),
-        ('env_id = "telesurg/Reach-v0"\n[eval]\nevery = 5\n', [], "unknown config key 'eval.every'"),
+        ('env_id = "telesurg/Reach-v0"\ngama = 0.9\n', [], "unknown key(s) ['gama']"),
+        ('env_id = "telesurg/Reach-v0"\n[eval]\nevery = 5\n', [], "eval: unknown key(s) ['every']"),
         ('env_id = "telesurg/Reach-v0"\n[hyperparams]\ngama = 0.9\n', [], "unknown hyperparameter 'gama' for PPO"),
         ('env_id = "telesurg/Reach-v0"\n[hyperparams]\nseed = 1\n', [], "hyperparams.seed is set by telesurg"),
         ('env_id = "telesurg/Reach-v0"\n[env]\nhard_newtons = 5\n', [], "bad [env] option"),
-        ('env_id = "telesurg/Reach-v0"\ntotal_timesteps = "many"\n', [], "total_timesteps must be of type int"),
+        ('env_id = "telesurg/Reach-v0"\ntotal_timesteps = "many"\n', [], "total_timesteps must be an integer"),
         ('env_id = "telesurg/Reach-v0"\nn_envs = 0\n', [], "n_envs must be at least 1"),
         ('env_id = "telesurg/Reach-v0"\ntotal_timesteps = [1\n', [], "malformed TOML"),
         ('env_id = "telesurg/Reach-v0"\n', ["--set", "gamma"], "must look like key=value"),
         ('env_id = "telesurg/Reach-v0"\n', ["--set", 'hyperparams.gamma="0.9"'], "hyperparams.gamma must be float"),
         ('env_id = "telesurg/Reach-v0"\n', ["--set", "hyperparams.n_steps=1.5"], "hyperparams.n_steps must be int"),
         ('env_id = "telesurg/Reach-v0"\n', ["--set", "hyperparams.n_steps=-5"], "cannot build PPO"),
-        ('env_id = "telesurg/Reach-v0"\n', ["--set", "net_arch=[true]"], "net_arch must be a list"),
+        ('env_id = "telesurg/Reach-v0"\n', ["--set", "net_arch=[true]"], "net_arch[0] must be an integer"),
         ('env_id = "telesurg/Reach-v0"\n', ["--algo", "dqn"], "DQN needs a Discrete id"),
         ('env_id = "telesurg/Reach-v0"\n', ["--env", "telesurg/Bad-v0"], "unknown env id 'telesurg/Bad-v0'"),
     ],
@@ -130,5 +130,5 @@ def test_overrides_are_typed_and_applied(tmp_path: Path) -> None:
     # The resolved config round-trips through the TOML written into the run folder.
     (tmp_path / "resolved.toml").write_text(cfg.to_toml())
     assert load_config(tmp_path / "resolved.toml").to_dict() == cfg.to_dict()
-    with pytest.raises(ConfigError, match=r"eval\.episodes must be of type int"):
+    with pytest.raises(ConfigError, match=r"eval\.episodes must be an integer"):
         load_config(path, ["eval.episodes=1.5"])
