@@ -7,6 +7,10 @@ frame, SI units: metres, kilograms, seconds, newtons; quaternions as (x, y, z, w
 
 Geometry is simulated at true scale (no internal scaling leaks or exists): the tool touches tissue
 through a single 2.5 mm sphere whose contact law ``telesurg.envs.tissue`` applies explicitly.
+
+Why one long module (~700 lines): it is the project's whole pybullet boundary (bodies, joints,
+contacts, rays, cameras, visual shapes, stepping). Splitting it by concern would put pybullet calls
+back into several modules, which this layer exists to prevent.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ A run lives in one folder (``TrainConfig.out``)::
     summary.json         budget, wall time, time to the success threshold, final evaluation
 
 Every saved model is a policy bundle (``telesurg.policies.bundle``) with its card and normalisation.
+One run's lifecycle (folder, env construction, the learn loop with Ctrl-C and resume, summary) is
+kept together here (~400 lines); callbacks, evaluation and the bundle are modules of their own.
 """
 
 from __future__ import annotations
