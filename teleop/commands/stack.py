@@ -27,7 +27,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p_console = sub.add_parser("console", help="a surgeon console: drive the robot server")
     p_console.add_argument("--config", help="console TOML ([console] table), e.g. launch/console.toml")
-    p_console.add_argument("--input", choices=["scripted", "keyboard", "gamepad", "spacemouse", "trace"])
+    p_console.add_argument("--input", choices=["scripted", "keyboard", "gamepad", "spacemouse", "trace", "web"])
+    p_console.add_argument(
+        "--web", action="store_true", help="serve the surgeon page (input from the browser; video on the page)"
+    )
+    p_console.add_argument("--web-host", help="where the surgeon page is served (default 127.0.0.1)")
+    p_console.add_argument("--web-port", type=int, help="the surgeon page's port (default 8090; 0: any free one)")
     p_console.add_argument("--trace", metavar="FILE.csv", help="hand trace to replay (t,x,y,z,jaw; s, m)")
     p_console.add_argument("--tasks", nargs="+", help="tasks for the scripted surgeon (default: Reach Palpate)")
     p_console.add_argument("--seed", type=int, help="first episode seed")
@@ -136,7 +141,10 @@ def _cmd_console(args: argparse.Namespace) -> int:
     from telesurg.teleop.video.client import NoWindowError
 
     overrides = {
-        "input": args.input,
+        "input": "web" if args.web else args.input,
+        "video.enabled": True if (args.video or args.save_video or args.video_link or args.web) else None,
+        "web.host": args.web_host,
+        "web.port": args.web_port,
         "trace": args.trace,
         "tasks": args.tasks,
         "seed": args.seed,
@@ -147,7 +155,6 @@ def _cmd_console(args: argparse.Namespace) -> int:
         **_endpoint_ports(args),
         "rate_hz": args.rate,
         "link": args.link,
-        "video.enabled": True if (args.video or args.save_video or args.video_link) else None,
         "video.save_video": args.save_video,
         "video.link": args.video_link,
         "video.max_age_s": args.max_video_age,

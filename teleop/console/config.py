@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from telesurg.teleop.console.mapping import MappingConfig
+from telesurg.teleop.console.web import WebConsoleConfig
 from telesurg.teleop.console.scripted import SurgeonConfig
 from telesurg.teleop.correction.config import CorrectionConfig
 from telesurg.teleop.netem.spec import LinkSpec
@@ -17,7 +18,7 @@ from telesurg.teleop.wire.channels import ClientKeys, Endpoints
 #: The console's channels, each direction its own emulated link.
 LINK_CHANNELS = ("cmd", "control_up", "telemetry", "control_down")
 
-InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace"]
+InputKind = Literal["scripted", "keyboard", "gamepad", "spacemouse", "trace", "web"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,15 @@ class ConsoleConfig:
     video: VideoClientConfig = field(default_factory=VideoClientConfig)
     #: Motion correction and latency compensation stages (``telesurg.teleop.correction``): all off by default.
     correction: CorrectionConfig = field(default_factory=CorrectionConfig)
+    #: The surgeon page (``input = "web"``, ``telesurg.teleop.console.web``).
+    web: WebConsoleConfig = field(default_factory=WebConsoleConfig)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.rate_hz <= 2000.0:
             raise ValueError(f"rate_hz must be in [1, 2000], got {self.rate_hz}")
         if self.input == "trace" and not self.trace:
             raise ValueError("input 'trace' needs a trace file (trace = 'file.csv' or --trace)")
-        if self.input not in ("scripted", "keyboard", "gamepad", "spacemouse", "trace"):
+        if self.input not in ("scripted", "keyboard", "gamepad", "spacemouse", "trace", "web"):
             raise ValueError(f"unknown input {self.input!r}")
         unknown = sorted(set(self.links) - {"cmd", "telemetry", "control", "control_up", "control_down"})
         if unknown:

@@ -22,6 +22,8 @@ from telesurg.teleop.console.config import ConsoleConfig
 from telesurg.teleop.console.episodes import EpisodeResult, print_summary, run_scripted, summary
 from telesurg.teleop.console.inputs import Gamepad, HandInput, InputDevice, Keyboard, SpaceMouse
 from telesurg.teleop.console.mapping import HandToTool
+from telesurg.teleop.console.page_input import PageInput
+from telesurg.teleop.console.page_video import PageVideo
 from telesurg.teleop.console.robot_link import ConsoleError, RobotLink
 from telesurg.teleop.console.scripted import ScriptedSurgeon, Trace, TraceReplay
 from telesurg.teleop.console.terminal import Hud, run_interactive
@@ -57,7 +59,10 @@ class Console:
         self._estop_sent = -math.inf
         self.rehandshakes = 0
         self._engaged_once = False
-        self.video: VideoClient | None = VideoClient(config.video) if config.video.enabled else None
+        self.video: VideoClient | PageVideo | None = None
+        if config.video.enabled:
+            # The browser console's video is what its page displays (the page reports each frame).
+            self.video = PageVideo() if config.input == "web" else VideoClient(config.video)
         #: The advisory video hold (the robot's supervisor stays authoritative).
         self.hold = VideoHold(config, self.link, self.video)
         period = 1.0 / config.rate_hz
@@ -174,6 +179,12 @@ class Console:
         """E-stop: every command from now on carries the flag, and the request is repeated until the
         robot acknowledges it (a lossy or broken link must not swallow it)."""
         self.estop_pressed = True
+
+    def release_estop(self) -> None:
+        """After the robot cleared its e-stop on this console's reset: stop flagging commands."""
+        self.estop_pressed = False
+        self._estop_acked = False
+        self._estop_sent = -math.inf
 
     def _serve_estop(self, now: float) -> None:
         if not self.estop_pressed or self._estop_acked:
@@ -293,6 +304,10 @@ class Console:
         try:
             self.hello()
             self.link.sync()
+            if self.config.input == "web":
+                from telesurg.teleop.console.browser import run_browser
+
+                return run_browser(self)
             if self.video is not None:
                 self.hold.start()
                 self.hold.wait_fresh()
@@ -353,6 +368,8 @@ def make_device(config: ConsoleConfig) -> InputDevice:
         return TraceReplay(Trace.load(config.trace))
     if kind == "keyboard":
         return Keyboard()
+    if kind == "web":
+        return PageInput(config.web.page)
     if kind == "gamepad":
         return Gamepad()
     return SpaceMouse()

@@ -170,6 +170,7 @@ class ControlChannel:
                     forbidden_m=[(vec3(b.low_m), vec3(b.high_m)) for b in sup.config.forbidden],
                     guidance=self._guidance(),
                     workspace_m=(vec3(sup.config.workspace_low_m), vec3(sup.config.workspace_high_m)),
+                    force_limits_N=(sup.config.limits.warn_N, sup.config.limits.hard_N),
                 ),
             )
             self._record(TOPIC_CONTROL, ControlRecord(now, client.name, "hello", True, ""))

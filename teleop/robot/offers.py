@@ -38,9 +38,10 @@ class OfferRelay:
         if any(pending[:2] == (ident, digest) for pending in self._offers_pending.values()):
             return
         self._signal_seq += 1
+        name = f"{client.name}/{req.peer}" if req.peer else client.name
         try:
             self._signal.send(
-                signalling.encode(signalling.SignalRequest(self._signal_seq, client.name, req.sdp)), zmq.NOBLOCK
+                signalling.encode(signalling.SignalRequest(self._signal_seq, name, req.sdp)), zmq.NOBLOCK
             )
         except zmq.Again:
             self._answer(ident, now, client, "offer", False, "no_video: the media process is not answering")

@@ -209,9 +209,12 @@ class LoadTask(Message, tag="load_task"):
 
 class Offer(Message, tag="offer"):
     """WebRTC signalling: an SDP offer (receive-only video and a ``meta`` data channel); the robot
-    forwards it to its media process and answers with ``Answer`` (or a refusal ``Ack``)."""
+    forwards it to its media process and answers with ``Answer`` (or a refusal ``Ack``). ``peer``
+    names one of several video peers of the same client (e.g. each page of a browser console); a
+    new offer replaces the client's older peer of the same name only."""
 
     sdp: Annotated[str, msgspec.Meta(max_length=MAX_SDP_CHARS)]
+    peer: Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9_.:-]*$")] = ""
 
 
 class Guidance(msgspec.Struct, forbid_unknown_fields=True):
@@ -237,6 +240,8 @@ class Welcome(Message, tag="welcome"):
     forbidden_m: list[tuple[Vec3, Vec3]] = []
     guidance: Guidance | None = None
     workspace_m: tuple[Vec3, Vec3] | None = None
+    #: The contact-force limits the supervisor enforces, (warn, hard) in N (None from older robots).
+    force_limits_N: tuple[float, float] | None = None
 
 
 class Pong(Message, tag="pong"):

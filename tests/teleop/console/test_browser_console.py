@@ -1,0 +1,239 @@
+"""The browser surgeon console through the real stack: a robot, its media process, `telesurg console
+--web` and Debian's headless Chromium (playwright, never `playwright install`). The page reads the
+keyboard and draws; the console core maps and commands; the robot's MCAP recording is the judge."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from telesurg.teleop.harness.browser import CHROMIUM_ARGS
+from telesurg.teleop.harness.process import CliProcess
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.ports import free_loopback_ports
+
+from ...system_programs import require
+from ..conftest import RobotProcess
+from ..video.test_video import VideoStack
+
+pytestmark = pytest.mark.slow
+
+#: The key that moves the hand along each axis, + and −.
+KEYS = {0: ("KeyD", "KeyA"), 1: ("KeyW", "KeyS"), 2: ("KeyR", "KeyF")}
+
+
+class SurgeonStack:
+    """Robot + media process + the browser console's server (`telesurg console --web`)."""
+
+    def __init__(self, tmp: Path, robot: Callable[..., RobotProcess], **web: Any) -> None:
+        self.video = VideoStack(tmp, robot)
+        self.robot = self.video.robot
+        (self.web_port,) = free_loopback_ports(1)
+        ep = self.robot.endpoints
+        tables = {
+            "": {"input": "web", "client": "surgeon"},
+            "endpoints": {"cmd_port": ep.cmd_port, "telemetry_port": ep.telemetry_port, "control_port": ep.control_port},
+            "video": {"enabled": True},
+            "web": {"port": self.web_port, **web},
+        }
+        cfg = write_toml(tmp / "surgeon.toml", "console", tables)
+        self.console = CliProcess(["console", "--config", str(cfg)], tmp / "surgeon.log", ready="surgeon page at")
+        if not self.console.wait_ready(60):
+            self.close()
+            raise RuntimeError("the browser console did not start:\n" + "\n".join(self.console.lines[-30:]))
+        line = next(ln for ln in self.console.lines if "surgeon page at" in ln)
+        self.url = line.split("surgeon page at ", 1)[1].strip()
+
+    def close(self) -> None:
+        self.console.stop(10)
+        self.video.close()
+
+
+@pytest.fixture
+def surgeon(tmp_path: Path, robot: Callable[..., RobotProcess]) -> Iterator[Callable[..., SurgeonStack]]:
+    require("chromium")
+    made: list[SurgeonStack] = []
+
+    def _make(**web: Any) -> SurgeonStack:
+        s = SurgeonStack(tmp_path, robot, **web)
+        made.append(s)
+        return s
+
+    yield _make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=list(CHROMIUM_ARGS))
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _state(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.telesurg))")
+
+
+def _wait(page: Any, what: str, check: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0) -> dict[str, Any]:
+    end = time.monotonic() + timeout_s
+    s = _state(page)
+    while time.monotonic() < end:
+        s = _state(page)
+        if check(s):
+            return s
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s; page state {json.dumps(s)[:1500]}")
+
+
+def _open(browser: Any, url: str) -> Any:
+    page = browser.new_page(viewport={"width": 1000, "height": 520})
+    page.goto(url)
+    _wait(page, "the page drives, with telemetry and displayed video", _ready)
+    return page
+
+
+def _ready(s: dict[str, Any]) -> bool:
+    return s["role"] == "driver" and s["hud"] is not None and s["hud"].get("task") is not None and s["frames"] > 5
+
+
+def _tool_goal(s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    hud = s["hud"]
+    return np.asarray(hud["tool_m"], dtype=float), np.asarray(hud["task"]["desired"][:3], dtype=float)
+
+
+def _hold(page: Any, keys: list[str], seconds: float) -> None:
+    for k in keys:
+        page.keyboard.down(k)
+    page.wait_for_timeout(int(seconds * 1e3))
+    for k in reversed(keys):
+        page.keyboard.up(k)
+
+
+def _drive_to_goal(page: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Drive the tool to the Reach goal with the keys, as a person would: first learn how each key
+    moves the tool in the image (hold the clutch and the key briefly), then hold the keys that close
+    the distance, with the fine modifier near the goal."""
+    columns = []
+    for axis in range(3):
+        before = _tool_goal(_state(page))[0]
+        _hold(page, ["Space", KEYS[axis][0]], 0.4)
+        page.wait_for_timeout(300)
+        columns.append(_tool_goal(_state(page))[0] - before)
+    gain = np.stack(columns, axis=1)  # tool displacement per key axis
+    assert np.linalg.matrix_rank(gain, tol=1e-4) == 3, f"the keys do not move the tool in 3-D: {gain}"
+    page.keyboard.down("Space")
+    held: set[str] = set()
+    end = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < end:
+            s = _state(page)
+            if s["hud"]["task"]["success"]:
+                return s
+            tool, goal = _tool_goal(s)
+            u = np.linalg.solve(gain, goal - tool)  # key-axis "strokes" to the goal
+            want = {KEYS[i][0 if u[i] > 0 else 1] for i in range(3) if abs(u[i]) > 0.08}
+            if np.linalg.norm(goal - tool) < 0.006:
+                want.add("Shift")
+            for k in held - want:
+                page.keyboard.up(k)
+            for k in want - held:
+                page.keyboard.down(k)
+            held = want
+            page.wait_for_timeout(40)
+    finally:
+        for k in held:
+            page.keyboard.up(k)
+        page.keyboard.up("Space")
+    raise AssertionError(f"Reach not reached with the keys in {timeout_s:.0f} s: {_state(page)['hud']}")
+
+
+def test_the_keyboard_drives_reach_to_success_on_the_real_stack(surgeon, browser) -> None:
+    stack = surgeon()
+    page = _open(browser, stack.url)
+    page.keyboard.press("KeyE")  # engage
+    s = _wait(page, "engaged", lambda s: s["hud"]["engaged"] and s["hud"]["state"] == "ENGAGED")
+    start_tool, goal = _tool_goal(s)
+    s = _drive_to_goal(page)
+    tool, goal = _tool_goal(s)
+    shot = page.screenshot()
+    page.keyboard.press("KeyE")  # disengage
+    _wait(page, "disengaged", lambda s: not s["hud"]["engaged"])
+    page.close()
+    stack.console.stop(10)
+    stack.robot.kill()  # the recording is flushed and closed
+    # The robot's recording: the page's commands moved the tip from the start to the goal.
+    states = list(read_topic(stack.robot.record, "/robot/state"))
+    engaged = [r for r in states if r["state"] == "ENGAGED"]
+    assert engaged, "the robot was never engaged"
+    tips = np.asarray([r["tip_m"] for r in engaged])
+    assert np.linalg.norm(tips[0] - start_tool) < 0.003
+    assert np.min(np.linalg.norm(tips - goal, axis=1)) < 0.005
+    commands = [r for r in read_topic(stack.robot.record, "/robot/commands") if r["accepted"] and r["clutch"]]
+    assert len(commands) > 50, "the tool was driven by clutched commands"
+    assert len(shot) > 20_000  # a real screenshot, not a blank page
+
+
+def test_the_estop_button_latches_and_closing_the_page_releases_the_clutch(surgeon, browser) -> None:
+    stack = surgeon()
+    page = _open(browser, stack.url)
+    page.keyboard.press("KeyE")
+    _wait(page, "engaged", lambda s: s["hud"]["engaged"])
+    # Hold the clutch and a key, then close the page: the console stops clutching at once.
+    page.keyboard.down("Space")
+    page.keyboard.down("KeyD")
+    page.wait_for_timeout(300)
+    page.close()
+    time.sleep(1.0)
+    page = _open(browser, stack.url)  # a new page drives, engaged but never clutched by itself
+    s = _wait(page, "the new page sees the still-engaged arm", lambda s: s["hud"]["engaged"])
+    tool_a = _tool_goal(s)[0]
+    page.wait_for_timeout(500)
+    tool_b = _tool_goal(_state(page))[0]
+    assert np.linalg.norm(tool_b - tool_a) < 0.0005, "the tool moved with no page holding the clutch"
+    page.click("#estop")
+    s = _wait(page, "e-stop latched", lambda s: s["hud"]["state"] == "ESTOP")
+    page.wait_for_timeout(500)
+    assert _state(page)["hud"]["state"] == "ESTOP"  # latched, not a blip
+    page.close()
+    stack.console.stop(10)
+    stack.robot.kill()
+    events = list(read_topic(stack.robot.record, "/robot/events"))
+    assert any(e["state"] == "ESTOP" for e in events), events
+
+
+def _status(url: str, data: bytes | None = None) -> int:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_wrong_or_missing_token_is_refused_by_the_page_and_every_endpoint(surgeon, browser) -> None:
+    token = "surgeon-token-0123456789abcdef"
+    stack = surgeon(token_required=True, token=token)
+    base = f"http://127.0.0.1:{stack.web_port}/"
+    assert stack.url == base + f"?token={token}"
+    for url in (base, base + "?token=wrong-token-0123456789"):
+        assert _status(url) == 403
+    for endpoint in ("connect", "video"):
+        for body in ({"sdp": "v=0", "type": "offer"}, {"sdp": "v=0", "type": "offer", "token": "wrong"}):
+            assert _status(base + endpoint, json.dumps(body).encode()) == 403
+    page = _open(browser, stack.url)  # with the token it drives
+    page.close()
