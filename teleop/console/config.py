@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from telesurg.teleop.console.mapping import MappingConfig
-from telesurg.teleop.console.web import WebConsoleConfig
 from telesurg.teleop.console.scripted import SurgeonConfig
+from telesurg.teleop.console.web import WebConsoleConfig
 from telesurg.teleop.correction.config import CorrectionConfig
 from telesurg.teleop.netem.spec import LinkSpec
 from telesurg.teleop.video.client import VideoClientConfig

@@ -40,9 +40,7 @@ class OfferRelay:
         self._signal_seq += 1
         name = f"{client.name}/{req.peer}" if req.peer else client.name
         try:
-            self._signal.send(
-                signalling.encode(signalling.SignalRequest(self._signal_seq, name, req.sdp)), zmq.NOBLOCK
-            )
+            self._signal.send(signalling.encode(signalling.SignalRequest(self._signal_seq, name, req.sdp)), zmq.NOBLOCK)
         except zmq.Again:
             self._answer(ident, now, client, "offer", False, "no_video: the media process is not answering")
             return

@@ -19,7 +19,7 @@ from telesurg.teleop.harness.browser import CHROMIUM_ARGS
 from telesurg.teleop.harness.process import CliProcess
 from telesurg.teleop.robot.reader import read_topic
 from telesurg.teleop.settings import write_toml
-from telesurg.teleop.wire.ports import free_loopback_ports
+from telesurg.teleop.wire.channels import free_loopback_ports
 
 from ...system_programs import require
 from ..conftest import RobotProcess
@@ -41,7 +41,11 @@ class SurgeonStack:
         ep = self.robot.endpoints
         tables = {
             "": {"input": "web", "client": "surgeon"},
-            "endpoints": {"cmd_port": ep.cmd_port, "telemetry_port": ep.telemetry_port, "control_port": ep.control_port},
+            "endpoints": {
+                "cmd_port": ep.cmd_port,
+                "telemetry_port": ep.telemetry_port,
+                "control_port": ep.control_port,
+            },
             "video": {"enabled": True},
             "web": {"port": self.web_port, **web},
         }
@@ -124,10 +128,10 @@ def _hold(page: Any, keys: list[str], seconds: float) -> None:
         page.keyboard.up(k)
 
 
-def _drive_to_goal(page: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+def _drive_to_goal(page: Any, seen: list[dict[str, Any]], timeout_s: float = 60.0) -> dict[str, Any]:
     """Drive the tool to the Reach goal with the keys, as a person would: first learn how each key
     moves the tool in the image (hold the clutch and the key briefly), then hold the keys that close
-    the distance, with the fine modifier near the goal."""
+    the distance, with the fine modifier near the goal. Every HUD snapshot read goes to ``seen``."""
     columns = []
     for axis in range(3):
         before = _tool_goal(_state(page))[0]
@@ -142,6 +146,7 @@ def _drive_to_goal(page: Any, timeout_s: float = 60.0) -> dict[str, Any]:
     try:
         while time.monotonic() < end:
             s = _state(page)
+            seen.append(s["hud"])
             if s["hud"]["task"]["success"]:
                 return s
             tool, goal = _tool_goal(s)
@@ -166,10 +171,11 @@ def test_the_keyboard_drives_reach_to_success_on_the_real_stack(surgeon, browser
     stack = surgeon()
     page = _open(browser, stack.url)
     page.keyboard.press("KeyE")  # engage
-    s = _wait(page, "engaged", lambda s: s["hud"]["engaged"] and s["hud"]["state"] == "ENGAGED")
-    start_tool, goal = _tool_goal(s)
-    s = _drive_to_goal(page)
-    tool, goal = _tool_goal(s)
+    s = _wait(page, "engaged", lambda s: s["hud"]["engaged"])
+    start_tool = _tool_goal(s)[0]
+    seen: list[dict[str, Any]] = []
+    s = _drive_to_goal(page, seen)
+    goal = _tool_goal(s)[1]
     shot = page.screenshot()
     page.keyboard.press("KeyE")  # disengage
     _wait(page, "disengaged", lambda s: not s["hud"]["engaged"])
@@ -185,6 +191,18 @@ def test_the_keyboard_drives_reach_to_success_on_the_real_stack(surgeon, browser
     assert np.min(np.linalg.norm(tips - goal, axis=1)) < 0.005
     commands = [r for r in read_topic(stack.robot.record, "/robot/commands") if r["accepted"] and r["clutch"]]
     assert len(commands) > 50, "the tool was driven by clutched commands"
+    # What the HUD showed is what the robot recorded at that robot time: state, tool, force.
+    by_time = {round(r["robot_s"], 6): r for r in states}
+    matched = 0
+    for hud in seen:
+        rec = by_time.get(round(hud["robot_s"], 6))
+        if rec is None:
+            continue
+        matched += 1
+        assert hud["state"] == rec["state"]
+        assert np.linalg.norm(np.asarray(hud["tool_m"]) - rec["tip_m"]) < 1e-4
+        assert abs(hud["force_N"] - rec["force_mag_N"]) < 0.05
+    assert matched > 0.8 * len(seen) > 10, (matched, len(seen))
     assert len(shot) > 20_000  # a real screenshot, not a blank page
 
 

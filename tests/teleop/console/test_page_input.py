@@ -89,7 +89,9 @@ def test_the_jaw_opens_and_closes_at_its_rate_within_bounds() -> None:
 
 
 def _frame(frame: int, state_s: float, t_page_s: float) -> str:
-    return json.dumps({"frame": frame, "state_robot_s": state_s, "ready_robot_s": state_s + 0.01, "t_page_ms": t_page_s * 1e3})
+    return json.dumps(
+        {"frame": frame, "state_robot_s": state_s, "ready_robot_s": state_s + 0.01, "t_page_ms": t_page_s * 1e3}
+    )
 
 
 def test_the_hold_judges_the_frames_the_page_displays() -> None:
