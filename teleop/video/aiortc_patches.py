@@ -10,6 +10,8 @@ constraints.txt; ``check_internals`` fails loudly, naming what is gone, if an up
   emulated outage never tears the connection down, as a real short one would not.
 - ``tap_rtp``: the RTP timestamp of each frame as it leaves (``RTCDtlsTransport._send_rtp``, the
   sender's ``_ssrc``), which aiortc offsets by a random origin it keeps to itself.
+- ``on_keyframe_request``: a peer's keyframe request (RTCP PLI; the sender's ``_send_keyframe``)
+  reaches the media process's shared encoder, which aiortc's own flag does not.
 - ``keep_rtp_timestamps``: decoded frames keep their RTP timestamp (the receiver's timestamp mapper).
 - ``bound_nacks``: after a gap longer than an outage's worth of packets, a keyframe request instead
   of retransmissions of seconds-old packets (the receiver's NACK generator and jitter buffer).
@@ -47,7 +49,7 @@ RECEIVER_ATTRIBUTES = (
     "_RTCRtpReceiver__nack_generator",
     "_RTCRtpReceiver__jitter_buffer",
 )
-SENDER_ATTRIBUTES = ("_ssrc",)
+SENDER_ATTRIBUTES = ("_ssrc", "_send_keyframe")
 
 
 class IceTransport(Protocol):
@@ -179,6 +181,19 @@ def tap_rtp(pc: Any, track: Any, on_frame: Callable[[int, int], None]) -> None:
         await send(data)
 
     dtls._send_rtp = _send_rtp
+
+
+def on_keyframe_request(pc: Any, track: Any, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the peer asks ``track``'s sender for a keyframe (RTCP PLI): the shared
+    encoder makes it (aiortc's own flag only reaches an encoder the sender runs itself)."""
+    sender = next(t.sender for t in pc.getTransceivers() if t.sender.track is track)
+    own = sender._send_keyframe
+
+    def _send_keyframe() -> None:
+        callback()
+        own()
+
+    sender._send_keyframe = _send_keyframe
 
 
 class _RawTimestamps:

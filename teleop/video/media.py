@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from telesurg.teleop.robot.realtime import give_back_freed_memory
-from telesurg.teleop.video.aiortc_patches import tap_rtp, use_ice_addresses
+from telesurg.teleop.video.aiortc_patches import on_keyframe_request, tap_rtp, use_ice_addresses
 from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig
 from telesurg.teleop.video.renderer import RendererConfig
 from telesurg.teleop.video.source import FrameSource
-from telesurg.teleop.video.tracks import rendered_track_class
+from telesurg.teleop.video.tracks import VIDEO_MIME, SharedEncoder, rendered_track_class
 from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
 from telesurg.teleop.wire import signalling
 from telesurg.teleop.wire.channels import is_loopback
@@ -66,7 +66,8 @@ class VideoConfig:
     random one), required unless ``http_host`` is loopback, or always with ``token_required``;
     ``ice_addresses``: the local addresses ICE may use (default loopback; list the LAN address for a
     console on another machine); ``ice_servers``: STUN/TURN URLs (none by default); ``max_peers``: peer
-    connections served at once (the oldest is closed for a new one)."""
+    connections served at once; beyond it a new one is refused with the reason, never an existing
+    one closed (default 12: a console, the surgeon's page and 10 observers)."""
 
     renderer: RendererConfig = field(default_factory=RendererConfig)
     signal_port: int | None = 5574
@@ -76,13 +77,21 @@ class VideoConfig:
     token_required: bool | None = None
     ice_addresses: tuple[str, ...] = LOOPBACK_ADDRESSES
     ice_servers: tuple[str, ...] = ()
-    max_peers: int = 4
-    #: Scheduling niceness added to the media process (its encoders): the control loop comes first.
+    max_peers: int = 12
+    #: The one VP8 stream every peer receives (``telesurg.teleop.video.tracks.SharedEncoder``): its
+    #: bitrate (bit/s; size it for the slowest peer's link) and the longest time between keyframes (s).
+    bitrate_bps: int = 1_500_000
+    keyframe_every_s: float = 2.0
+    #: Scheduling niceness added to the media process (its encoder): the control loop comes first.
     nice: int = 5
     #: The web viewer's connection limits: request deadline, caps on connections without the token.
     http_guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
+        if not 100_000 <= self.bitrate_bps <= 20_000_000:
+            raise ValueError(f"bitrate_bps must be in [100000, 20000000], got {self.bitrate_bps}")
+        if self.keyframe_every_s <= 0:
+            raise ValueError(f"keyframe_every_s must be positive, got {self.keyframe_every_s}")
         if self.max_peers < 1:
             raise ValueError("max_peers must be at least 1")
         if not 0 <= self.http_port <= 65535:
@@ -112,6 +121,7 @@ class MediaServer:
         self.token = config.token or secrets.token_urlsafe(24)
         self.peers: list[_Peer] = []
         self.source: FrameSource | None = None
+        self.encoder: SharedEncoder | None = None
         self._track_cls: type | None = None
         self._runner: Any = None
         self._zctx: Any = None
@@ -139,6 +149,7 @@ class MediaServer:
         if self.config.http_port:
             self._http_sockets = listen_tcp(self.config.http_host, self.config.http_port, "http_port")
         self.source = FrameSource(self.config.renderer)
+        self.encoder = SharedEncoder(self.source, self.config.bitrate_bps, self.config.keyframe_every_s)
         if self._router is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._serve_signalling()))
         if self._http_sockets:
@@ -146,16 +157,17 @@ class MediaServer:
 
     async def answer(self, client: str, offer_sdp: str) -> str:
         """Answer an SDP offer from ``client`` with the rendered track (replacing its older connection)."""
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-        assert self.source is not None and self._track_cls is not None
+        assert self.encoder is not None and self._track_cls is not None
         for old in [peer for peer in self.peers if peer.name == client]:
             await self._close_peer(old)
-        while len(self.peers) >= self.config.max_peers:
-            log.info("closing the oldest peer (%s) for %s", self.peers[0].name, client)
-            await self._close_peer(self.peers[0])
+        if len(self.peers) >= self.config.max_peers:
+            # Never close someone else's video for a newcomer (it may be the surgeon's).
+            log.info("refused %s: all %d video peers in use", client, self.config.max_peers)
+            raise ValueError(f"video capacity reached: all {self.config.max_peers} peers in use; try again later")
         pc = RTCPeerConnection(rtc_configuration(self.config.ice_servers))
-        track = self._track_cls(self.source)
+        track = self._track_cls(self.encoder)
         peer = _Peer(client, pc, track)
         self.peers.append(peer)
 
@@ -189,12 +201,17 @@ class MediaServer:
         track.on_frame = _on_frame
         try:
             offer = RTCSessionDescription(keep_candidates(offer_sdp, self.config.ice_addresses), "offer")
+            # The offer's video section takes this transceiver: VP8 only (and its retransmissions),
+            # the codec the shared encoder's packets are in.
+            vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in (VIDEO_MIME, "video/rtx")]
+            pc.addTransceiver("video", direction="sendonly").setCodecPreferences(vp8)
             await pc.setRemoteDescription(offer)
             if not any(t.kind == "video" for t in pc.getTransceivers()):
                 raise ValueError("the offer has no video section")
             pc.addTrack(track)  # takes the offered video transceiver: the answer is sendonly
             await pc.setLocalDescription(await pc.createAnswer())
             tap_rtp(pc, track, _on_rtp_frame)
+            on_keyframe_request(pc, track, self.encoder.request_keyframe)
         except Exception:
             await self._close_peer(peer)
             raise
