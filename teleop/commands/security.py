@@ -19,6 +19,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p_keys.set_defaults(func=_cmd_keys)
 
+    p_cert = sub.add_parser("web-cert", help="a self-signed HTTPS certificate for the surgeon page off loopback")
+    p_cert.add_argument("folder", help="folder for web.crt and web.key")
+    p_cert.add_argument("--host", action="append", required=True, help="address the browser opens (repeatable)")
+    p_cert.add_argument("--days", type=int, default=365, help="validity (days, default 365)")
+    p_cert.set_defaults(func=_cmd_web_cert)
+
     p_protocol = sub.add_parser("protocol", help="the wire protocol's machine-readable JSON Schema")
     p_protocol.add_argument("--schema", default="-", metavar="PATH", help="write it here (default - : stdout)")
     p_protocol.set_defaults(func=_cmd_protocol)
@@ -33,6 +39,19 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     role = f", role {args.role}" if args.role else ""
     print(f"public key: {public} (give it to the other side{role})\nsecret key: {secret} (keep it here, mode 0600)")
+    return 0
+
+
+def _cmd_web_cert(args: argparse.Namespace) -> int:
+    from telesurg.teleop.console.certificate import make_web_certificate
+
+    try:
+        cert, key = make_web_certificate(Path(args.folder), args.host, args.days)
+    except (FileExistsError, ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"certificate: {cert}\nkey: {key} (mode 0600)\n[console.web] tls_cert = {str(cert)!r}, tls_key = {str(key)!r}"
+    )
     return 0
 
 

@@ -4,7 +4,7 @@ and hands over HUD snapshots.
 
 - ``GET /`` serves the page (``web/surgeon.html``). Off loopback it needs the token (``?token=…``)
   and is served over HTTPS (browsers give the Gamepad API only to secure contexts), with a
-  certificate the user gives or ``telesurg keys web-cert`` makes.
+  certificate the user gives or ``telesurg web-cert`` makes.
 - ``POST /connect`` answers the page's peer connection, which carries four data channels the page
   opens: ``input`` and ``frames`` (unordered, no retransmissions: input events and displayed-frame
   reports, where only the newest counts and nothing stale may queue), ``control`` (reliable and
@@ -83,7 +83,7 @@ class WebConsoleConfig:
         if not is_loopback(self.host) and not self.tls_cert:
             raise ValueError(
                 f"the surgeon page on {self.host} (off loopback) needs HTTPS: set tls_cert and tls_key "
-                "(telesurg keys web-cert DIR makes a pair)"
+                "(telesurg web-cert DIR --host ADDR makes a pair)"
             )
 
     @property

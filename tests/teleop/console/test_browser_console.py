@@ -335,3 +335,29 @@ def test_observers_never_close_the_surgeons_video_and_beyond_capacity_are_refuse
         assert _state(v)["connection"] == "connected"
     log = "\n".join(stack.video.video.lines)
     assert "refused" in log and "closing" not in log
+
+
+def test_the_page_over_https_with_its_token(surgeon, browser, tmp_path: Path) -> None:
+    from telesurg.teleop.console.certificate import make_web_certificate
+
+    cert, key = make_web_certificate(tmp_path / "cert", ["127.0.0.1"])
+    token = "surgeon-token-0123456789abcdef"
+    stack = surgeon(token_required=True, token=token, tls_cert=str(cert), tls_key=str(key))
+    assert stack.url == f"https://127.0.0.1:{stack.web_port}/?token={token}"
+    context = browser.new_context(ignore_https_errors=True)  # the test trusts its own certificate
+    page = context.new_page()
+    page.goto(stack.url)
+    s = _wait(page, "the page drives over HTTPS, with telemetry and displayed video", _ready)
+    assert page.evaluate("() => window.isSecureContext") and s["error"] is None
+    context.close()
+
+
+def test_off_loopback_the_page_needs_https_and_a_token() -> None:
+    from telesurg.teleop.console.web import WebConsoleConfig
+
+    with pytest.raises(ValueError, match="needs HTTPS"):
+        WebConsoleConfig(host="10.1.2.3")
+    cfg = WebConsoleConfig(host="10.1.2.3", tls_cert="a.crt", tls_key="a.key")
+    assert cfg.needs_token and not WebConsoleConfig().needs_token
+    with pytest.raises(ValueError, match="go together"):
+        WebConsoleConfig(tls_cert="a.crt")
