@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted surgeon console over loopback
-	$(VENV)/bin/telesurg launch launch/local.toml $(ARGS)
+	$(VENV)/bin/telesurg launch launch/local.toml --keep-open $(ARGS)
 
 # System programs the tests start (tests/system_programs.py lists them; .ci/run fails when one is
 # not a prerequisite of `test`), installed from Debian's packages when missing (needs root and apt).

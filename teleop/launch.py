@@ -29,6 +29,7 @@ Running:
 
 from __future__ import annotations
 
+import select
 import shlex
 import signal
 import subprocess
@@ -127,8 +128,9 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 class _Launcher:
-    def __init__(self, spec: LaunchSpec) -> None:
+    def __init__(self, spec: LaunchSpec, keep_open: bool = False) -> None:
         self.spec = spec
+        self.keep_open = keep_open
         self.out = _Output([p.name for p in spec.processes])
         self.children: list[_Child] = []
         #: The process whose error exit ended the launch.
@@ -173,6 +175,11 @@ class _Launcher:
                 self.log(f"{spec.name} is ready")
         while (exited := self._first_exited()) is None:
             time.sleep(POLL_S)
+        if self.keep_open and exited.spec.main and exited.proc.returncode == 0 and sys.stdin.isatty():
+            exited.drain()
+            self.log(f"{exited.spec.name} finished; the others stay up until you press Enter (or Ctrl-C)")
+            while self._first_exited() is exited and not select.select([sys.stdin], [], [], POLL_S)[0]:
+                pass
         return self._ended_by(exited)
 
     def _wait_ready(self, child: _Child) -> int | None:
@@ -275,12 +282,16 @@ def _print_plan(spec: LaunchSpec) -> None:
         out.line(p.name, shlex.join(p.argv) + extra, COLOURS[index % len(COLOURS)])
 
 
-def run_launch(path: str | Path, arguments: dict[str, str] | None = None, *, dry_run: bool = False) -> int:
+def run_launch(
+    path: str | Path, arguments: dict[str, str] | None = None, *, dry_run: bool = False, keep_open: bool = False
+) -> int:
     """Run a launch file with ``arguments`` (``NAME=VALUE`` from the command line, parsed by
     ``parse_arguments``) until it ends (see the module docstring) and return the exit status; with
-    ``dry_run``, only check it and print the arguments and commands. A bad file raises ``LaunchError``."""
+    ``dry_run``, only check it and print the arguments and commands. ``keep_open``: when a main
+    process ends well and the launcher runs in a terminal, keep the others (the video, its viewer)
+    up until Enter; without a terminal (CI) the launch ends as usual. A bad file raises ``LaunchError``."""
     spec = load_launch(path, arguments)
     if dry_run:
         _print_plan(spec)
         return 0
-    return _Launcher(spec).run()
+    return _Launcher(spec, keep_open).run()

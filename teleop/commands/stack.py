@@ -83,6 +83,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p_launch.add_argument(
         "--dry-run", action="store_true", help="check the file, list its arguments and print the commands only"
     )
+    p_launch.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="in a terminal: when the main process is done, keep the others (video, viewer) up until Enter",
+    )
     p_launch.set_defaults(func=_cmd_launch, trailing_positionals=True)
 
 
@@ -212,6 +217,6 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from telesurg.teleop.launch_file import LaunchError, parse_arguments
 
     try:
-        return run_launch(args.file, parse_arguments(args.arguments), dry_run=args.dry_run)
+        return run_launch(args.file, parse_arguments(args.arguments), dry_run=args.dry_run, keep_open=args.keep_open)
     except LaunchError as exc:
         raise CliError(str(exc)) from None

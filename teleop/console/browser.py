@@ -12,11 +12,16 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from telesurg.teleop.console.alerts import Alerts
 from telesurg.teleop.console.episodes import print_summary
 from telesurg.teleop.console.page_input import PageInput
 from telesurg.teleop.console.page_video import PageVideo
 from telesurg.teleop.console.robot_link import ConsoleError
 from telesurg.teleop.console.web import PageRequest, WebServer
+from telesurg.teleop.correction.fixtures import VirtualFixtures
+from telesurg.teleop.video.overlay import project
 from telesurg.teleop.wire import protocol as p
 from telesurg.teleop.wire.timing import FixedRate
 
@@ -24,9 +29,70 @@ if TYPE_CHECKING:
     from telesurg.teleop.console.core import Console
 
 
-def hud(console: Console, web: WebServer) -> dict[str, Any]:
+def alerts_now(console: Console, alerts: Alerts, now: float) -> dict[str, str]:
+    """This tick's early warnings (``telesurg.teleop.console.alerts``) from the newest telemetry."""
+    tel, welcome = console.link.telemetry, console.welcome
+    if tel is None:
+        return {}
+    warn_N = welcome.force_limits_N[0] if welcome is not None and welcome.force_limits_N else 3.0
+    forbidden = [(np.asarray(lo), np.asarray(hi)) for lo, hi in welcome.forbidden_m] if welcome else []
+    video = console.video if isinstance(console.video, PageVideo) else None
+    age = video.age_s(now) if video is not None else None
+    return alerts.update(
+        now,
+        force_N=tel.force_mag_N,
+        warn_N=warn_N,
+        tool_m=np.asarray(tel.tool.pos_m, dtype=float),
+        forbidden_m=forbidden,
+        delay_s=console.delay_estimate_s(),
+        video_age_s=age if age is not None and math.isfinite(age) else None,
+        video_hold_s=console.config.video.max_age_s,
+    )
+
+
+#: The 12 edges of a box, as pairs of corner indices (corner i has x from bit 0, y from bit 1, z from bit 2).
+BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+
+
+def _image_points(points_m: np.ndarray, camera: p.Camera) -> list[list[float] | None]:
+    """Base-frame points as image fractions (x right, y down, 0–1), None behind the camera."""
+    px, front = project(np.asarray(points_m, dtype=float).reshape(-1, 3), camera, camera.width, camera.height)
+    return [
+        [round(float(u) / camera.width, 4), round(float(v) / camera.height, 4)] if ok else None
+        for (u, v), ok in zip(px, front, strict=True)
+    ]
+
+
+def scene_overlay(console: Console, camera: p.Camera | None) -> dict[str, Any]:
+    """What the page draws over the video, already projected into the image (the page only draws):
+    the local twin's ghost (its tool skeleton now), the forbidden regions' edges and the guidance path."""
+    if camera is None:
+        return {}
+    out: dict[str, Any] = {}
+    twin = console.twin
+    if twin is not None and twin.ready:
+        out["ghost"] = _image_points(twin.skeleton_m(), camera)
+    welcome = console.welcome
+    if welcome is not None and welcome.forbidden_m:
+        edges = []
+        for lo, hi in welcome.forbidden_m:
+            corners = np.array([[(hi if i >> k & 1 else lo)[k] for k in range(3)] for i in range(8)])
+            pts = _image_points(corners, camera)
+            edges += [[pts[a], pts[b]] for a, b in BOX_EDGES if pts[a] is not None and pts[b] is not None]
+        out["forbidden"] = edges
+    path = next(
+        (s.path_m for s in console.tool_stages if isinstance(s, VirtualFixtures) and s.path_m is not None), None
+    )
+    if path is None and welcome is not None and welcome.guidance is not None:
+        path = np.asarray(welcome.guidance.path_m, dtype=float)
+    if path is not None and len(path) >= 2:
+        out["path"] = _image_points(path, camera)
+    return out
+
+
+def hud(console: Console, web: WebServer, alerts: dict[str, str] | None = None) -> dict[str, Any]:
     """What the page draws: the robot's state as the console last saw it, the console's own figures,
-    and the correction stages."""
+    the early warnings and the correction stages."""
     tel = console.link.telemetry
     welcome = console.welcome
     video = console.video if isinstance(console.video, PageVideo) else None
@@ -35,18 +101,24 @@ def hud(console: Console, web: WebServer) -> dict[str, Any]:
         "engaged": bool(console.session),
         "estop_pressed": console.estop_pressed,
         "hold": console.video_hold,
+        "holds": console.video_holds,
         "cmd_latency_ms": console.latencies[-1] * 1e3 if console.latencies else None,
         "video_latency_ms": (video.latency_s() or math.nan) * 1e3 if video is not None else None,
         "video_age_ms": None,
         "stages": {s.name: s.enabled for s in (*console.hand_stages, *console.tool_stages)},
         "force_limits_N": list(welcome.force_limits_N) if welcome and welcome.force_limits_N else None,
         "driver": web.driver,
+        "alerts": alerts or {},
     }
     if video is not None:
         age = video.age_s(console.link.true_clock())
         out["video_age_ms"] = age * 1e3 if math.isfinite(age) else None
         if out["video_latency_ms"] is not None and not math.isfinite(out["video_latency_ms"]):
             out["video_latency_ms"] = None
+    camera = console.twin.camera if console.twin is not None and console.twin.camera is not None else None
+    if tel is not None and tel.camera is not None:
+        camera = tel.camera
+    out["overlay"] = scene_overlay(console, camera)
     if tel is not None:
         out.update(
             state=tel.state,
@@ -131,6 +203,7 @@ def run_browser(console: Console) -> int:
     rate = FixedRate(1.0 / cfg.rate_hz, console.link.true_clock, console.link.true_clock())
     hud_every = 1.0 / cfg.web.hud_rate_hz
     next_hud = -math.inf
+    alerts = Alerts()
     try:
         while not stop:
             for req in web.take_requests():
@@ -140,9 +213,10 @@ def run_browser(console: Console) -> int:
                     req.reply.set_result((False, str(exc), {}))
             now = console.link.true_clock()
             console.tick(now)
+            active = alerts_now(console, alerts, now)
             if now >= next_hud:
                 next_hud = now + hud_every
-                web.publish(hud(console, web))
+                web.publish(hud(console, web, active))
             rate.advance()
             console.link.wait_until(rate.deadline_s)
     finally:

@@ -502,3 +502,37 @@ def test_a_bad_file_starts_nothing(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match="process 'bad': unknown key 'mian'"):
         run_launch(path)
     assert not mark.exists()
+
+
+def test_keep_open_holds_the_services_in_a_terminal_until_enter_and_never_without_one(tmp_path: Path) -> None:
+    import pty
+
+    path = write_launch(
+        tmp_path / "keep.toml",
+        [
+            {"name": "svc", "command": py(SLEEPER, tmp_path / "svc_signal"), "ready": "sleeping"},
+            {"name": "main", "command": py("print('done')"), "main": True},
+        ],
+    )
+    argv = [sys.executable, "-m", "telesurg.teleop.cli", "launch", str(path), "--keep-open"]
+    # Without a terminal (CI): the launch ends by itself when the main process is done.
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "until you press Enter" not in done.stdout
+    # In a terminal: the service stays up until Enter.
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(follower)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    out = ""
+    deadline = time.monotonic() + 60
+    while "until you press Enter" not in out and time.monotonic() < deadline:
+        out += lines.get(timeout=60)
+    pid = started_pids(out)["svc"]
+    time.sleep(1.0)
+    assert proc.poll() is None and alive(pid)  # held open
+    os.write(leader, b"\n")
+    assert proc.wait(timeout=30) == 0
+    assert not alive(pid)
+    os.close(leader)

@@ -35,7 +35,12 @@ class SurgeonStack:
     """Robot + media process + the browser console's server (`telesurg console --web`)."""
 
     def __init__(
-        self, tmp: Path, robot: Callable[..., RobotProcess], video: dict[str, Any] | None = None, **web: Any
+        self,
+        tmp: Path,
+        robot: Callable[..., RobotProcess],
+        video: dict[str, Any] | None = None,
+        correction: dict[str, Any] | None = None,
+        **web: Any,
     ) -> None:
         self.video = VideoStack(tmp, robot, **(video or {}))
         self.robot = self.video.robot
@@ -50,6 +55,7 @@ class SurgeonStack:
             },
             "video": {"enabled": True},
             "web": {"port": self.web_port, **web},
+            "correction": correction or {},
         }
         cfg = write_toml(tmp / "surgeon.toml", "console", tables)
         self.console = CliProcess(["console", "--config", str(cfg)], tmp / "surgeon.log", ready="surgeon page at")
@@ -69,8 +75,10 @@ def surgeon(tmp_path: Path, robot: Callable[..., RobotProcess]) -> Iterator[Call
     require("chromium")
     made: list[SurgeonStack] = []
 
-    def _make(video: dict[str, Any] | None = None, **web: Any) -> SurgeonStack:
-        s = SurgeonStack(tmp_path, robot, video, **web)
+    def _make(
+        video: dict[str, Any] | None = None, correction: dict[str, Any] | None = None, **web: Any
+    ) -> SurgeonStack:
+        s = SurgeonStack(tmp_path, robot, video, correction, **web)
         made.append(s)
         return s
 
@@ -361,3 +369,25 @@ def test_off_loopback_the_page_needs_https_and_a_token() -> None:
     assert cfg.needs_token and not WebConsoleConfig().needs_token
     with pytest.raises(ValueError, match="go together"):
         WebConsoleConfig(tls_cert="a.crt")
+
+
+def test_in_a_still_frame_the_twins_ghost_lands_on_the_tool(surgeon, browser, tmp_path: Path) -> None:
+    from PIL import Image
+
+    stack = surgeon(correction={"twin_enabled": True})
+    page = _open(browser, stack.url)
+    s = _wait(page, "the ghost is drawn", lambda s: bool(s["hud"].get("overlay", {}).get("ghost")))
+    tip = s["hud"]["overlay"]["ghost"][-1]
+    assert tip is not None
+    page.wait_for_timeout(500)  # the arm is still: the frame shows the tool where the twin is
+    page.evaluate("document.getElementById('hud').style.visibility = 'hidden'")
+    page.locator("#video").screenshot(path=str(tmp_path / "frame.png"))
+    image = np.asarray(Image.open(tmp_path / "frame.png").convert("RGB"), dtype=float)
+    h, w = image.shape[:2]
+    x, y = round(tip[0] * w), round(tip[1] * h)
+    grey = (np.ptp(image, axis=2) < 30) & (image.mean(axis=2) > 60)  # the metal tool on pink tissue
+    ys, xs = np.nonzero(grey)
+    assert len(xs) > 50, "no tool in the frame"
+    nearest = np.min(np.hypot(xs - x, ys - y))
+    assert nearest < 8, f"the ghost's tip ({x}, {y}) is {nearest:.0f} px from the tool"
+    assert np.hypot(np.median(xs) - x, 0) < 40  # and on the tool's own column, not another grey thing

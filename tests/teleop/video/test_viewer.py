@@ -167,3 +167,37 @@ def test_a_slow_loris_cannot_hold_the_viewer_and_the_page_keeps_working(tmp_path
             s.close()
     finally:
         stack.close()
+
+
+def test_the_viewer_says_stale_within_a_second_when_video_stops_and_live_when_it_resumes(viewer_stack) -> None:
+    import signal
+
+    from playwright.sync_api import sync_playwright
+
+    url = f"http://127.0.0.1:{viewer_stack.http_port}/?token=test-token-0123456789abcdef"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True, args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 600})
+            page.goto(url)
+
+            def status_becomes(prefix: str, within_s: float) -> float:
+                start = time.monotonic()
+                while time.monotonic() - start < within_s:
+                    if page.evaluate("window.telesurg.status").startswith(prefix):
+                        return time.monotonic() - start
+                    page.wait_for_timeout(50)
+                raise AssertionError(f"not {prefix!r} within {within_s} s: {page.evaluate('window.telesurg')}")
+
+            status_becomes("live", 30.0)
+            pid = viewer_stack.video.proc.pid
+            os.kill(pid, signal.SIGSTOP)  # the media process freezes: no frame reaches the page
+            try:
+                took = status_becomes("stale", 3.0)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert took < 1.5, took  # 1 s without a frame, plus the page's 200 ms status tick
+            assert page.inner_text("#status").startswith("stale")
+            status_becomes("live", 10.0)
+        finally:
+            browser.close()

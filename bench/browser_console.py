@@ -1,0 +1,234 @@
+"""The browser surgeon console through the real stack, with 0, 1 and 3 watch-only viewers beside it.
+
+One run starts ``telesurg robot`` (state feed, video signalling, recording), ``telesurg video`` and
+``telesurg console --web`` as subprocesses on free loopback ports, opens the surgeon page in
+Debian's headless Chromium (playwright) and engages; then, for each viewer count, opens that many
+viewer pages (the media process's page, in the same browser) and measures for ``--seconds``:
+
+- **input → accepted**: the page's key press (``keydown``, stamped by the page) → the first command
+  the robot's supervisor accepted whose target moved (the robot's recording). Page time is mapped to
+  the robot's clock through the wall clock (``performance.timeOrigin`` + ``now()`` against this
+  process's ``time.time() − time.monotonic()``; one host, so exact to the clocks' resolution). Each
+  sample: hold the clutch, press a key for 150 ms, release, wait 350 ms.
+- **console send → accepted** (the terminal console's figure, measured the same way by the console
+  core from the telemetry echo): the HUD's command latency, sampled.
+- **HUD rate**: HUD messages received by the page per second.
+- **frames**: frames the page displayed per second (``requestVideoFrameCallback``), and state
+  sampled → displayed (the frame's ``state_robot_s`` from the media process's metadata, matched by
+  RTP timestamp, against its display time mapped to the robot's clock as above).
+- **holds**: stale-video holds the console entered (the page's HUD).
+
+Targets (issue, loopback): input → accepted p50 ≤ 5 ms and p99 ≤ 15 ms; HUD ≥ 30 Hz; ≥ 30 fps at
+640×480 and sampled → displayed p50 ≤ 80 ms; none worse by more than 10% with 3 viewers. Figures
+are reported, not asserted.
+
+    .venv/bin/python bench/browser_console.py              # about 2 min
+    .venv/bin/python bench/browser_console.py --seconds 8 --json /tmp/bc.json    # smoke
+
+prints a table and writes bench/browser_console.json (``--json`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from telesurg.teleop.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from telesurg.teleop.harness.process import CliProcess
+from telesurg.teleop.harness.stack import endpoint_table, start
+from telesurg.teleop.robot.reader import read_topic
+from telesurg.teleop.settings import write_toml
+from telesurg.teleop.wire.channels import free_loopback_ports
+
+HERE = Path(__file__).resolve().parent
+
+#: The page records each key press (its time) and each displayed frame (display time, state time).
+PROBE = """
+window.__keys = []; window.__shown = []; window.__hud = 0;
+document.addEventListener("keydown", (ev) => {
+  if (!ev.repeat) window.__keys.push(performance.timeOrigin + performance.now());
+}, true);
+"""
+SAMPLE_FRAMES = """
+() => {
+  const v = document.getElementById("video");
+  if (!window.__rvfc && v.requestVideoFrameCallback) {
+    window.__rvfc = true;
+    const on = (now, md) => {
+      const m = window.telesurg.meta;
+      if (m) window.__shown.push([performance.timeOrigin + performance.now(), m.state_robot_s, m.frame_id]);
+      v.requestVideoFrameCallback(on);
+    };
+    v.requestVideoFrameCallback(on);
+  }
+}
+"""
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _wait(page: Any, check: str, timeout_s: float = 60.0) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if page.evaluate(check):
+            return
+        page.wait_for_timeout(100)
+    raise RuntimeError(f"timed out waiting for {check}: {page.evaluate('() => JSON.stringify(window.telesurg)')}")
+
+
+def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: float, record: Path) -> dict[str, Any]:
+    pages = []
+    for _ in range(viewers):
+        v = browser.new_page(viewport={"width": 800, "height": 600})
+        v.goto(viewer_url)
+        pages.append(v)
+    for v in pages:
+        _wait(v, "() => window.telesurg.framesDecoded > 5")
+    page.wait_for_timeout(2000)  # settle
+    wall_minus_mono = time.time() - time.monotonic()
+    page.evaluate("() => { window.__keys = []; window.__shown = []; }")
+    hud0 = page.evaluate("() => window.telesurg.hudCount")
+    holds0 = page.evaluate("() => window.telesurg.hud.holds")
+    cmd_latency = []
+    t0 = time.monotonic()
+    key = 0
+    page.keyboard.down("Space")
+    while time.monotonic() - t0 < seconds:
+        k = ("KeyD", "KeyA")[key % 2]
+        key += 1
+        page.keyboard.down(k)
+        page.wait_for_timeout(150)
+        page.keyboard.up(k)
+        page.wait_for_timeout(350)
+        lat = page.evaluate("() => window.telesurg.hud && window.telesurg.hud.cmd_latency_ms")
+        if lat is not None:
+            cmd_latency.append(float(lat))
+    page.keyboard.up("Space")
+    elapsed = time.monotonic() - t0
+    hud_rate = (page.evaluate("() => window.telesurg.hudCount") - hud0) / elapsed
+    holds = page.evaluate("() => window.telesurg.hud.holds") - holds0
+    keys = [k / 1e3 - wall_minus_mono for k in page.evaluate("() => window.__keys")]
+    shown = page.evaluate("() => window.__shown")
+    for v in pages:
+        v.close()
+    # Frames: displayed per second, state sampled → displayed (robot clock).
+    ids = sorted({int(s[2]) for s in shown})
+    fps = len(ids) / elapsed
+    first_shown: dict[int, tuple[float, float]] = {}
+    for wall_ms, state_s, frame in shown:
+        first_shown.setdefault(int(frame), (wall_ms / 1e3 - wall_minus_mono, state_s))
+    sampled = [(disp - state) * 1e3 for disp, state in first_shown.values()]
+    return {"viewers": viewers, "keys": keys, "cmd_latency_ms": cmd_latency, "hud_hz": hud_rate, "fps": fps,
+            "sampled_to_displayed_ms": sampled, "holds": holds, "window_s": [t0, t0 + elapsed]}  # fmt: skip
+
+
+def input_to_accepted(record: Path, keys: list[float]) -> list[float]:
+    """Per key press: the first accepted command after it whose target moved (ms)."""
+    cmds = [r for r in read_topic(record, "/robot/commands") if r["accepted"]]
+    t = np.asarray([c["received_robot_s"] for c in cmds])
+    target = np.asarray([c["target_m"] for c in cmds])
+    moved = np.r_[False, np.linalg.norm(np.diff(target, axis=0), axis=1) > 1e-7]
+    out = []
+    for k in keys:
+        after = np.nonzero((t >= k) & moved)[0]
+        if len(after) and t[after[0]] - k < 0.2:
+            out.append((t[after[0]] - k) * 1e3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="measurement per viewer count (s)")
+    ap.add_argument("--viewers", type=int, nargs="+", default=[0, 1, 3])
+    ap.add_argument("--json", type=Path, default=HERE / "browser_console.json")
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(tempfile.mkdtemp(prefix="browser_console_"))
+    cmd, tel, ctl, state, signal_port, http_port, web_port = free_loopback_ports(7)
+    record = folder / "robot.mcap"
+    robot_tables = {
+        "": {"record": str(record), "status_every_s": 5.0, "state_port": state, "video_signal_port": signal_port},
+        "endpoints": endpoint_table([cmd, tel, ctl]),
+        "arm": {"preload": ["Reach"]},
+    }
+    procs: list[CliProcess] = []
+    try:
+        procs.append(start("robot", folder, robot_tables, name="robot", timeout_s=60, what="the robot"))
+        video_tables = {"": {"signal_port": signal_port, "http_port": http_port},
+                        "renderer": {"state_url": f"tcp://127.0.0.1:{state}"}}  # fmt: skip
+        procs.append(start("video", folder, video_tables, name="video", timeout_s=60, what="the media process"))
+        console_cfg = write_toml(
+            folder / "console.toml",
+            "console",
+            {"": {"input": "web"}, "endpoints": endpoint_table([cmd, tel, ctl]), "video": {"enabled": True},
+             "web": {"port": web_port}},
+        )  # fmt: skip
+        console = CliProcess(["console", "--config", str(console_cfg)], folder / "console.log", ready="surgeon page at")
+        procs.append(console)
+        if not console.wait_ready(60):
+            raise RuntimeError("the browser console did not start:\n" + "\n".join(console.lines[-20:]))
+        results = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+            page = browser.new_page(viewport={"width": 1000, "height": 520})
+            page.add_init_script(PROBE)
+            page.goto(f"http://127.0.0.1:{web_port}/")
+            _wait(page, "() => window.telesurg.role === 'driver' && window.telesurg.frames > 10")
+            page.evaluate(SAMPLE_FRAMES)
+            page.keyboard.press("KeyE")
+            _wait(page, "() => window.telesurg.hud && window.telesurg.hud.engaged")
+            for n in args.viewers:
+                print(f"measuring with {n} viewer(s) for {args.seconds:g} s…", flush=True)
+                results.append(measure(page, browser, f"http://127.0.0.1:{http_port}/", n, args.seconds, record))
+            browser.close()
+    finally:
+        for p in reversed(procs):
+            p.stop(10)
+    rows = []
+    for r in results:
+        lat = input_to_accepted(record, r["keys"])
+        rows.append({
+            "viewers": r["viewers"],
+            "input_to_accepted_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99), "n": len(lat)},
+            "console_send_to_accepted_ms": {"p50": _pct(r["cmd_latency_ms"], 50), "p99": _pct(r["cmd_latency_ms"], 99)},
+            "hud_hz": r["hud_hz"],
+            "fps": r["fps"],
+            "sampled_to_displayed_ms": {"p50": _pct(r["sampled_to_displayed_ms"], 50),
+                                        "p99": _pct(r["sampled_to_displayed_ms"], 99)},
+            "holds": r["holds"],
+        })  # fmt: skip
+    print()
+    print("| viewers | input → accepted p50 / p99 ms | console send → accepted p50 / p99 ms | HUD Hz | fps | "
+          "sampled → displayed p50 / p99 ms | holds |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        i, c, s = row["input_to_accepted_ms"], row["console_send_to_accepted_ms"], row["sampled_to_displayed_ms"]
+        print(
+            f"| {row['viewers']} | {i['p50']:.1f} / {i['p99']:.1f} (n={i['n']}) | {c['p50']:.2f} / {c['p99']:.2f} "
+            f"| {row['hud_hz']:.0f} | {row['fps']:.1f} | {s['p50']:.0f} / {s['p99']:.0f} | {row['holds']} |"
+        )
+    out = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "seconds": args.seconds,
+        "rows": rows,
+        "command": "bench/browser_console.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
