@@ -9,7 +9,7 @@ viewer pages (the media process's page, in the same browser) and measures for ``
   the robot's supervisor accepted whose target moved (the robot's recording). Page time is mapped to
   the robot's clock through the wall clock (``performance.timeOrigin`` + ``now()`` against this
   process's ``time.time() − time.monotonic()``; one host, so exact to the clocks' resolution). Each
-  sample: hold the clutch, press a key for 150 ms, release, wait 350 ms.
+  sample: press the clutch, 100 ms later a key for 150 ms, release both, wait 250 ms.
 - **console send → accepted** (the terminal console's figure, measured the same way by the console
   core from the telemetry echo): the HUD's command latency, sampled.
 - **HUD rate**: HUD messages received by the page per second.
@@ -55,7 +55,8 @@ HERE = Path(__file__).resolve().parent
 PROBE = """
 window.__keys = []; window.__shown = []; window.__hud = 0;
 document.addEventListener("keydown", (ev) => {
-  if (!ev.repeat) window.__keys.push(performance.timeOrigin + performance.now());
+  const t = performance.timeOrigin + performance.now();
+  if (!ev.repeat && (ev.code === "KeyD" || ev.code === "KeyA")) window.__keys.push(t);
 }, true);
 """
 SAMPLE_FRAMES = """
@@ -88,6 +89,7 @@ def _wait(page: Any, check: str, timeout_s: float = 60.0) -> None:
 
 
 def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: float, record: Path) -> dict[str, Any]:
+    holds0 = page.evaluate("() => window.telesurg.hud.holds")  # a viewer joining may cause one
     pages = []
     for _ in range(viewers):
         v = browser.new_page(viewport={"width": 800, "height": 600})
@@ -96,25 +98,30 @@ def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: flo
     for v in pages:
         _wait(v, "() => window.telesurg.framesDecoded > 5")
     page.wait_for_timeout(2000)  # settle
+    if page.evaluate("() => window.telesurg.hud.hold"):
+        page.keyboard.press("KeyE")  # re-engage, as the surgeon would, once video is fresh
+        _wait(page, "() => !window.telesurg.hud.hold", 10.0)
     wall_minus_mono = time.time() - time.monotonic()
     page.evaluate("() => { window.__keys = []; window.__shown = []; }")
     hud0 = page.evaluate("() => window.telesurg.hudCount")
-    holds0 = page.evaluate("() => window.telesurg.hud.holds")
     cmd_latency = []
     t0 = time.monotonic()
     key = 0
-    page.keyboard.down("Space")
     while time.monotonic() - t0 < seconds:
+        # One sample: clutch, then a key for 150 ms (the clutch is pressed afresh each time: a
+        # focus change releases every held key on the page, as it must for a person).
         k = ("KeyD", "KeyA")[key % 2]
         key += 1
+        page.keyboard.down("Space")
+        page.wait_for_timeout(100)
         page.keyboard.down(k)
         page.wait_for_timeout(150)
         page.keyboard.up(k)
-        page.wait_for_timeout(350)
+        page.keyboard.up("Space")
+        page.wait_for_timeout(250)
         lat = page.evaluate("() => window.telesurg.hud && window.telesurg.hud.cmd_latency_ms")
         if lat is not None:
             cmd_latency.append(float(lat))
-    page.keyboard.up("Space")
     elapsed = time.monotonic() - t0
     hud_rate = (page.evaluate("() => window.telesurg.hudCount") - hud0) / elapsed
     holds = page.evaluate("() => window.telesurg.hud.holds") - holds0

@@ -102,6 +102,11 @@ def hud(console: Console, web: WebServer, alerts: dict[str, str] | None = None) 
         "estop_pressed": console.estop_pressed,
         "hold": console.video_hold,
         "holds": console.video_holds,
+        "input": (
+            {"accepted": console.device.accepted, "dropped": dict(console.device.dropped)}
+            if isinstance(console.device, PageInput)
+            else None
+        ),
         "cmd_latency_ms": console.latencies[-1] * 1e3 if console.latencies else None,
         "video_latency_ms": (video.latency_s() or math.nan) * 1e3 if video is not None else None,
         "video_age_ms": None,
@@ -153,6 +158,11 @@ def _serve(console: Console, req: PageRequest) -> tuple[bool, str, dict[str, Any
     if op == "engage":
         if console.estop_pressed:
             return False, "e-stop pressed: reset first", {}
+        if console.session:  # engaged already: a re-engage ends the video hold once video is fresh
+            device = console.device
+            if isinstance(device, PageInput):
+                device.press_engage()
+            return True, "", {}
         console.engage()
         return True, "", {}
     if op == "disengage":
@@ -214,8 +224,8 @@ def run_browser(console: Console) -> int:
             now = console.link.true_clock()
             console.tick(now)
             active = alerts_now(console, alerts, now)
-            if now >= next_hud:
-                next_hud = now + hud_every
+            if now >= next_hud:  # on schedule (not now + period: ticks are 5 ms apart)
+                next_hud = next_hud + hud_every if now - next_hud < hud_every else now + hud_every
                 web.publish(hud(console, web, active))
             rate.advance()
             console.link.wait_until(rate.deadline_s)

@@ -89,6 +89,7 @@ class PageInput:
         #: Events dropped as out of order, as stale, and as malformed.
         self.dropped = {"order": 0, "stale": 0, "malformed": 0}
         self.accepted = 0
+        self._engage = False
 
     def push(self, data: str | bytes, arrival_s: float) -> bool:
         """Take one event (JSON) that arrived at ``arrival_s`` (console clock, s); False if dropped."""
@@ -112,6 +113,11 @@ class PageInput:
             self.accepted += 1
             return True
 
+    def press_engage(self) -> None:
+        """The surgeon re-engages while engaged (after the console's stale-video hold): the next
+        read carries an engage press, which ends the hold once video is fresh."""
+        self._engage = True
+
     def page_left(self) -> None:
         """The page closed or its channel broke: release the clutch now."""
         with self._lock:
@@ -128,9 +134,10 @@ class PageInput:
             event, arrival = self._event, self._arrival_s
         dt = 0.0 if self._last_read_s is None else min(0.1, max(0.0, now_s - self._last_read_s))
         self._last_read_s = now_s
+        engage, self._engage = self._engage, False
         live = event is not None and event.visible and now_s - arrival <= cfg.silence_s
         if not live or event is None:
-            return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=False)
+            return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=False, engage=engage)
         axes = np.clip(np.asarray(event.axes, dtype=float), -1.0, 1.0)
         axes = np.where(np.abs(axes) < cfg.dead_zone, 0.0, axes)
         speed = cfg.speed_m_s * (cfg.fine_scale if event.fine else 1.0)
@@ -138,7 +145,7 @@ class PageInput:
             self.hand_m = self.hand_m + speed * axes * dt
         jaw_rate = 0.0 if abs(event.jaw) < cfg.dead_zone else float(np.clip(event.jaw, -1.0, 1.0))
         self.jaw = float(np.clip(self.jaw + cfg.jaw_per_s * jaw_rate * dt, 0.0, 1.0))
-        return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=event.clutch)
+        return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=event.clutch, engage=engage)
 
     def close(self) -> None:
         pass

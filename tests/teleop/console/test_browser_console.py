@@ -391,3 +391,32 @@ def test_in_a_still_frame_the_twins_ghost_lands_on_the_tool(surgeon, browser, tm
     nearest = np.min(np.hypot(xs - x, ys - y))
     assert nearest < 8, f"the ghost's tip ({x}, {y}) is {nearest:.0f} px from the tool"
     assert np.hypot(np.median(xs) - x, 0) < 40  # and on the tool's own column, not another grey thing
+
+
+def test_after_a_stale_video_hold_e_re_engages_instead_of_disengaging(surgeon, browser) -> None:
+    import os
+    import signal
+
+    stack = surgeon()
+    page = _open(browser, stack.url)
+    keys = Keys(page)
+    keys.engage()
+    _wait(page, "engaged", lambda s: s["hud"]["engaged"])
+    pid = stack.video.video.proc.pid
+    os.kill(pid, signal.SIGSTOP)  # the video stops reaching the page
+    try:
+        _wait(page, "the console holds for stale video", lambda s: bool(s["hud"]["hold"]), 10.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _wait(page, "fresh video again", lambda s: s["hud"]["video_age_ms"] is not None and s["hud"]["video_age_ms"] < 300)
+    assert _state(page)["hud"]["hold"]  # the hold waits for the surgeon
+    keys.engage()  # E while holding: re-engage
+    s = _wait(page, "the hold ended", lambda s: not s["hud"]["hold"], 10.0)
+    assert s["hud"]["engaged"]  # still engaged: E did not disengage
+    # and the clutch moves the tool again
+    before = _tool_goal(s)[0]
+    keys.set(np.array([1.0, 0.0, 0.0]), clutch=True)
+    page.wait_for_timeout(400)
+    keys.set(np.zeros(3), clutch=False)
+    page.wait_for_timeout(300)
+    assert np.linalg.norm(_tool_goal(_state(page))[0] - before) > 0.002

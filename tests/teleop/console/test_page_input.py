@@ -107,3 +107,11 @@ def test_the_hold_judges_the_frames_the_page_displays() -> None:
     assert math.isinf(video.age_s(5.2))
     assert not video.report("garbage", 5.3)
     assert np.isfinite(video.samples[0])
+
+
+def test_a_re_engage_request_is_one_engage_press_on_the_next_read() -> None:
+    dev = PageInput()
+    dev.push(_event(1, 0.0), 0.0)
+    dev.press_engage()
+    assert dev.read(0.005, None, MAPPING).engage
+    assert not dev.read(0.010, None, MAPPING).engage
