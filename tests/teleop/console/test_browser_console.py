@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from telesurg.teleop.wire.channels import free_loopback_ports
 from ...system_programs import require
 from ..conftest import RobotProcess
 from ..video.test_video import VideoStack
+from ..video.test_viewer import _status
 
 pytestmark = pytest.mark.slow
 
@@ -288,15 +287,6 @@ def test_the_estop_button_latches_and_closing_the_page_releases_the_clutch(surge
     stack.robot.kill()
     events = list(read_topic(stack.robot.record, "/robot/events"))
     assert any(e["state"] == "ESTOP" for e in events), events
-
-
-def _status(url: str, data: bytes | None = None) -> int:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def test_a_wrong_or_missing_token_is_refused_by_the_page_and_every_endpoint(surgeon, browser) -> None:
