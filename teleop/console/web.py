@@ -38,7 +38,7 @@ from typing import Any
 from telesurg.teleop.console.page_input import PageInput, PageInputConfig
 from telesurg.teleop.console.page_video import PageVideo
 from telesurg.teleop.video.aiortc_patches import use_ice_addresses
-from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig
+from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig, read_offer, token_ok
 from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
 from telesurg.teleop.wire.channels import is_loopback
 from telesurg.teleop.wire.ports import listen_tcp
@@ -211,9 +211,7 @@ class WebServer:
         self.url = f"{'https' if tls else 'http'}://{host}:{port}/{query}"
 
     def _authorised(self, token: Any) -> bool:
-        if not self.config.needs_token:
-            return True
-        return isinstance(token, str) and secrets.compare_digest(token, self.token)
+        return token_ok(self.config.needs_token, self.token, token)
 
     async def _page(self, request: Any) -> Any:
         from aiohttp import web
@@ -225,20 +223,7 @@ class WebServer:
         return web.Response(text=PAGE.read_text(), content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def _body(self, request: Any) -> tuple[dict[str, Any] | None, Any]:
-        from aiohttp import web
-
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return None, web.json_response({"error": "expected JSON"}, status=400)
-        if not isinstance(body, dict) or not self._authorised(body.get("token")):
-            return None, web.json_response({"error": "forbidden: wrong or missing token"}, status=403)
-        if self.config.needs_token:
-            self.guard.trust(request)
-        sdp = body.get("sdp")
-        if not isinstance(sdp, str) or len(sdp) > 32_768:
-            return None, web.json_response({"error": "expected an SDP offer"}, status=400)
-        return body, None
+        return await read_offer(request, self.guard, self.config.needs_token, self.token)
 
     async def _connect(self, request: Any) -> Any:
         from aiohttp import web

@@ -163,3 +163,30 @@ class ConnectionGuard:
                     conn.arm()
 
         return guard
+
+
+def token_ok(needed: bool, expected: str, given: Any) -> bool:
+    """Whether a request may proceed: no token needed, or ``given`` is ``expected`` (constant time)."""
+    import secrets
+
+    return not needed or (isinstance(given, str) and secrets.compare_digest(given, expected))
+
+
+async def read_offer(request: Any, guard: ConnectionGuard, needed: bool, token: str) -> tuple[dict | None, Any]:
+    """The JSON body of a signalling request (``{sdp, token, …}``) as (body, None), or (None, the
+    error response): 400 for malformed JSON or a missing/oversized SDP, 403 for a wrong token. A
+    request with the valid token is trusted by ``guard`` (no untrusted-connection cap)."""
+    from aiohttp import web
+
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None, web.json_response({"error": "expected JSON {sdp, type, token}"}, status=400)
+    if not isinstance(body, dict) or not token_ok(needed, token, body.get("token")):
+        return None, web.json_response({"error": "forbidden: wrong or missing token"}, status=403)
+    if needed:
+        guard.trust(request)
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or len(sdp) > 32_768:
+        return None, web.json_response({"error": "expected an SDP offer"}, status=400)
+    return body, None

@@ -42,7 +42,7 @@ from typing import Any
 
 from telesurg.teleop.robot.realtime import give_back_freed_memory
 from telesurg.teleop.video.aiortc_patches import on_keyframe_request, tap_rtp, use_ice_addresses
-from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig
+from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig, read_offer, token_ok
 from telesurg.teleop.video.renderer import RendererConfig
 from telesurg.teleop.video.source import FrameSource
 from telesurg.teleop.video.tracks import VIDEO_MIME, SharedEncoder, rendered_track_class
@@ -264,7 +264,7 @@ class MediaServer:
         self.http_url = f"http://{self.config.http_host}:{port}/{query}"
 
     def _authorised(self, token: str | None) -> bool:
-        return not self.config.needs_token or (token is not None and secrets.compare_digest(token, self.token))
+        return token_ok(self.config.needs_token, self.token, token)
 
     async def _page(self, request: Any) -> Any:
         from aiohttp import web
@@ -278,16 +278,11 @@ class MediaServer:
     async def _http_offer(self, request: Any) -> Any:
         from aiohttp import web
 
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "expected JSON {sdp, type, token}"}, status=400)
-        if not isinstance(body, dict) or not self._authorised(body.get("token")):
-            return web.json_response({"error": "forbidden: wrong or missing token"}, status=403)
-        if self.config.needs_token:
-            self.guard.trust(request)
-        sdp = body.get("sdp")
-        if body.get("type") != "offer" or not isinstance(sdp, str) or len(sdp) > 32_768:
+        body, error = await read_offer(request, self.guard, self.config.needs_token, self.token)
+        if body is None:
+            return error
+        sdp = body["sdp"]
+        if body.get("type") != "offer":
             return web.json_response({"error": "expected an SDP offer"}, status=400)
         name = f"browser-{request.remote}-{secrets.token_hex(3)}"
         try:
