@@ -121,6 +121,11 @@ class SurgicalArm:
         """The RCM (trocar point) in the base frame."""
         return self.kin.rcm_in_base_m.copy()
 
+    def outside_links(self) -> tuple[int, ...]:
+        """The arm's links that stay outside the patient (above the RCM): the base, the outer yaw
+        and pitch links. Everything from the insertion stage on enters through the trocar."""
+        return (-1, self.sim.link(self.name, "yaw_link"), self.sim.link(self.name, "pitch_link"))
+
     def world_to_base(self, p_world: np.ndarray) -> np.ndarray:
         return self.base.from_parent(p_world)
 

@@ -43,7 +43,7 @@ from telesurg.envs.grasp import GraspConfig, Grasper
 from telesurg.envs.layout import ROBOT_FIELDS, ObsLayout
 from telesurg.envs.safety import ForceLimits
 from telesurg.envs.scene import PatientScene, SceneConfig
-from telesurg.envs.sim import Sim, SimConfig
+from telesurg.envs.sim import CameraSpec, Sim, SimConfig
 from telesurg.envs.tasks.base import StepResult, Task
 from telesurg.envs.tissue import TissueContact
 
@@ -173,6 +173,11 @@ class SurgicalEnv(gym.Env):
     def limits(self) -> ForceLimits:
         return self.config.limits
 
+    @property
+    def camera(self) -> CameraSpec:
+        """The endoscope (world frame): the scene's configured camera, else the task's own view."""
+        return self.config.scene.camera or self.task.camera()
+
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
@@ -211,7 +216,7 @@ class SurgicalEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        return self.scene.render(self.config.render_width, self.config.render_height)
+        return self.sim.render(self.camera, self.config.render_width, self.config.render_height)
 
     def close(self) -> None:
         self.grasper.release()

@@ -46,9 +46,8 @@ class SceneConfig:
 
     trocar_m: tuple[float, float, float] = (0.07, 0.0, 0.11)
     tissue: TissueConfig = field(default_factory=TissueConfig)
-    camera: CameraSpec = field(
-        default_factory=lambda: CameraSpec(eye_m=(0.0, -0.06, 0.08), target_m=(0.0, 0.0, 0.0), fov_deg=60.0)
-    )
+    #: The endoscope; None (the default) takes the task's own view (``Task.camera``).
+    camera: CameraSpec | None = None
     home_tip_m: tuple[float, float, float] = (0.0, 0.0, 0.05)
     workspace_low_m: tuple[float, float, float] = (-0.07, -0.07, -0.025)
     workspace_high_m: tuple[float, float, float] = (0.07, 0.07, 0.08)
@@ -72,6 +71,19 @@ class SceneConfig:
             raise ValueError(f"the trocar must be at least 0.04 m above the tissue surface, got z={t[2]:.3f} m")
         if np.any(np.asarray(self.workspace_low_m) >= np.asarray(self.workspace_high_m)):
             raise ValueError("workspace_low_m must be below workspace_high_m on every axis")
+
+
+#: Where the endoscope sits relative to the point it looks at (m, world frame): behind (−y) and above
+#: the tissue, looking down at about 57° from the horizontal, as a laparoscope through an umbilical
+#: port does. From there a 60° view holds the whole tool-tip workspace (±0.07 m), the instrument
+#: coming in from the upper right, and the tool tip at home (0, 0, 0.05 m).
+ENDOSCOPE_OFFSET_M = (0.0, -0.097, 0.15)
+
+
+def endoscope_view(look_at_m: tuple[float, float, float], fov_deg: float = 60.0) -> CameraSpec:
+    """The endoscope looking at ``look_at_m`` (world frame, m) from ``ENDOSCOPE_OFFSET_M`` away."""
+    eye = tuple(float(a + b) for a, b in zip(look_at_m, ENDOSCOPE_OFFSET_M, strict=True))
+    return CameraSpec(eye_m=eye, target_m=tuple(float(v) for v in look_at_m), fov_deg=fov_deg)  # type: ignore[arg-type]
 
 
 def camera_intrinsics(camera: CameraSpec, width: int, height: int) -> tuple[float, float, float, float]:
@@ -150,9 +162,6 @@ class PatientScene:
         else:
             shape = {"kind": "sphere", "radius_m": radius_m}
         self.sim.create_body(name, [shape], collision=False, rgba=rgba)
-
-    def render(self, width: int, height: int) -> np.ndarray:
-        return self.sim.render(self.config.camera, width, height)
 
 
 def _quat_from_axes_tangent(angle: float) -> tuple[float, float, float, float]:

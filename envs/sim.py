@@ -547,16 +547,19 @@ class Sim:
         pb.removeConstraint(constraint_id, physicsClientId=self.client)
 
     # ------------------------------------------------------------------ scene state (mirroring)
-    def visual_primitives(self) -> list[tuple[str, np.ndarray, tuple[float, float, float, float]]]:
+    def visual_primitives(self) -> list[tuple[str, np.ndarray, tuple[float, float, float, float], str, int]]:
         """Every visible visual shape of the world, posed now, as a renderer draws it: (``"box"``,
         ``"sphere"`` or ``"cylinder"``, its 4×4 model matrix in the world frame scaling a unit
         primitive — box of side 1 m, sphere of radius 1 m, cylinder of radius 1 m and length 1 m
-        along z — and its RGBA colour). Capsules become a cylinder and two spheres, planes a thin
-        10 m box; meshes are not drawn (this project's scenes have none)."""
+        along z — its RGBA colour, the name of its body and its link index, −1 for the base).
+        Capsules become a cylinder and two
+        spheres, planes a thin 10 m box; meshes are not drawn (this project's scenes have none)."""
         c = self.client
-        out: list[tuple[str, np.ndarray, tuple[float, float, float, float]]] = []
+        names = {body: name for name, body in self.bodies.items()}
+        out: list[tuple[str, np.ndarray, tuple[float, float, float, float], str, int]] = []
         for i in range(pb.getNumBodies(physicsClientId=c)):
             body = pb.getBodyUniqueId(i, physicsClientId=c)
+            name = names.get(body, "")
             links: dict[int, np.ndarray] = {}
             for shape in pb.getVisualShapeData(body, physicsClientId=c):
                 link, kind, dims, local_pos, local_quat = shape[1], shape[2], shape[3], shape[5], shape[6]
@@ -572,20 +575,20 @@ class Sim:
                     links[link] = _pose_matrix(pos, quat)
                 frame = links[link] @ _pose_matrix(local_pos, local_quat)
                 if kind == pb.GEOM_BOX:
-                    out.append(("box", frame @ np.diag([*dims, 1.0]), rgba))
+                    out.append(("box", frame @ np.diag([*dims, 1.0]), rgba, name, link))
                 elif kind == pb.GEOM_SPHERE:
                     r = dims[0]
-                    out.append(("sphere", frame @ np.diag([r, r, r, 1.0]), rgba))
+                    out.append(("sphere", frame @ np.diag([r, r, r, 1.0]), rgba, name, link))
                 elif kind in (pb.GEOM_CYLINDER, pb.GEOM_CAPSULE):
                     length, r = dims[0], dims[1]
-                    out.append(("cylinder", frame @ np.diag([r, r, length, 1.0]), rgba))
+                    out.append(("cylinder", frame @ np.diag([r, r, length, 1.0]), rgba, name, link))
                     if kind == pb.GEOM_CAPSULE:
                         for z in (-length / 2, length / 2):
                             end = frame.copy()
                             end[:3, 3] = frame[:3, :3] @ np.array([0.0, 0.0, z]) + frame[:3, 3]
-                            out.append(("sphere", end @ np.diag([r, r, r, 1.0]), rgba))
+                            out.append(("sphere", end @ np.diag([r, r, r, 1.0]), rgba, name, link))
                 elif kind == pb.GEOM_PLANE:
-                    out.append(("box", frame @ np.diag([10.0, 10.0, 1e-4, 1.0]), rgba))
+                    out.append(("box", frame @ np.diag([10.0, 10.0, 1e-4, 1.0]), rgba, name, link))
         return out
 
     def snapshot(self) -> dict[str, dict[str, list[float]]]:

@@ -17,8 +17,8 @@ import numpy as np
 from telesurg.envs.arm import ArmState, SurgicalArm
 from telesurg.envs.grasp import Grasper
 from telesurg.envs.layout import Field
-from telesurg.envs.scene import PatientScene
-from telesurg.envs.sim import Sim
+from telesurg.envs.scene import PatientScene, endoscope_view
+from telesurg.envs.sim import CameraSpec, Sim
 
 
 @dataclass
@@ -49,6 +49,9 @@ class Task(ABC):
     obs_fields: ClassVar[tuple[Field, ...]] = ()
     #: Layout of achieved_goal and desired_goal (the same for both).
     goal_fields: ClassVar[tuple[Field, ...]]
+    #: The point (world frame, m) the endoscope looks at for this task: chosen so that the tool tip
+    #: at home and every place the task puts its objects are in view (``scene.endoscope_view``).
+    view_m: ClassVar[tuple[float, float, float]] = (0.0, 0.012, 0.0)
 
     def __init__(self, sim: Sim, scene: PatientScene, arm: SurgicalArm, grasper: Grasper) -> None:
         self.sim = sim
@@ -60,6 +63,10 @@ class Task(ABC):
     # -- frames -------------------------------------------------------------------------
     def to_base(self, p_world: np.ndarray) -> np.ndarray:
         return self.arm.world_to_base(np.asarray(p_world, dtype=float))
+
+    def camera(self) -> CameraSpec:
+        """The endoscope for this task (world frame), unless the scene configures its own."""
+        return endoscope_view(self.view_m)
 
     def guidance_path_m(self) -> tuple[np.ndarray, np.ndarray] | None:
         """A path the tool should follow (n × 3, base frame, m) and the normal (unit, base frame) of

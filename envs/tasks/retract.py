@@ -25,6 +25,8 @@ class Retract(Task):
 
     name = "Retract"
     max_episode_steps = 125
+    #: The flap lies left of the tool's home: the endoscope looks between them.
+    view_m = (-0.015, 0.012, 0.0)
     uses_jaw = True
     obs_fields = (
         Field("tab_pos_m", 3, "m", "grasp point on the flap's free edge"),

@@ -237,7 +237,7 @@ class SimulatedArm:
         """The endoscope as telemetry carries it: pose in the base frame (looks along +z, image x
         right, y down) and pinhole intrinsics (pixels) for the configured image size."""
         env = self._require()
-        spec = env.scene.config.camera
+        spec = env.camera
         eye = env.arm.world_to_base(np.asarray(spec.eye_m, dtype=float))
         look = env.arm.world_to_base(np.asarray(spec.target_m, dtype=float))
         z = look - eye

@@ -12,7 +12,8 @@ state or queues frames: a slow render lowers the frame rate, never adds latency.
 
 Renderer back ends (``RendererConfig.backend``), per 640×480 frame on the 2-core CPU with nothing
 else running: ``gl`` — ``telesurg.teleop.video.glrender``, a lean OpenGL renderer of the same pybullet visual
-shapes (moderngl on EGL: Mesa's llvmpipe here, a GPU elsewhere), ~5 ms; ``egl`` — pybullet's EGL
+shapes with textured tissue and shadows (moderngl on EGL: Mesa's llvmpipe here, a GPU elsewhere),
+6.5–8 ms; ``egl`` — pybullet's EGL
 plugin, 17–25 ms; ``tiny`` — pybullet's TinyRenderer (always available), ~80 ms. ``auto`` takes
 the first that works, in that order, and says why it skipped one.
 """
@@ -108,12 +109,21 @@ class SceneMirror:
     def _render(self, task: str, width: int, height: int) -> np.ndarray:
         env = self._envs[task]
         if self.backend != "gl":
-            return env.scene.render(width, height)
+            return env.sim.render(env.camera, width, height)
         gl = self._gl.get(task)
         if gl is None or (gl.width, gl.height) != (width, height):
             from telesurg.teleop.video.glrender import GLSceneRenderer
 
-            gl = self._gl[task] = GLSceneRenderer(env.sim, env.scene.config.camera, width, height)
+            gl = self._gl[task] = GLSceneRenderer(
+                env.sim,
+                env.camera,
+                width,
+                height,
+                textured=tuple(body for body, _ in env.scene.tissue_bodies),
+                outside=tuple((env.arm.name, link) for link in env.arm.outside_links()),
+                wall_z_m=env.config.scene.trocar_m[2],
+                static=(env.scene.TISSUE,),
+            )
         return gl.render()
 
     def apply(self, tel: p.Telemetry) -> None:

@@ -80,7 +80,7 @@ def test_camera_intrinsics_match_the_render_projection(make_env) -> None:
     env = make_env(env_id("Reach"), render_mode="rgb_array", render_width=160, render_height=120)
     base = env.unwrapped
     env.reset(seed=0)
-    cam = base.scene.config.camera
+    cam = base.camera
     fx, fy, cx, cy = camera_intrinsics(cam, 160, 120)
     assert fx == fy and (cx, cy) == (80, 60)
     assert math.isclose(math.degrees(2 * math.atan((120 / 2) / fy)), cam.fov_deg)

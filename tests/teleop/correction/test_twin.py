@@ -103,7 +103,7 @@ def test_the_ghost_lands_on_the_tool_in_the_camera_image() -> None:
         env = arm.env
         assert env is not None
         w, h = 320, 240
-        image = env.scene.render(w, h).astype(int)
+        image = env.sim.render(env.camera, w, h).astype(int)
         camera = _camera(arm)  # intrinsics for 640 × 480: projected at 320 × 240, as the video may be
         green = (image[..., 1] > image[..., 0] + 40) & (image[..., 1] > image[..., 2] + 40)
         ys, xs = np.nonzero(green)

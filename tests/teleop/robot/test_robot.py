@@ -199,7 +199,8 @@ def test_camera_is_a_unit_quaternion_looking_at_the_scene_with_consistent_intrin
     assert (cam.width, cam.height) == (800, 600)
     assert (cam.cx, cam.cy) == (400.0, 300.0)
     assert cam.fx == pytest.approx(cam.fy)
-    spec = SceneConfig().camera
+    assert fresh.env is not None
+    spec = fresh.env.camera
     # The vertical field of view recovered from the intrinsics is the scene camera's.
     assert math.degrees(2 * math.atan(cam.height / 2 / cam.fy)) == pytest.approx(spec.fov_deg)
     assert 0 < cam.near_m < cam.far_m

@@ -144,12 +144,12 @@ def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
             arm.update(0.002)
         env = arm.env
         assert env is not None
-        gl = GLSceneRenderer(env.sim, env.scene.config.camera, 320, 240)
+        gl = GLSceneRenderer(env.sim, env.camera, 320, 240)
         try:
             ours = gl.render().astype(int)
         finally:
             gl.close()
-        theirs = env.scene.render(320, 240).astype(int)
+        theirs = env.sim.render(env.camera, 320, 240).astype(int)
         for image in (ours, theirs):
             assert image.shape == (240, 320, 3)
 
@@ -157,8 +157,8 @@ def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
         def green(im: np.ndarray) -> np.ndarray:
             return (im[..., 1] > im[..., 0] + 40) & (im[..., 1] > im[..., 2] + 40)
 
-        def grey(im: np.ndarray) -> np.ndarray:
-            return (np.ptp(im, axis=2) < 25) & (im.mean(axis=2) > 60)
+        def grey(im: np.ndarray) -> np.ndarray:  # metal: not pybullet's white beyond the tissue's far edge
+            return (np.ptp(im, axis=2) < 25) & (im.mean(axis=2) > 60) & (im.min(axis=2) < 250)
 
         assert np.linalg.norm(_centroid(green(ours)) - _centroid(green(theirs))) < 3.0
         assert np.linalg.norm(_centroid(grey(ours)) - _centroid(grey(theirs))) < 8.0
