@@ -64,6 +64,12 @@ class Task(ABC):
     def to_base(self, p_world: np.ndarray) -> np.ndarray:
         return self.arm.world_to_base(np.asarray(p_world, dtype=float))
 
+    @classmethod
+    def force_band_N(cls) -> tuple[float, float] | None:
+        """The contact force (N) the task asks the tool to keep, (low, high); None when it asks none.
+        Consoles draw it on their force bar."""
+        return None
+
     def camera(self) -> CameraSpec:
         """The endoscope for this task (world frame), unless the scene configures its own."""
         return endoscope_view(self.view_m)

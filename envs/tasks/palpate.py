@@ -55,6 +55,10 @@ class Palpate(Task):
         self.spot_m = self.to_base(spot_world)
         self.hold_s = 0.0
 
+    @classmethod
+    def force_band_N(cls) -> tuple[float, float] | None:
+        return (cls.target_force_N - cls.band_half_width_N, cls.target_force_N + cls.band_half_width_N)
+
     def _in_band(self, tip: np.ndarray, force: float) -> bool:
         near = np.linalg.norm(tip[:2] - self.spot_m[:2]) <= self.spot_tolerance_m
         return bool(near and abs(force - self.target_force_N) <= self.band_half_width_N)

@@ -37,6 +37,10 @@ class Trace(Task):
     lookahead_distance_m = 0.005
     end_tolerance = 0.02
 
+    @classmethod
+    def force_band_N(cls) -> tuple[float, float] | None:
+        return (cls.band_low_N, cls.band_high_N)
+
     def build(self) -> None:
         seg_len = self.path_length_m / self.segments
         for i in range(self.segments):

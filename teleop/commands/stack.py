@@ -143,7 +143,6 @@ def _cmd_console(args: argparse.Namespace) -> int:
     from telesurg.teleop.console.core import Console
     from telesurg.teleop.console.robot_link import ConsoleError
     from telesurg.teleop.settings import ConfigError, load_section
-    from telesurg.teleop.video.client import NoWindowError
 
     overrides = {
         "input": "web" if args.web else args.input,
@@ -177,8 +176,6 @@ def _cmd_console(args: argparse.Namespace) -> int:
             console: Console = FaultyConsole(config, faults)
         else:
             console = Console(config)
-    except NoWindowError as exc:  # show = true comes from the file
-        raise CliError(f"{args.config + ': ' if args.config else ''}{exc}") from None
     except (ConfigError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
     try:

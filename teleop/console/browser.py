@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from telesurg.envs.tasks import TASKS_BY_NAME
 from telesurg.teleop.console.alerts import Alerts
 from telesurg.teleop.console.episodes import print_summary
 from telesurg.teleop.console.page_input import PageInput
@@ -137,6 +138,8 @@ def hud(console: Console, web: WebServer, alerts: dict[str, str] | None = None) 
         )
         if tel.task is not None:
             t = tel.task
+            task_class = TASKS_BY_NAME.get(t.name)
+            out["force_band_N"] = task_class.force_band_N() if task_class is not None else None
             out["task"] = {
                 "name": t.name,
                 "seed": t.seed,

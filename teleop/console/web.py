@@ -39,6 +39,7 @@ from telesurg.teleop.console.page_input import PageInput, PageInputConfig
 from telesurg.teleop.console.page_video import PageVideo
 from telesurg.teleop.video.aiortc_patches import use_ice_addresses
 from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig, read_offer, token_ok
+from telesurg.teleop.video.pages import page_html
 from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, keep_candidates, rtc_configuration
 from telesurg.teleop.wire.channels import is_loopback
 from telesurg.teleop.wire.ports import listen_tcp
@@ -220,7 +221,7 @@ class WebServer:
             return web.Response(status=403, text="403: the surgeon page needs its access token (?token=…)\n")
         if self.config.needs_token:
             self.guard.trust(request)
-        return web.Response(text=PAGE.read_text(), content_type="text/html", headers={"Cache-Control": "no-store"})
+        return web.Response(text=page_html(PAGE), content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def _body(self, request: Any) -> tuple[dict[str, Any] | None, Any]:
         return await read_offer(request, self.guard, self.config.needs_token, self.token)

@@ -4,12 +4,13 @@ video never blocks the command loop.
 The console thread signals (``offer()`` gives the SDP to send on the control channel,
 ``accept(answer)`` completes it) and reads plain attributes: ``newest_state_robot_s`` (robot time
 the newest displayed frame shows), ``frames``, ``samples``. Everything else — receiving, decoding,
-matching frames to their metadata, overlays, the window, ``--save-video`` — runs in the video
+matching frames to their metadata, overlays, ``--save-video`` — runs in the video
 thread. Frames are matched to the metadata the media process sends on the ``meta`` data channel by
 their RTP timestamp (see ``telesurg.teleop.video.media``; aiortc's receiver is told to keep raw RTP timestamps).
 
-A frame is *displayed* when it has been decoded (headless) or drawn (window). Per frame the client
-keeps: display time (console clock), and the metadata (robot clock); with the console's clock-sync
+A frame is *displayed* when it has been decoded (the surgeon watches the page of ``telesurg
+console --web``, which reports the frames it draws itself: ``telesurg.teleop.console.page_video``).
+Per frame the client keeps: display time (console clock), and the metadata (robot clock); with the console's clock-sync
 offset (``offset_s``, set by the console) that gives sampled → displayed and ready → displayed.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 import threading
 import time
@@ -34,12 +34,12 @@ from telesurg.teleop.video.webrtc import LOOPBACK_ADDRESSES, rtc_configuration
 
 #: Frames and metadata waiting for their partner (by RTP timestamp): at most this many each.
 MATCH_WINDOW = 120
-#: Why the console cannot open a window (the pinned OpenCV is the headless build: no libGL needed).
-NO_GUI = "this OpenCV has no GUI support (opencv-python-headless)"
-
-
-class NoWindowError(RuntimeError):
-    """``[console.video] show = true`` asks for a window this OpenCV cannot open."""
+#: Why ``show`` is refused: the OpenCV window is retired (the GUI and headless OpenCV wheels both
+#: install ``cv2`` and cannot coexist, and the pinned headless build has no window).
+WINDOW_RETIRED = (
+    "[console.video] show: the OpenCV video window is retired; the surgeon watches the browser console "
+    "(telesurg launch launch/surgeon.toml, or telesurg console --web) — remove show"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class VideoClientConfig:
     console stops commanding motion until the surgeon re-engages with fresh video; ``reengage_after_s``:
     the scripted surgeon (and trace replay) re-engages once video has been fresh this long (a
     surgeon's reaction); ``link``/``link_down``/``link_up``: emulated network on the video path (both
-    directions / robot → console / console → robot, ``telesurg.teleop.netem.spec`` format); ``show``: an OpenCV
-    window (None: when a display exists and OpenCV can open windows, see ``use_window``);
+    directions / robot → console / console → robot, ``telesurg.teleop.netem.spec`` format); ``show``:
+    retired (the OpenCV window; any value but unset or false is refused with ``WINDOW_RETIRED``);
     ``save_video``: an MP4 of what the surgeon saw (frames with overlays, at display times);
     ``ice_addresses``/``ice_servers`` as in ``telesurg.teleop.video.media.VideoConfig``."""
 
@@ -73,6 +73,8 @@ class VideoClientConfig:
     def __post_init__(self) -> None:
         if self.max_age_s <= 0:
             raise ValueError(f"max_age_s must be positive, got {self.max_age_s}")
+        if self.show:
+            raise ValueError(WINDOW_RETIRED)
         self.link_specs()
 
     def link_specs(self) -> tuple[LinkSpec | None, LinkSpec | None]:
@@ -81,42 +83,6 @@ class VideoClientConfig:
         down = LinkSpec.parse(self.link_down) if self.link_down.strip() else base
         up = LinkSpec.parse(self.link_up) if self.link_up.strip() else base
         return down, up
-
-    @property
-    def window(self) -> bool:
-        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        return self.show if self.show is not None else bool(display)
-
-
-def opencv_has_gui() -> bool:
-    """Whether this OpenCV build can open windows (``opencv-python`` can, the headless build cannot)."""
-    import cv2
-
-    _, found, rest = cv2.getBuildInformation().partition("GUI:")
-    return not found or rest.split("\n", 1)[0].strip() != "NONE"
-
-
-def use_window(config: VideoClientConfig) -> bool:
-    """Whether the console shows the video in a window: ``show = true``, or ``show`` unset and a
-    display present. Without OpenCV GUI support, ``show = true`` raises ``NoWindowError``; unset, the
-    console says so once (one line on stderr) and carries on headless."""
-    if not config.window:
-        return False
-    if opencv_has_gui():
-        return True
-    if config.show:
-        raise NoWindowError(
-            f"[console.video] show = true asks for a video window, but {NO_GUI}: install opencv-python in "
-            "its place (it needs the system's libGL), or remove show to run without one"
-        )
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    print(
-        f"console: no video window on display {display}: {NO_GUI}; carrying on headless "
-        "(opencv-python in its place opens one; [console.video] show = false silences this)",
-        file=sys.stderr,
-        flush=True,
-    )
-    return False
 
 
 @dataclass(frozen=True)
@@ -170,7 +136,7 @@ class VideoClient:
         self._frames_waiting: OrderedDict[int, float] = OrderedDict()
         self._consumer: asyncio.Task[None] | None = None
         self._writer: Any = None
-        self._window = use_window(config)
+        self._hud_meta: dict[str, Any] | None = None
         self._thread.start()
 
     # ------------------------------------------------------------------ console thread
@@ -287,22 +253,16 @@ class VideoClient:
     async def _consume_frames(self, track: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
 
-        need_image = self._window or self.config.save_video is not None or self.config.keep_image
+        need_image = self.config.save_video is not None or self.config.keep_image
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             image = frame.to_ndarray(format="bgr24") if need_image else None
-            if image is not None and (self._window or self.config.save_video):
+            if image is not None and self.config.save_video:
                 image = self._overlay(image)
-                if self._window:
-                    import cv2
-
-                    cv2.imshow("telesurg", image)
-                    cv2.waitKey(1)
-                if self.config.save_video:
-                    self._save(image)
+                self._save(image)
             if image is not None:
                 self.newest_image = image
             displayed = time.monotonic()
@@ -345,7 +305,11 @@ class VideoClient:
         if ghost is not None:
             draw_ghost(image, ghost[0], ghost[1])
         age = time.monotonic() + self.offset_s - self.newest_state_robot_s
-        return draw_hud(image, dict(self.hud), video_latency_s=age)
+        hud = dict(self.hud)
+        meta = self._hud_meta
+        if meta is not None and meta.get("force_limits_N"):
+            hud["force_limits_N"] = tuple(meta["force_limits_N"])
+        return draw_hud(image, hud, video_latency_s=age)
 
     def _save(self, image: np.ndarray) -> None:
         if self._writer is None:

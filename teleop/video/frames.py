@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,11 @@ class FrameMeta:
 
     ``frame_id``: counts rendered frames from 1. ``telemetry_seq``/``state_robot_s``: the telemetry
     message the mirror showed (its sequence number and the robot time it was sampled).
-    ``render_start_s``/``render_end_s``: the render call. ``state``/``force_mag_N``/``tip_m``: the
-    supervisor state, contact force (N) and tool tip (m, base frame) at that sample, for overlays."""
+    ``render_start_s``/``render_end_s``: the render call. ``state``/``reason``/``force_mag_N``/``tip_m``:
+    the supervisor state and its reason, contact force (N) and tool tip (m, base frame) at that
+    sample; ``task``: the task's name, seed, success, episode time and goals as telemetry has them;
+    ``force_limits_N`` (warn, stop) and ``force_band_N`` (the task's target, or None): for the HUD
+    every page draws over the video (``telesurg.teleop.video.web/hud.js``)."""
 
     frame_id: int
     slot: int
@@ -42,6 +46,10 @@ class FrameMeta:
     state: str = ""
     force_mag_N: float = 0.0
     tip_m: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    reason: str = ""
+    task: dict[str, Any] | None = None
+    force_limits_N: tuple[float, float] | None = None
+    force_band_N: tuple[float, float] | None = None
 
 
 class FrameBuffer:

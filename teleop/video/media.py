@@ -43,6 +43,7 @@ from typing import Any
 from telesurg.teleop.robot.realtime import give_back_freed_memory
 from telesurg.teleop.video.aiortc_patches import on_keyframe_request, tap_rtp, use_ice_addresses
 from telesurg.teleop.video.httpguard import ConnectionGuard, GuardConfig, read_offer, token_ok
+from telesurg.teleop.video.pages import page_html
 from telesurg.teleop.video.renderer import RendererConfig
 from telesurg.teleop.video.source import FrameSource
 from telesurg.teleop.video.tracks import VIDEO_MIME, SharedEncoder, rendered_track_class
@@ -273,7 +274,7 @@ class MediaServer:
             return web.Response(status=403, text="403: this viewer needs its access token (?token=…)\n")
         if self.config.needs_token:
             self.guard.trust(request)
-        return web.Response(text=VIEWER_HTML.read_text(), content_type="text/html")
+        return web.Response(text=page_html(VIEWER_HTML), content_type="text/html")
 
     async def _http_offer(self, request: Any) -> Any:
         from aiohttp import web

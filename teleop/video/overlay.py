@@ -9,15 +9,19 @@ from typing import Any
 
 import numpy as np
 
-#: Force drawn as a full bar (N): the default hard contact-force limit.
-FORCE_FULL_N = 6.0
 _STATE_COLOURS = {"ENGAGED": (60, 200, 60), "HOLD": (0, 200, 230), "IDLE": (200, 200, 200), "ESTOP": (40, 40, 230)}
 
 
 def draw_hud(image: np.ndarray, hud: dict[str, Any], video_latency_s: float) -> np.ndarray:
     """Draw the overlays on ``image`` (BGR, modified in place and returned). ``hud`` keys (all
-    optional): ``state``, ``force_N``, ``cmd_latency_s``, ``hold_reason``."""
+    optional): ``state``, ``force_N``, ``cmd_latency_s``, ``hold_reason``, ``force_limits_N`` (warn,
+    stop; from the frame's metadata, the robot scene's own; default ``ForceLimits()``)."""
     import cv2
+
+    from telesurg.envs.safety import ForceLimits
+
+    default = ForceLimits()
+    warn_N, stop_N = hud.get("force_limits_N") or (default.warn_N, default.hard_N)
 
     h, w = image.shape[:2]
     scale = max(0.35, w / 1280)
@@ -31,11 +35,12 @@ def draw_hud(image: np.ndarray, hud: dict[str, Any], video_latency_s: float) -> 
     vid = f"video {video_latency_s * 1e3:5.0f} ms" if math.isfinite(video_latency_s) else "video  --  ms"
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(image, f"{lat}  {vid}", (int(w * 0.3), int(24 * scale * 2)), font, scale, (230, 230, 230), 1)
-    # Force bar on the right edge: green, amber above half the limit, red above 80%.
+    # Force bar on the right edge, full at 1.25 × the stop limit: green, amber from the warn limit,
+    # red from the stop limit (as the pages draw it).
     bar_h = int(h * 0.6)
     x0, y0 = w - int(28 * scale * 2), int(h * 0.2)
-    frac = min(max(force / FORCE_FULL_N, 0.0), 1.0)
-    fill = (60, 200, 60) if frac < 0.5 else (0, 190, 240) if frac < 0.8 else (40, 40, 230)
+    frac = min(max(force / (1.25 * stop_N), 0.0), 1.0)
+    fill = (60, 200, 60) if force < warn_N else (0, 190, 240) if force < stop_N else (40, 40, 230)
     cv2.rectangle(image, (x0, y0), (x0 + int(16 * scale * 2), y0 + bar_h), (80, 80, 80), 1)
     cv2.rectangle(image, (x0, y0 + bar_h - int(bar_h * frac)), (x0 + int(16 * scale * 2), y0 + bar_h), fill, -1)
     cv2.putText(image, f"{force:.1f} N", (x0 - int(20 * scale * 2), y0 + bar_h + int(18 * scale * 2)),

@@ -146,6 +146,16 @@ class SceneMirror:
                 world = env.arm.base_to_world(np.asarray(pose.pos_m, dtype=float))
                 env.sim.reset_base_pose(name, tuple(world), pose.quat_xyzw)
 
+    def force_limits_N(self) -> tuple[float, float] | None:
+        """(warn, stop) contact force (N) of the scene the robot runs (the same env options)."""
+        if self.env is None:
+            return None
+        return (self.env.limits.warn_N, self.env.limits.hard_N)
+
+    def force_band_N(self) -> tuple[float, float] | None:
+        """The loaded task's target contact force band (N), or None."""
+        return None if self.env is None else self.env.task.force_band_N()
+
     def render(self, width: int, height: int) -> np.ndarray:
         """The endoscope view of the mirrored state: (height, width, 3) RGB uint8."""
         if self._loaded is None:
@@ -159,6 +169,20 @@ class SceneMirror:
         for env in self._envs.values():
             env.close()
         self._envs.clear()
+
+
+def _task_summary(task: p.TaskState | None) -> dict[str, Any] | None:
+    """What a page shows of the task (as the surgeon page's HUD has it)."""
+    if task is None:
+        return None
+    return {
+        "name": task.name,
+        "seed": task.seed,
+        "success": task.success,
+        "episode_s": task.episode_s,
+        "achieved": list(task.achieved_goal),
+        "desired": list(task.desired_goal),
+    }
 
 
 def _usable_backend() -> str:
@@ -239,6 +263,10 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
                         state=tel.state,
                         force_mag_N=tel.force_mag_N,
                         tip_m=tel.tool.pos_m,
+                        reason=tel.reason,
+                        task=_task_summary(tel.task),
+                        force_limits_N=mirror.force_limits_N(),
+                        force_band_N=mirror.force_band_N(),
                     )
                 )
             rate.advance()

@@ -120,3 +120,29 @@ def test_scene_state_mirrors_into_another_world(make_env) -> None:
     assert not np.array_equal(source.render(), mirror.render())
     mirror.unwrapped.sim.apply_snapshot(snapshot)
     np.testing.assert_array_equal(source.render(), mirror.render())
+
+
+@pytest.mark.parametrize("task", [t.name for t in TASKS])
+def test_the_force_band_a_console_draws_is_the_one_success_needs(task: str, make_env) -> None:
+    """``Task.force_band_N`` (the target band on every force bar) holds every force the expert's
+    successful episodes keep while the task counts progress; tasks with no band give None."""
+    env = make_env(env_id(task))
+    base = env.unwrapped
+    band = type(base.task).force_band_N()
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=4)
+    expert.reset()
+    held = []
+    for _ in range(300):
+        obs, _, terminated, truncated, info = env.step(expert.action(obs))
+        if info.get("hold_s", 0.0) > 0.0 or info.get("progress_made", False):
+            held.append(info["contact_force_N"])
+        if terminated or truncated:
+            break
+    assert info["is_success"]
+    if task in ("Palpate", "Trace"):
+        assert band is not None and 0.0 < band[0] < band[1] < base.limits.warn_N
+        if task == "Palpate":
+            assert held and all(band[0] - 1e-6 <= f <= band[1] + 1e-6 for f in held)
+    else:
+        assert band is None

@@ -375,12 +375,14 @@ def test_in_a_still_frame_the_twins_ghost_lands_on_the_tool(surgeon, browser, tm
     image = np.asarray(Image.open(tmp_path / "frame.png").convert("RGB"), dtype=float)
     h, w = image.shape[:2]
     x, y = round(tip[0] * w), round(tip[1] * h)
-    grey = (np.ptp(image, axis=2) < 30) & (image.mean(axis=2) > 60)  # the metal tool on pink tissue
+    # The metal tool on pink tissue: grey, neither dark (shadow, vessels) nor a blown-out highlight.
+    grey = (np.ptp(image, axis=2) < 30) & (image.mean(axis=2) > 60) & (image.min(axis=2) < 235)
     ys, xs = np.nonzero(grey)
     assert len(xs) > 50, "no tool in the frame"
-    nearest = np.min(np.hypot(xs - x, ys - y))
-    assert nearest < 8, f"the ghost's tip ({x}, {y}) is {nearest:.0f} px from the tool"
-    assert np.hypot(np.median(xs) - x, 0) < 40  # and on the tool's own column, not another grey thing
+    distance = np.hypot(xs - x, ys - y)
+    assert distance.min() < 8, f"the ghost's tip ({x}, {y}) is {distance.min():.0f} px from the tool"
+    # and on the tool's end, not on another grey thing (the needle): tool pixels all around it
+    assert (distance < 20).sum() > 60, f"only {(distance < 20).sum()} tool pixels within 20 px of the ghost's tip"
 
 
 def test_after_a_stale_video_hold_e_re_engages_instead_of_disengaging(surgeon, browser) -> None:

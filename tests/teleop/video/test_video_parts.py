@@ -5,6 +5,7 @@ serves no video."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import numpy as np
 import pytest
@@ -167,32 +168,19 @@ def test_lean_gl_renderer_draws_the_scene_where_pybullet_does() -> None:
 
 
 @pytest.mark.parametrize("show", [None, True, False])
-def test_without_opencv_gui_support_a_display_gives_one_note_and_show_true_an_error(
+def test_the_opencv_window_is_retired_show_true_says_where_the_video_is(
     show: bool | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import cv2
+    from telesurg.teleop.video.client import WINDOW_RETIRED, VideoClient, VideoClientConfig
 
-    from telesurg.teleop.video.client import NoWindowError, VideoClient, VideoClientConfig, opencv_has_gui
-
-    gui = cv2.getBuildInformation().split("GUI:")[1].split()[0]
-    if gui != "NONE" or opencv_has_gui():
-        pytest.fail(f"this test expects the pinned opencv-python-headless (GUI: NONE), found GUI: {gui}")
-    monkeypatch.setenv("DISPLAY", ":42")
-    config = VideoClientConfig(enabled=True, show=show)
+    monkeypatch.setenv("DISPLAY", ":42")  # a desktop: the console opens no window and says nothing
     if show:
-        with pytest.raises(NoWindowError, match=r"^\[console\.video\] show = true asks for a video window, but this"):
-            VideoClient(config)
+        with pytest.raises(ValueError, match="^" + re.escape(WINDOW_RETIRED) + "$"):
+            VideoClientConfig(enabled=True, show=show)
         return
-    client = VideoClient(config)  # the desktop case of `make demo`: headless, not an error
+    client = VideoClient(VideoClientConfig(enabled=True, show=show))
     client.close()
-    err = capsys.readouterr().err
-    if show is None:
-        assert err == (
-            "console: no video window on display :42: this OpenCV has no GUI support (opencv-python-headless); "
-            "carrying on headless (opencv-python in its place opens one; [console.video] show = false silences this)\n"
-        )
-    else:
-        assert err == ""  # show = false: nothing to say
+    assert capsys.readouterr().err == ""
 
 
 def test_every_aiortc_internal_the_video_path_patches_is_there() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from telesurg.envs.safety import ForceLimits
 from telesurg.teleop.harness.browser import CHROMIUM_ARGS
 
 from ...system_programs import require
@@ -73,11 +74,17 @@ def test_browser_receives_decoded_frames_with_the_token_and_is_refused_without(v
             assert state["error"] is None, state
             assert state["connection"] == "connected", state
             assert state["framesDecoded"] >= 30, state
-            # The metadata channel works: the page shows the supervisor state and force.
-            assert state["meta"] is not None and state["meta"]["state"] in ("IDLE", "ENGAGED", "HOLD", "ESTOP")
-            assert page.inner_text("#state") == state["meta"]["state"]
+            # The metadata channel carries what the HUD draws (the surgeon page's HUD, without
+            # controls): the supervisor state, the robot scene's force limits, the task.
+            meta = state["meta"]
+            assert meta is not None and meta["state"] in ("IDLE", "ENGAGED", "HOLD", "ESTOP")
+            limits = ForceLimits()
+            assert meta["force_limits_N"] == [limits.warn_N, limits.hard_N]
+            assert meta["task"]["name"] == "Reach" and meta["force_band_N"] is None
+            assert state["hudDrawn"] > 0
 
-            shot = tmp_path / "viewer.png"
+            with_hud, shot = tmp_path / "viewer_hud.png", tmp_path / "viewer.png"
+            page.locator("#wrap").screenshot(path=str(with_hud))
             page.evaluate("document.getElementById('hud').style.display = 'none'")  # the video alone
             page.locator("video").screenshot(path=str(shot))
         finally:
@@ -85,7 +92,11 @@ def test_browser_receives_decoded_frames_with_the_token_and_is_refused_without(v
 
     from PIL import Image
 
+    hud = np.asarray(Image.open(with_hud).convert("RGB"), dtype=float)
     image = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
+    # The HUD's bar across the top darkens the video under it; the force bar sits at the bottom left.
+    assert hud[5:45].mean() < 0.8 * image[5:45].mean(), (hud[5:45].mean(), image[5:45].mean())
+    assert hud[450:466, 10:310].mean() < 0.8 * image[450:466, 10:310].mean()
     assert image.shape[0] >= 200 and image.shape[1] >= 300, image.shape
     # Not blank: the tissue, the tool and the props give real contrast (a black or flat frame has ~0).
     assert image.std() > 10.0, image.std()
