@@ -23,7 +23,8 @@ demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted 
 # Defined before the `test` rule: make expands a rule's prerequisites where the rule is read.
 CHROMIUM := /usr/bin/chromium
 XVFB := /usr/bin/Xvfb
-SYSTEM_PROGRAMS := $(CHROMIUM) $(XVFB)
+IP := /usr/sbin/ip
+SYSTEM_PROGRAMS := $(CHROMIUM) $(XVFB) $(IP)
 APT_INSTALL = @echo "installing Debian's $(1) (the tests start $@)"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
 
@@ -37,6 +38,10 @@ $(CHROMIUM):
 
 $(XVFB):
 	$(call APT_INSTALL,xvfb)
+
+# The off-loopback test puts the browser in a network namespace of its own (ip netns, a veth pair).
+$(IP):
+	$(call APT_INSTALL,iproute2)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ import pytest
 PROGRAMS: dict[str, tuple[str, str]] = {
     "chromium": ("/usr/bin/chromium", "chromium"),
     "Xvfb": ("/usr/bin/Xvfb", "xvfb"),
+    "ip": ("/usr/sbin/ip", "iproute2"),
 }
 
 

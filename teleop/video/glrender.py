@@ -326,7 +326,8 @@ class GLSceneRenderer:
     def _shadow_rect(self, casters: list) -> tuple[int, int, int, int] | None:
         """The screen rectangle (x, y, w, h; GL's origin, bottom left) holding every shadow the
         ``casters`` can throw: their parts below the body wall and where the light's rays through
-        those hit the tissue surface (z = 0); None when nothing casts."""
+        those hit the tissue surface (z = 0); None when nothing casts. (One rectangle: cutting the
+        shaft into pieces with a rectangle each drew less area but cost more, 11 ms against 6.)"""
         points = []
         for kind, model, *_ in casters:
             corners = (model[:3, :3] @ _UNIT_BOUNDS[kind].T).T + model[:3, 3]
