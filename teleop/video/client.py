@@ -69,6 +69,9 @@ class VideoClientConfig:
     keep_image: bool = False
     #: A gap of more packets than this (~0.1–0.3 s of video) asks for a keyframe, not retransmissions.
     nack_max_gap_packets: int = 40
+    #: A lost packet still missing this long (s) after its gap was seen is given up for a keyframe:
+    #: long enough for a retransmission or two over a 200 ms link (a NACK round trip ~0.45 s).
+    nack_max_wait_s: float = 0.6
 
     def __post_init__(self) -> None:
         if self.max_age_s <= 0:
@@ -204,7 +207,7 @@ class VideoClient:
 
         for transceiver in pc.getTransceivers():
             keep_rtp_timestamps(transceiver.receiver)
-            bound_nacks(transceiver.receiver, self.config.nack_max_gap_packets)
+            bound_nacks(transceiver.receiver, self.config.nack_max_gap_packets, self.config.nack_max_wait_s)
         await pc.setLocalDescription(await pc.createOffer())
         down, up = self.config.link_specs()
         if down is not None or up is not None:

@@ -5,10 +5,11 @@ the whole render call: 15–80 ms at 640×480 on the 2-core CPU would stall a 2 
 with the robot's scene options) and poses it from each ``Telemetry``: the arm's joints and jaw, and
 the base pose of every other body (goal markers, grasped objects). ``run_renderer`` is the process:
 it subscribes to the robot's state feed (CONFLATE: only the newest telemetry matters), and at a
-fixed frame rate poses the mirror from the newest state, renders the endoscope view and hands the
-image to the media process through ``telesurg.teleop.video.frames`` with its ``FrameMeta`` (which telemetry the
-image shows, when it was sampled, when the render started and ended). It never renders ahead of the
-state or queues frames: a slow render lowers the frame rate, never adds latency.
+fixed frame rate poses the mirror from the newest state, renders the endoscope view (or, when the
+pose is what it drew last, ``pose_key``, reuses that image) and hands the image to the media process
+through ``telesurg.teleop.video.frames`` with its ``FrameMeta`` (which telemetry the image shows,
+when it was sampled, when the render started and ended). It never renders ahead of the state or
+queues frames: a slow render lowers the frame rate, never adds latency.
 
 Renderer back ends (``RendererConfig.backend``), per 640×480 frame on the 2-core CPU with nothing
 else running: ``gl`` — ``telesurg.teleop.video.glrender``, a lean OpenGL renderer of the same pybullet visual
@@ -171,6 +172,20 @@ class SceneMirror:
         self._envs.clear()
 
 
+def pose_key(tel: p.Telemetry) -> tuple:
+    """Everything the mirror's picture depends on (task, seed, joints, jaw, object poses), to a
+    micrometre: equal keys give the same image (the mirror poses bodies, it never recolours them),
+    so a still scene is not drawn again — each frame still goes out, carrying the newest state's
+    time."""
+    task = (tel.task.name, tel.task.seed) if tel.task is not None else ("Reach", 0)
+
+    def q(values: Any) -> tuple[float, ...]:  # to 1 µm / 1 µrad: far below a pixel (~0.5 mm here)
+        return tuple(round(float(v), 6) for v in values)
+
+    objects = tuple(sorted((k, q(v.pos_m), q(v.quat_xyzw)) for k, v in tel.objects.items()))
+    return (task, q(tel.joint_pos), round(float(tel.jaw), 6), objects)
+
+
 def _task_summary(task: p.TaskState | None) -> dict[str, Any] | None:
     """What a page shows of the task (as the surgeon page's HUD has it)."""
     if task is None:
@@ -230,6 +245,8 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
     period = 1.0 / config.fps
     frame_id = 0
     tel: p.Telemetry | None = None
+    image: np.ndarray | None = None
+    shown_key: tuple | None = None
     rate = FixedRate(period)  # fell behind (slow render): it starts afresh, never catches up
     try:
         while not stop.is_set():
@@ -244,8 +261,11 @@ def run_renderer(config: RendererConfig, shm_name: str, conn: Connection, stop: 
                     log.warning("ignored bad state message: %s", exc)
             if tel is not None:
                 start = time.monotonic()
-                mirror.apply(tel)
-                image = mirror.render(config.width, config.height)
+                key = pose_key(tel)
+                if key != shown_key or image is None:  # else the picture is the one drawn last
+                    mirror.apply(tel)
+                    image = mirror.render(config.width, config.height)
+                    shown_key = key
                 end = time.monotonic()
                 frame_id += 1
                 slot = frame_id % SLOTS

@@ -191,3 +191,113 @@ def test_every_aiortc_internal_the_video_path_patches_is_there() -> None:
     assert check_internals() == []
     with pytest.raises(RuntimeError):
         asyncio.get_event_loop_policy().get_event_loop()
+
+
+def test_the_encoders_yuv_conversion_matches_pyavs_on_a_rendered_frame() -> None:
+    """``to_i420`` (OpenCV's conversion, 4× faster) gives the picture PyAV's swscale gives: the same
+    luma, chroma within a level or two (each averages 2×2 blocks its own way)."""
+    from av import VideoFrame
+
+    from telesurg.envs.core import SurgicalEnv
+    from telesurg.envs.tasks import TASKS_BY_NAME
+    from telesurg.teleop.video.glrender import GLSceneRenderer
+    from telesurg.teleop.video.tracks import to_i420
+
+    env = SurgicalEnv(TASKS_BY_NAME["Transfer"])
+    try:
+        env.reset(seed=1)
+        gl = GLSceneRenderer(env.sim, env.camera, 640, 480, textured=("tissue",))
+        try:
+            image = gl.render().copy()
+        finally:
+            gl.close()
+    finally:
+        env.close()
+    ours = to_i420(image).astype(int)
+    theirs = VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p").to_ndarray().astype(int)
+    assert ours.shape == theirs.shape == (720, 640)
+    assert np.abs(ours[:480] - theirs[:480]).max() <= 1  # luma
+    chroma = np.abs(ours[480:] - theirs[480:])
+    assert chroma.mean() < 1.0 and np.percentile(chroma, 99) <= 4
+
+
+def test_a_still_scene_is_not_drawn_again_but_any_motion_is() -> None:
+    """The renderer reuses its last image when the telemetry poses the scene as it drew it
+    (``pose_key``): a newer message of a still arm; a moved joint, jaw, object or another task is drawn."""
+    from msgspec.structs import replace
+
+    from telesurg.teleop.video.renderer import pose_key
+
+    tel = p.Telemetry(
+        arm="psm1",
+        seq=1,
+        robot_s=1.0,
+        joint_pos=[0.1, -0.2, 0.05, 0.0, 0.0, 0.0],
+        tool=p.Pose((0.0, 0.0, 0.05), (0.0, 0.0, 0.0, 1.0)),
+        jaw=0.0,
+        force_N=(0.0, 0.0, 0.0),
+        force_mag_N=0.0,
+        state="ENGAGED",
+        reason="",
+        objects={"reach_target": p.Pose((0.01, 0.02, 0.03), (0.0, 0.0, 0.0, 1.0))},
+        task=p.TaskState(
+            name="Reach", seed=3, observation=[], achieved_goal=[], desired_goal=[], success=False, episode_s=0
+        ),
+    )
+    later = replace(tel, seq=2, robot_s=1.004, force_mag_N=0.5, state="HOLD")
+    assert pose_key(later) == pose_key(tel)
+    moved = [
+        replace(tel, joint_pos=[0.1, -0.2, 0.0501, 0.0, 0.0, 0.0]),
+        replace(tel, jaw=0.3),
+        replace(tel, objects={"reach_target": p.Pose((0.011, 0.02, 0.03), (0.0, 0.0, 0.0, 1.0))}),
+        replace(tel, task=replace(tel.task, seed=4)),
+    ]
+    assert all(pose_key(m) != pose_key(tel) for m in moved)
+
+
+def test_a_lost_packet_is_waited_for_a_bounded_time_then_a_keyframe_is_asked() -> None:
+    """A packet whose retransmission never comes no longer holds every later frame in the jitter
+    buffer until 512 packets pile up (seconds of video): after ``max_wait_s`` the partial frames
+    are dropped and a keyframe requested; a retransmission in time is simply used."""
+    from aiortc import RTCRtpReceiver
+    from aiortc.rtp import RtpPacket
+
+    from telesurg.teleop.video.aiortc_patches import bound_nacks
+
+    class _Transport:
+        state = "new"
+
+        def _register_rtp_receiver(self, *_: object) -> None: ...
+
+    async def scenario(retransmit_at: int | None) -> tuple[int, int]:
+        receiver = RTCRtpReceiver("video", _Transport())  # type: ignore[arg-type]
+        plis: list[int] = []
+
+        async def _pli(ssrc: int) -> None:
+            plis.append(ssrc)
+
+        receiver._send_rtcp_pli = _pli  # type: ignore[method-assign]
+        now = [0.0]
+        bound_nacks(receiver, max_gap_packets=40, max_wait_s=0.5, clock=lambda: now[0])
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        jitter = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+
+        def send(seq: int) -> None:
+            packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=3000 * (seq // 3), ssrc=7)
+            packet._data = b"x"  # the depayloaded bytes (the receiver sets them)
+            nacks.add(packet)
+            jitter.add(packet)
+
+        for seq in range(200):  # 5 ms apart; packet 30 is lost
+            now[0] = seq * 0.005
+            if seq != 30:
+                send(seq)
+            if retransmit_at is not None and seq == retransmit_at:
+                send(30)
+        await asyncio.sleep(0)
+        return len(plis), nacks.given_up
+
+    # Given up ~0.5 s after the gap was seen (at packet 31): one keyframe request.
+    assert asyncio.run(scenario(None)) == (1, 1)
+    # The retransmission arrives 0.3 s later: nothing given up.
+    assert asyncio.run(scenario(90)) == (0, 0)
