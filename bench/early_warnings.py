@@ -233,55 +233,53 @@ def forbidden_moves(arm: SimulatedArm, rng: np.random.Generator, count: int) -> 
 
 
 # ---------------------------------------------------------------------------- signal models
-def delay_onsets(profile: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> list[float]:
-    """Onsets of delay warnings, the console estimating the delay as the median of the last 50."""
+def _signal_onsets(kind: str, duration_s: float, signals: Callable[[float], tuple[float, float | None]]) -> list[float]:
+    """Onsets of ``kind`` warnings when, at each 200 Hz tick, ``signals(now)`` gives the console's
+    delay estimate and the newest displayed frame's age (nothing else is happening)."""
     alerts = Alerts(AlertConfig(max_delay_s=MAX_DELAY_S))
-    recent: deque[float] = deque(maxlen=50)
     onsets, active = [], False
     for now in np.arange(0.0, duration_s, TICK_S):
-        recent.append(profile(float(now)) + float(rng.normal(0.0, 0.005)))
+        delay_s, age_s = signals(float(now))
         out = alerts.update(
             float(now),
             force_N=0.0,
             warn_N=WARN_N,
             tool_m=np.zeros(3),
             forbidden_m=[],
-            delay_s=float(np.median(recent)),
-            video_age_s=0.06,
+            delay_s=delay_s,
+            video_age_s=age_s,
             video_hold_s=HOLD_S,
         )
-        if "delay" in out and not active:
+        if kind in out and not active:
             onsets.append(float(now))
-        active = "delay" in out
+        active = kind in out
     return onsets
+
+
+def delay_onsets(profile: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> list[float]:
+    """Onsets of delay warnings, the console estimating the delay as the median of the last 50."""
+    recent: deque[float] = deque(maxlen=50)
+
+    def signals(now: float) -> tuple[float, float | None]:
+        recent.append(profile(now) + float(rng.normal(0.0, 0.005)))
+        return float(np.median(recent)), 0.06
+
+    return _signal_onsets("delay", duration_s, signals)
 
 
 def video_onsets(freeze_at_s: float | None, duration_s: float, rng: np.random.Generator) -> list[float]:
     """Onsets of video warnings: frames every 33 ms showing a state 50–80 ms old (1% arriving 150 ms
     late), until ``freeze_at_s`` (None: never)."""
-    alerts = Alerts(AlertConfig(max_delay_s=MAX_DELAY_S))
-    onsets, active = [], False
-    shown = -1.0  # the state time the newest displayed frame shows
-    next_frame = 0.0
-    for now in np.arange(0.0, duration_s, TICK_S):
+    shown, next_frame = -1.0, 0.0  # the state time the newest displayed frame shows; the next frame's
+
+    def signals(now: float) -> tuple[float, float | None]:
+        nonlocal shown, next_frame
         if now >= next_frame and (freeze_at_s is None or now < freeze_at_s):
-            latency = rng.uniform(0.05, 0.08)
-            shown = now - latency
+            shown = now - rng.uniform(0.05, 0.08)
             next_frame += 1 / 30 + (0.15 if rng.random() < 0.01 else 0.0)
-        out = alerts.update(
-            float(now),
-            force_N=0.0,
-            warn_N=WARN_N,
-            tool_m=np.zeros(3),
-            forbidden_m=[],
-            delay_s=0.01,
-            video_age_s=float(now - shown) if shown >= 0 else None,
-            video_hold_s=HOLD_S,
-        )
-        if "video" in out and not active:
-            onsets.append(float(now))
-        active = "video" in out
-    return onsets
+        return 0.01, (now - shown if shown >= 0 else None)
+
+    return _signal_onsets("video", duration_s, signals)
 
 
 # ---------------------------------------------------------------------------- scoring

@@ -16,21 +16,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from telesurg.teleop.harness.browser import CHROMIUM_ARGS
+
 from ...system_programs import require
 from ..conftest import RobotProcess
 from .test_browser_console import Keys, SurgeonStack, _ready, _state, _tool_goal, _wait
 
 pytestmark = pytest.mark.slow
 
-#: The browser's flags, as CHROMIUM_ARGS less the loopback-only WebRTC ones: a remote browser hides
-#: its local addresses behind mDNS names.
-REMOTE_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+#: The browser's flags less the loopback-only WebRTC ones: a remote browser hides its local
+#: addresses behind mDNS names.
+REMOTE_ARGS = tuple(
+    a
+    for a in CHROMIUM_ARGS
+    if a not in ("--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns")
 )
 
 
