@@ -412,3 +412,50 @@ def test_after_a_stale_video_hold_e_re_engages_instead_of_disengaging(surgeon, b
     keys.set(np.zeros(3), clutch=False)
     page.wait_for_timeout(300)
     assert np.linalg.norm(_tool_goal(_state(page))[0] - before) > 0.002
+
+
+def test_dragging_on_the_video_moves_the_tool_in_the_image_plane(surgeon, browser) -> None:
+    """Pressing on the video holds the clutch; dragging right moves the tool as the right-arrow key
+    (D) does, dragging up as W does; releasing stops it."""
+    stack = surgeon()
+    page = _open(browser, stack.url)
+    keys = Keys(page)
+    keys.engage()
+    _wait(page, "engaged", lambda s: s["hud"]["engaged"])
+
+    def moved_by(action: Callable[[], None]) -> np.ndarray:
+        before = _tool_goal(_state(page))[0]
+        action()
+        page.wait_for_timeout(300)  # released: the tool settles where the hand left it
+        return _tool_goal(_state(page))[0] - before
+
+    def key(code: str) -> Callable[[], None]:
+        def press() -> None:
+            page.keyboard.down("Space")
+            page.keyboard.down(code)
+            page.wait_for_timeout(400)
+            page.keyboard.up(code)
+            page.keyboard.up("Space")
+
+        return press
+
+    def drag(dx: float, dy: float) -> Callable[[], None]:
+        def move() -> None:
+            box = page.locator("#hud").bounding_box()
+            x, y = box["x"] + 320, box["y"] + 240
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + dx, y + dy, steps=4)
+            page.wait_for_timeout(400)
+            page.mouse.up()
+
+        return move
+
+    for code, (dx, dy) in (("KeyD", (80, 0)), ("KeyW", (0, -80))):
+        by_key, by_drag = moved_by(key(code)), moved_by(drag(dx, dy))
+        # 80 px is full speed: about as far as the key held as long
+        assert np.linalg.norm(by_drag) > 0.5 * np.linalg.norm(by_key) > 0.001, (by_key, by_drag)
+        cosine = by_key @ by_drag / (np.linalg.norm(by_key) * np.linalg.norm(by_drag))
+        assert cosine > 0.9, (code, by_key, by_drag)
+    still = moved_by(lambda: page.wait_for_timeout(300))  # nothing pressed: nothing moves
+    assert np.linalg.norm(still) < 5e-4, still
