@@ -15,7 +15,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,distributed]'
 	touch $(STAMP)
 
+# The video renderer draws with OpenGL on EGL (moderngl): Mesa's EGL and its llvmpipe driver, from
+# Debian's packages when missing. `make test` needs them (the renderer's tests draw with them);
+# `make demo` tries, and without them the video falls back to pybullet's slower TinyRenderer.
+GL_LIBS := libegl1 libegl-mesa0 libgl1-mesa-dri
+GL_STAMP := $(VENV)/.gl-libs
+define GL_INSTALL
+dpkg -s $(GL_LIBS) >/dev/null 2>&1 || { echo "installing Debian's $(GL_LIBS) (the video renderer's OpenGL)"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GL_LIBS) >/dev/null; }
+endef
+
+$(GL_STAMP): $(STAMP)
+	@$(GL_INSTALL)
+	touch $(GL_STAMP)
+
 demo: $(STAMP)  ## run the headless teleoperation demo: robot server + scripted surgeon console over loopback
+	@$(GL_INSTALL) || echo "could not install $(GL_LIBS): the video renders with pybullet's TinyRenderer (slower)"
 	$(VENV)/bin/telesurg launch launch/local.toml --keep-open $(ARGS)
 
 # System programs the tests start (tests/system_programs.py lists them; .ci/run fails when one is
@@ -28,7 +43,7 @@ SYSTEM_PROGRAMS := $(CHROMIUM) $(XVFB) $(IP)
 APT_INSTALL = @echo "installing Debian's $(1) (the tests start $@)"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
 
-test: $(STAMP) lint $(SYSTEM_PROGRAMS)  ## lint, then the whole test suite
+test: $(STAMP) lint $(SYSTEM_PROGRAMS) $(GL_STAMP)  ## lint, then the whole test suite
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 # The browser tests drive Debian's chromium through playwright (never `playwright install`, which

@@ -112,21 +112,12 @@ class SharedEncoder:
             }
             codec.thread_count = 1  # the control loop's CPU is not ours to take
             self._codec = codec
-        frame = VideoFrame.from_ndarray(to_i420(image), format="yuv420p")
+        frame = VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
         frame.pts = pts
         frame.time_base = Fraction(1, VIDEO_CLOCK_HZ)
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I
         return b"".join(bytes(packet) for packet in self._codec.encode(frame))
-
-
-def to_i420(image: Any) -> Any:
-    """An RGB image (h, w, 3) uint8 as I420 planes (h × 3/2, w): BT.601, limited range, what PyAV's
-    ``reformat(format="yuv420p")`` gives (equal on flat colours; chroma averaged over 2×2 blocks),
-    in 0.3 ms at 640×480 against its 1.3 ms (OpenCV's SIMD conversion)."""
-    import cv2
-
-    return cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
 
 
 def rendered_track_class() -> type:

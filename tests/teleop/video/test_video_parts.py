@@ -193,34 +193,6 @@ def test_every_aiortc_internal_the_video_path_patches_is_there() -> None:
         asyncio.get_event_loop_policy().get_event_loop()
 
 
-def test_the_encoders_yuv_conversion_matches_pyavs_on_a_rendered_frame() -> None:
-    """``to_i420`` (OpenCV's conversion, 4× faster) gives the picture PyAV's swscale gives: the same
-    luma, chroma within a level or two (each averages 2×2 blocks its own way)."""
-    from av import VideoFrame
-
-    from telesurg.envs.core import SurgicalEnv
-    from telesurg.envs.tasks import TASKS_BY_NAME
-    from telesurg.teleop.video.glrender import GLSceneRenderer
-    from telesurg.teleop.video.tracks import to_i420
-
-    env = SurgicalEnv(TASKS_BY_NAME["Transfer"])
-    try:
-        env.reset(seed=1)
-        gl = GLSceneRenderer(env.sim, env.camera, 640, 480, textured=("tissue",))
-        try:
-            image = gl.render().copy()
-        finally:
-            gl.close()
-    finally:
-        env.close()
-    ours = to_i420(image).astype(int)
-    theirs = VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p").to_ndarray().astype(int)
-    assert ours.shape == theirs.shape == (720, 640)
-    assert np.abs(ours[:480] - theirs[:480]).max() <= 1  # luma
-    chroma = np.abs(ours[480:] - theirs[480:])
-    assert chroma.mean() < 1.0 and np.percentile(chroma, 99) <= 4
-
-
 def test_a_still_scene_is_not_drawn_again_but_any_motion_is() -> None:
     """The renderer reuses its last image when the telemetry poses the scene as it drew it
     (``pose_key``): a newer message of a still arm; a moved joint, jaw, object or another task is drawn."""
