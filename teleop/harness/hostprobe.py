@@ -58,7 +58,7 @@ class ProbeConfig:
 
     out: Path
     period_s: float = 0.001
-    min_gap_s: float = 0.002
+    min_gap_s: float = 0.0005
     cpu: int | None = None
     priority: int = 0
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hostprobe", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON-lines file the gaps are appended to")
     parser.add_argument("--period", type=float, default=0.001, help="wake-up period (s, default 0.001)")
-    parser.add_argument("--min-gap", type=float, default=0.002, help="record lateness above this (s, default 0.002)")
+    parser.add_argument("--min-gap", type=float, default=0.0005, help="record lateness above this (s, default 0.0005)")
     parser.add_argument("--cpu", type=int, help="pin to this CPU")
     parser.add_argument("--priority", type=int, default=0, help="SCHED_RR priority (default 0: normal)")
     args = parser.parse_args(argv)

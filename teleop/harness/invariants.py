@@ -226,6 +226,7 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
     nominal = cfg["control_period_s"]
     limit = STALL_FACTOR * nominal
     own, host = 0.0, []
+    worst = ""  # what is known of the longest period that failed: the evidence a reader needs
     for s in states:
         length = s["period_s"]
         if length <= limit:
@@ -238,8 +239,12 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
         if stall_is_hosts(kind, start, length, nominal, host_gaps, unexecuted):
             host.append((length, max(host_gap(start, length, host_gaps), unexecuted), kind))
         else:
+            if length > own:
+                worst = _stall_evidence(start, length, record, host_gaps, unexecuted)
             own = max(own, length)
     detail = "longest control period"
+    if worst:
+        detail += f"; the longest that failed: {worst}"
     if host:
         longest, seen, _ = max(host)
         kinds = ", ".join(f"{sum(k == kind for *_, k in host)} {kind}" for kind in ("wait", "work"))
@@ -249,3 +254,30 @@ def _stall(states: list[dict], stalls: list[dict], cfg: dict, host_gaps: tuple[G
             f"ms, host held it {seen * 1e3:.1f} ms"
         )
     return Check("stall", own <= limit, own, limit, "s", detail)
+
+
+def _stall_evidence(
+    start_s: float, length_s: float, record: dict | None, gaps: tuple[Gap, ...] | list[Gap], unexecuted_s: float
+) -> str:
+    """One line on a stall that was not set apart as the host's: its record's breakdown and what the
+    probe saw around it, so a failure can be judged from the report alone."""
+    text = f"{length_s * 1e3:.1f} ms from robot time {start_s:.4f} s"
+    if record is None:
+        text += ", no stall record"
+    else:
+        text += (
+            f", {record['kind']}: control {record['control_s'] * 1e3:.2f}, command {record['command_s'] * 1e3:.2f}, "
+            f"work {record['work_s'] * 1e3:.2f}, wait {record['wait_s'] * 1e3:.2f}, unaccounted "
+            f"{record['unaccounted_s'] * 1e3:.2f} ms; work CPU {record.get('work_cpu_s', -1.0) * 1e3:.2f}, queued "
+            f"{record.get('work_queued_s', 0.0) * 1e3:.2f} ms, blocked {record.get('work_blocked', False)}, "
+            f"not run with work {unexecuted_s * 1e3:.2f} ms; page faults {record.get('page_faults', 0)}, gc "
+            f"{record.get('gc_s', 0.0) * 1e3:.2f} ms; longest poll {record.get('longest_poll_s', 0.0) * 1e3:.2f}, "
+            f"nap {record.get('longest_nap_s', 0.0) * 1e3:.2f}, "
+            f"final sleep {record.get('final_sleep_s', 0.0) * 1e3:.2f} ms"
+        )
+    near = [g for g in gaps if g.end_s > start_s - 0.005 and g.start_s < start_s + length_s + 0.005]
+    seen = ", ".join(
+        f"{(g.start_s - start_s) * 1e3:+.1f} ms: {g.gap_s * 1e3:.2f} ({g.queued_s * 1e3:.2f} queued)" for g in near
+    )
+    share = host_gap(start_s, length_s, gaps)
+    return text + f"; probe gaps within 5 ms: {seen or 'none'} (host share {share * 1e3:.2f} ms)"

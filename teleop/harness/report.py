@@ -107,6 +107,9 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: list[Path
             + " | ".join(_fmt(by[n]) if n in by else "" for n in NAMES)
             + f" | {task} | {t:.2f} | {r['tracking_rms_m'] * 1000:.2f} |"
         )
+    failures = [(r["name"], c) for r in rows for c in r["checks"] if not c["ok"]]
+    if failures:
+        lines += ["", "Failed checks:", ""] + [f"- {name}: {c['name']}: {c['detail']}" for name, c in failures]
     notes = [(r["name"], n) for r in rows for n in r["notes"] if n]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {name}: {n}" for name, n in notes]

@@ -274,6 +274,10 @@ def test_a_stall_is_set_apart_as_the_hosts_only_when_the_probe_was_held_up_as_lo
     assert "1 longer period(s) (1 wait, 0 work) set apart as the host's" in check.detail and check.figure <= 0.0021
     assert _failed(wait, gaps=probe_split) == set()
     assert "stall" in _failed(wait, gaps=probe_short)
+    # A failing stall carries its evidence: the record's breakdown and the probe's gaps beside it.
+    check = next(c for c in check_recording(wait, (), probe_short) if c.name == "stall")
+    assert "20.0 ms from robot time 1.1800 s, wait:" in check.detail and "wait 19.70" in check.detail
+    assert "+1.0 ms: 10.00 (0.00 queued)" in check.detail and "host share 10.00 ms" in check.detail
     assert "stall" in _failed(wait, gaps=probe_elsewhere)
     assert "stall" in _failed(wait)
     # The probe runs above the robot: held up through the robot's work, the CPU was taken from both.
