@@ -31,6 +31,7 @@ prints a table and writes bench/browser_console.json (``--json`` elsewhere).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -75,6 +76,38 @@ SAMPLE_FRAMES = """
 """
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, s) of ``pid`` and its descendants now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -88,7 +121,9 @@ def _wait(page: Any, check: str, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"timed out waiting for {check}: {page.evaluate('() => JSON.stringify(window.telesurg)')}")
 
 
-def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: float, record: Path) -> dict[str, Any]:
+def measure(
+    page: Any, browser: Any, viewer_url: str, viewers: int, seconds: float, record: Path, pids: dict[str, int]
+) -> dict[str, Any]:
     holds0 = page.evaluate("() => window.telesurg.hud.holds")  # a viewer joining may cause one
     pages = []
     for _ in range(viewers):
@@ -105,6 +140,7 @@ def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: flo
     page.evaluate("() => { window.__keys = []; window.__shown = []; }")
     hud0 = page.evaluate("() => window.telesurg.hudCount")
     cmd_latency = []
+    cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
     t0 = time.monotonic()
     key = 0
     while time.monotonic() - t0 < seconds:
@@ -123,6 +159,7 @@ def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: flo
         if lat is not None:
             cmd_latency.append(float(lat))
     elapsed = time.monotonic() - t0
+    cpu = {name: round(100 * (cpu_s(pid) - cpu0[name]) / elapsed, 1) for name, pid in pids.items()}
     hud_rate = (page.evaluate("() => window.telesurg.hudCount") - hud0) / elapsed
     holds = page.evaluate("() => window.telesurg.hud.holds") - holds0
     keys = [k / 1e3 - wall_minus_mono for k in page.evaluate("() => window.__keys")]
@@ -137,7 +174,8 @@ def measure(page: Any, browser: Any, viewer_url: str, viewers: int, seconds: flo
         first_shown.setdefault(int(frame), (wall_ms / 1e3 - wall_minus_mono, state_s))
     sampled = [(disp - state) * 1e3 for disp, state in first_shown.values()]
     return {"viewers": viewers, "keys": keys, "cmd_latency_ms": cmd_latency, "hud_hz": hud_rate, "fps": fps,
-            "sampled_to_displayed_ms": sampled, "holds": holds, "window_s": [t0, t0 + elapsed]}  # fmt: skip
+            "sampled_to_displayed_ms": sampled, "holds": holds, "window_s": [t0, t0 + elapsed],
+            "cpu_percent": cpu}  # fmt: skip
 
 
 def input_to_accepted(record: Path, keys: list[float]) -> list[float]:
@@ -189,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS))
+            # Where the CPU goes (% of one core, each process with its children): what a viewer costs
+            # the media process (its packets) apart from what its page costs the browser (decoding).
+            names = ("robot", "video", "console")
+            pids = {name: proc.proc.pid for name, proc in zip(names, procs, strict=True)}
+            pids["chromium"] = next(  # the browser process (its renderers and GPU process are its children)
+                p for p in _tree(os.getpid()) if "chromium" in _cmdline(p) and "--type=" not in _cmdline(p)
+            )
             page = browser.new_page(viewport={"width": 1000, "height": 520})
             page.add_init_script(PROBE)
             page.goto(f"http://127.0.0.1:{web_port}/")
@@ -198,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             _wait(page, "() => window.telesurg.hud && window.telesurg.hud.engaged")
             for n in args.viewers:
                 print(f"measuring with {n} viewer(s) for {args.seconds:g} s…", flush=True)
-                results.append(measure(page, browser, f"http://127.0.0.1:{http_port}/", n, args.seconds, record))
+                viewer = f"http://127.0.0.1:{http_port}/"
+                results.append(measure(page, browser, viewer, n, args.seconds, record, pids))
             browser.close()
     finally:
         for p in reversed(procs):
@@ -215,16 +261,18 @@ def main(argv: list[str] | None = None) -> int:
             "sampled_to_displayed_ms": {"p50": _pct(r["sampled_to_displayed_ms"], 50),
                                         "p99": _pct(r["sampled_to_displayed_ms"], 99)},
             "holds": r["holds"],
+            "cpu_percent": r["cpu_percent"],
         })  # fmt: skip
     print()
     print("| viewers | input → accepted p50 / p99 ms | console send → accepted p50 / p99 ms | HUD Hz | fps | "
-          "sampled → displayed p50 / p99 ms | holds |")  # fmt: skip
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "sampled → displayed p50 / p99 ms | holds | CPU % robot / video / console / chromium |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         i, c, s = row["input_to_accepted_ms"], row["console_send_to_accepted_ms"], row["sampled_to_displayed_ms"]
+        cpu = " / ".join(f"{row['cpu_percent'][n]:.0f}" for n in ("robot", "video", "console", "chromium"))
         print(
             f"| {row['viewers']} | {i['p50']:.1f} / {i['p99']:.1f} (n={i['n']}) | {c['p50']:.2f} / {c['p99']:.2f} "
-            f"| {row['hud_hz']:.0f} | {row['fps']:.1f} | {s['p50']:.0f} / {s['p99']:.0f} | {row['holds']} |"
+            f"| {row['hud_hz']:.0f} | {row['fps']:.1f} | {s['p50']:.0f} / {s['p99']:.0f} | {row['holds']} | {cpu} |"
         )
     out = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},

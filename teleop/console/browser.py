@@ -225,13 +225,22 @@ def run_browser(console: Console) -> int:
                 except (ConsoleError, TimeoutError, ValueError) as exc:
                     req.reply.set_result((False, str(exc), {}))
             now = console.link.true_clock()
+            device.woken()  # this tick reads whatever input has arrived: no early tick for it after
             console.tick(now)
             active = alerts_now(console, alerts, now)
             if now >= next_hud:  # on schedule (not now + period: ticks are 5 ms apart)
                 next_hud = next_hud + hud_every if now - next_hud < hud_every else now + hud_every
                 web.publish(hud(console, web, active))
             rate.advance()
-            console.link.wait_until(rate.deadline_s)
+            # New input from the page (a key pressed, the clutch released) ends the wait: its command
+            # leaves now rather than up to a period later. The tick then takes this period's place
+            # (the schedule restarts from it), so commands stay one per period on average; an early
+            # tick comes no sooner than half a period after the last, whatever the page sends.
+            if console.link.wait_until(rate.deadline_s, device.wake_fd):
+                earliest = now + rate.period_s / 2
+                if console.link.true_clock() < earliest:
+                    console.link.wait_until(earliest)
+                rate.deadline_s = console.link.true_clock()  # this tick's; the next is a period on
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -178,10 +178,13 @@ def print_summary(console: Console) -> None:
             f"{row['task']:10s} {row['seed']:4d} {('yes' if row['success'] else 'NO'):>8s} {row['time_s']:7.2f} "
             f"{row['max_force_N']:8.2f} {row['latency_p50_ms']:7.2f} {row['latency_p99_ms']:7.2f}"
         )
-    print(
-        f"success {s['success_rate'] * 100:.0f}% | max contact force {s['max_force_N']:.2f} N | command latency "
-        f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms ({s['latency_samples']} samples)"
-    )
+    if s["episodes"]:
+        print(
+            f"success {s['success_rate'] * 100:.0f}% | max contact force {s['max_force_N']:.2f} N | command latency "
+            f"p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms ({s['latency_samples']} samples)"
+        )
+    else:
+        print("no scripted episodes: the session was driven by hand")
     v = s["video"]
     if v is not None:
         lat = v.get("sampled_to_displayed_ms", {})
@@ -190,7 +193,7 @@ def print_summary(console: Console) -> None:
             f"video: {v['frames']} frames, {v.get('fps', 0.0):.1f} fps, state sampled → displayed p50 "
             f"{lat.get('p50', float('nan')):.1f} ms p95 {lat.get('p95', float('nan')):.1f} ms, ready → displayed "
             f"p50 {ready.get('p50', float('nan')):.1f} ms; held for stale video {v['holds']} time(s)"
-            + (f"; saved to {v['saved_video']}" if v["saved_video"] else "")
+            + (f"; saved to {v['saved_video']}" if v.get("saved_video") else "")
         )
     print(f"recording: {s['recording'] or '(the robot is not recording)'}", flush=True)
     if console.config.summary_json:

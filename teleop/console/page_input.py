@@ -19,7 +19,9 @@ channel as requests, which the front end serves in the console thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 from dataclasses import dataclass
 
@@ -90,6 +92,10 @@ class PageInput:
         self.dropped = {"order": 0, "stale": 0, "malformed": 0}
         self.accepted = 0
         self._engage = False
+        #: Signalled when an accepted event changes what the surgeon commands (a key or button
+        #: pressed or released, a stick moved, the page hidden or gone): the console's loop waits on
+        #: it too and ticks at once rather than at its next period (``run_browser``).
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def push(self, data: str | bytes, arrival_s: float) -> bool:
         """Take one event (JSON) that arrived at ``arrival_s`` (console clock, s); False if dropped."""
@@ -109,9 +115,24 @@ class PageInput:
             if delay - self._min_delay_s > self.config.stale_s:
                 self.dropped["stale"] += 1
                 return False
+            previous = self._event
             self._event, self._arrival_s = event, arrival_s
             self.accepted += 1
-            return True
+        if previous is None or _intent(previous) != _intent(event):
+            self._wake()
+        return True
+
+    def woken(self) -> bool:
+        """Clear ``wake_fd`` (the console is about to read the device): whether it was signalled."""
+        try:
+            os.eventfd_read(self.wake_fd)
+        except (OSError, ValueError):  # not signalled (BlockingIOError), or closed (-1)
+            return False
+        return True
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # closed, or signalled 2^64 times unread
+            os.eventfd_write(self.wake_fd, 1)
 
     def press_engage(self) -> None:
         """The surgeon re-engages while engaged (after the console's stale-video hold): the next
@@ -122,6 +143,7 @@ class PageInput:
         """The page closed or its channel broke: release the clutch now."""
         with self._lock:
             self._event = None
+        self._wake()
 
     def reset_clock(self) -> None:
         """A new page (or a reload): its clock and sequence start afresh."""
@@ -148,4 +170,11 @@ class PageInput:
         return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=event.clutch, engage=engage)
 
     def close(self) -> None:
-        pass
+        with contextlib.suppress(OSError):
+            os.close(self.wake_fd)
+        self.wake_fd = -1
+
+
+def _intent(event: PageEvent) -> tuple:
+    """What of an event the surgeon commands (not its sequence or time)."""
+    return (event.axes, event.jaw, event.clutch, event.fine, event.visible)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from typing import Any
 
 import msgspec
+import numpy as np
 
 
 class FrameReport(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,11 +83,17 @@ class PageVideo:
         with self._lock:
             return self.samples[-1] if self.samples else None
 
-    def stats(self) -> str:
+    def stats(self) -> dict[str, Any]:
+        """The session's figures, as the video client's (``telesurg.teleop.video.client``): frames the
+        page displayed and state sampled → displayed (ms) over the last 100 of them."""
         with self._lock:
-            recent = sorted(list(self.samples)[-100:])
-        median = recent[len(recent) // 2] * 1e3 if recent else math.nan
-        return f"page frames displayed {self.frames}, sampled → displayed median {median:.0f} ms"
+            recent = np.asarray(list(self.samples)[-100:]) * 1e3
+            frames = self.frames
+        out: dict[str, Any] = {"frames": frames, "matched": len(recent)}
+        if len(recent):
+            pct = {q: float(np.percentile(recent, int(q[1:]))) for q in ("p50", "p95", "p99")}
+            out["sampled_to_displayed_ms"] = pct
+        return out
 
     def close(self) -> None:
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections import deque
@@ -121,17 +122,22 @@ class RobotLink:
         due = [d for line in self.lines.values() if (d := line.next_due()) is not None]
         return min(due) if due else None
 
-    def _wait_io(self, timeout_s: float) -> None:
-        """Block up to ``timeout_s`` for an arrival or the next emulated delivery."""
+    def _wait_io(self, timeout_s: float, wake_fd: int | None = None) -> bool:
+        """Block up to ``timeout_s`` for an arrival or the next emulated delivery; True when
+        ``wake_fd`` (an eventfd) was signalled meanwhile (it is drained)."""
         due = self._next_due()
         if due is not None:
             timeout_s = min(timeout_s, max(0.0, due - self.true_clock()))
         if timeout_s <= 0:
-            return
+            return False
         if timeout_s >= 0.001:
-            zmq.select([self.sockets.telemetry, self.sockets.control], [], [], timeout_s)
-        else:
-            time.sleep(min(timeout_s, 0.0001))
+            fds: list[Any] = [self.sockets.telemetry, self.sockets.control]
+            if wake_fd is not None:
+                fds.append(wake_fd)
+            readable, _, _ = zmq.select(fds, [], [], timeout_s)
+            return wake_fd is not None and wake_fd in readable and _drain(wake_fd)
+        time.sleep(min(timeout_s, 0.0001))
+        return wake_fd is not None and _drain(wake_fd)
 
     # -------------------------------------------------------------- control channel
     def request(self, msg: p.Message, timeout_s: float | None = None) -> Any:
@@ -187,18 +193,22 @@ class RobotLink:
         while self._ctl_ready:
             self._handle_control(self._ctl_ready.popleft())
 
-    def wait_until(self, deadline_s: float) -> None:
+    def wait_until(self, deadline_s: float, wake_fd: int | None = None) -> bool:
         """Sleep to ``deadline_s`` (true clock), serving the link meanwhile: a Pong is time-stamped
         on delivery, not at the next tick (an unbiased clock sync), and emulated messages leave on
-        time."""
+        time. ``wake_fd``: an eventfd (non-blocking) that ends the wait early when signalled (new
+        input that should not wait for the next tick); returns True when it did."""
         while True:
             self.poll_control()
             remaining = deadline_s - self.true_clock() - SPIN_S
             if remaining <= 0:
                 break
-            self._wait_io(remaining)
+            if self._wait_io(remaining, wake_fd):
+                self._release()
+                return True
         sleep_until(deadline_s, self.true_clock)
         self._release()
+        return False
 
     def ping(self, force: bool = False) -> None:
         now = self.true_clock()
@@ -295,3 +305,12 @@ def _answers(resp: Any, expected: str) -> bool:
     if isinstance(resp, p.Answer):
         return expected == "offer"
     return isinstance(resp, p.Ack) and resp.request in (expected, "?")
+
+
+def _drain(fd: int) -> bool:
+    """Read a non-blocking eventfd: whether it had been signalled."""
+    try:
+        os.eventfd_read(fd)
+    except BlockingIOError:
+        return False
+    return True

@@ -235,7 +235,9 @@ def test_the_keyboard_and_the_gamepad_drive_reach_to_success_on_the_real_stack(s
     device.engage()  # the same button disengages
     _wait(page, "disengaged", lambda s: not s["hud"]["engaged"])
     page.close()
-    stack.console.stop(10)
+    # Stopped as a person stops it (Ctrl-C): it disengages, prints its summary and exits cleanly.
+    assert stack.console.stop(10) == 0, "\n".join(stack.console.lines[-30:])
+    assert any("console summary" in line for line in stack.console.lines)
     stack.robot.kill()  # the recording is flushed and closed
     # The robot's recording: the page's commands moved the tip from the start to the goal.
     states = list(read_topic(stack.robot.record, "/robot/state"))

@@ -116,3 +116,22 @@ def test_a_re_engage_request_is_one_engage_press_on_the_next_read() -> None:
     dev.press_engage()
     assert dev.read(0.005, None, MAPPING).engage
     assert not dev.read(0.010, None, MAPPING).engage
+
+
+def test_a_change_of_input_signals_the_console_loop_and_a_repeat_does_not() -> None:
+    """The console's loop waits on ``wake_fd`` too: a key pressed or released, or the page gone,
+    must not wait for the next tick; the page's periodic repeats of the same input must not wake it."""
+    dev = PageInput()
+    assert not dev.woken()
+    assert dev.push(_event(0, 0.0, axes=(0.0, 0.0, 0.0), clutch=True), 0.001)
+    assert dev.woken() and not dev.woken()  # the first event; reading clears the signal
+    assert dev.push(_event(1, 0.016, axes=(0.0, 0.0, 0.0), clutch=True), 0.017)
+    assert not dev.woken()  # the same input, repeated
+    assert dev.push(_event(2, 0.032, axes=(1.0, 0.0, 0.0), clutch=True), 0.033)
+    assert dev.woken()  # a key pressed
+    assert not dev.push(_event(2, 0.048, axes=(0.0, 0.0, 0.0), clutch=False), 0.049)
+    assert not dev.woken()  # a dropped (out-of-order) event changes nothing
+    dev.page_left()
+    assert dev.woken()
+    dev.close()
+    assert not dev.woken()  # closed: no signal, no error
