@@ -10,7 +10,7 @@ A peer starts on a keyframe (its track asks for one and skips what comes before 
 lost a picture asks for one (RTCP PLI, forwarded by ``telesurg.teleop.video.aiortc_patches``); and
 every ``keyframe_every_s`` one is sent anyway. The bitrate is fixed (``bitrate_bps``): one stream
 for every peer cannot follow each peer's own bandwidth estimate, so size it for the slowest link.
-Frames are stamped on the 90 kHz RTP clock by the time they were ready.
+Frames are stamped on the 90 kHz RTP clock by the time they were captured (the renderer's wake-up).
 """
 
 from __future__ import annotations
@@ -70,7 +70,11 @@ class SharedEncoder:
                 return self.current  # another peer's track had it encoded meanwhile
             frame = self.source.newest
             assert frame is not None
-            pts = max(round((frame.ready_s - self.source.t0_s) * VIDEO_CLOCK_HZ), self._last_pts + 1)
+            # Stamped by when it was captured (the renderer's fixed-rate wake-up), not by when it
+            # reached us: the browser paces presentation by these stamps, and the render and hand-over
+            # times jitter by milliseconds.
+            captured_s = frame.meta.render_start_s
+            pts = max(round((captured_s - self.source.t0_s) * VIDEO_CLOCK_HZ), self._last_pts + 1)
             self._last_pts = pts
             now = time.monotonic()
             key = self._key_wanted or now - self._last_key_s >= self.keyframe_every_s
