@@ -58,6 +58,7 @@ class Grasper:
         self.objects: list[Graspable] = []
         self.held: Graspable | None = None
         self._constraint: int | None = None
+        self._points: tuple[Graspable, tuple[float, float, float], tuple[float, float, float]] | None = None
         self._armed = False
         self._pull_world = np.zeros(3)
 
@@ -90,8 +91,12 @@ class Grasper:
             return None
         obj = self.held
         assert obj is not None
-        tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, self.arm.tip_offset_m)
-        point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, obj.point_local_m)
+        # The local points as plain floats, converted once per grasp rather than at every physics step.
+        if self._points is None or self._points[0] is not obj:
+            self._points = (obj, _floats(self.arm.tip_offset_m), _floats(obj.point_local_m))
+        _, tip_local, point_local = self._points
+        tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, tip_local)
+        point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, point_local)
         k, c = self.config.tissue_stiffness_N_m, self.config.tissue_damping_N_s_m
         force = tuple(k * (tip[i] - point[i]) + c * (tip_vel[i] - point_vel[i]) for i in range(3))
         pull = (-force[0], -force[1], -force[2])
@@ -130,3 +135,7 @@ class Grasper:
                         best.link,
                         cfg.weld_max_force_N,
                     )
+
+
+def _floats(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))

@@ -517,7 +517,7 @@ class Sim:
         """World position (m) and velocity (m/s) of a point fixed in a link's URDF frame.
 
         Plain float math: this runs at every physics step while tissue is held, where numpy's
-        per-call overhead on 3-vectors would dominate."""
+        per-call overhead on 3-vectors would dominate; pass ``point_local_m`` as plain floats."""
         b, c = self.bodies[body], self._client
         if link < 0:
             com, quat = pb.getBasePositionAndOrientation(b, physicsClientId=c)
@@ -527,7 +527,7 @@ class Sim:
             s = pb.getLinkState(b, link, computeLinkVelocity=1, computeForwardKinematics=1, physicsClientId=c)
             com, frame, quat, lin, ang = s[0], s[4], s[5], s[6], s[7]
         x, y, z, w = quat
-        px, py, pz = (float(v) for v in point_local_m)
+        px, py, pz = point_local_m
         # Rotate the local point by the quaternion (v' = v + 2w(u×v) + 2u×(u×v), u = (x, y, z)).
         tx, ty, tz = 2 * (y * pz - z * py), 2 * (z * px - x * pz), 2 * (x * py - y * px)
         rx = px + w * tx + (y * tz - z * ty)
