@@ -73,6 +73,8 @@ class Sim:
         self._client: int | None = pb.connect(pb.DIRECT)
         self.bodies: dict[str, int] = {}
         self._collidables: list[tuple[int, int]] | None = None
+        #: Bodies created without collision geometry (static rigid bodies outside every collision group).
+        self._visual_only: set[int] = set()
         self._joint_index: dict[tuple[str, str], int] = {}
         self._link_index: dict[tuple[str, str], int] = {}
         pb.setTimeStep(self.config.physics_step_s, physicsClientId=self._client)
@@ -206,14 +208,23 @@ class Sim:
                 visualFrameOrientations=kw["orientations"],
                 physicsClientId=c,
             )
+        visual_only = col < 0 and mass_kg == 0.0
         body = pb.createMultiBody(
             baseMass=mass_kg,
             baseCollisionShapeIndex=col,
             baseVisualShapeIndex=vis,
             basePosition=list(position_m),
             baseOrientation=list(quat_xyzw),
+            # A static body without collision geometry still gets a collider (an empty shape) that
+            # the broadphase pairs with whatever comes near: Trace's 16 path segments under the
+            # tool cost a third of each physics step. As a static rigid body (maximal coordinates)
+            # outside every collision group, it costs next to nothing and touches nothing, as before.
+            useMaximalCoordinates=visual_only,
             physicsClientId=c,
         )
+        if visual_only:
+            pb.setCollisionFilterGroupMask(body, -1, 0, 0, physicsClientId=c)
+            self._visual_only.add(body)
         return self._register(name, body)
 
     def body(self, name: str) -> int:
@@ -413,6 +424,8 @@ class Sim:
     def collision_links(self, body: str) -> list[int]:
         """Links of ``body`` (-1 for the base) that have collision geometry."""
         b, c = self.body(body), self.client
+        if b in self._visual_only:
+            return []
         return [
             link
             for link in range(-1, pb.getNumJoints(b, physicsClientId=c))
@@ -435,6 +448,7 @@ class Sim:
             self._collidables = [
                 (ob, link)
                 for ob in self.bodies.values()
+                if ob not in self._visual_only
                 for link in range(-1, pb.getNumJoints(ob, physicsClientId=c))
                 if pb.getCollisionShapeData(ob, link, physicsClientId=c)
             ]
