@@ -10,6 +10,7 @@ import contextlib
 import math
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from telesurg.teleop.console.alerts import Alerts
 from telesurg.teleop.console.episodes import print_summary
 from telesurg.teleop.console.page_input import PageInput
 from telesurg.teleop.console.page_video import PageVideo
-from telesurg.teleop.console.robot_link import ConsoleError
+from telesurg.teleop.console.robot_link import ConsoleError, RobotLink
 from telesurg.teleop.console.web import PageRequest, WebServer
 from telesurg.teleop.correction.fixtures import VirtualFixtures
 from telesurg.teleop.video.overlay import project
@@ -196,6 +197,34 @@ def _serve(console: Console, req: PageRequest) -> tuple[bool, str, dict[str, Any
     return False, f"unknown request {op!r}", {}
 
 
+def wait_for_tick(
+    link: RobotLink, rate: FixedRate, device: PageInput, last_tick_s: float, serve: Callable[[], None]
+) -> None:
+    """Wait for the next tick after the one at ``last_tick_s``. The page's requests (e-stop above
+    all) and new input (a key pressed, the clutch released) end the wait: a request is served at
+    once (``serve``); new input is commanded now rather than up to a period later, by a tick that
+    takes the place of the next scheduled one (the schedule keeps its phase). An early tick comes no
+    sooner than half a period after the last one, nor before the slot it takes was a period away:
+    however often the page sends, there is never more than one tick per period."""
+    rate.advance()
+    while link.wait_until(rate.deadline_s, device.wake_fd):
+        serve()
+        if device.input_changed:
+            earliest = max(last_tick_s + rate.period_s / 2, rate.deadline_s - rate.period_s)
+            if link.true_clock() < earliest:
+                link.wait_until(earliest)
+            return
+
+
+def _serve_requests(console: Console, web: WebServer) -> None:
+    """Serve every request the page has made, in the console thread."""
+    for req in web.take_requests():
+        try:
+            req.reply.set_result(_serve(console, req))
+        except (ConsoleError, TimeoutError, ValueError) as exc:
+            req.reply.set_result((False, str(exc), {}))
+
+
 def run_browser(console: Console) -> int:
     """Serve the page and drive the core until SIGINT/SIGTERM; the exit code."""
     cfg = console.config
@@ -219,11 +248,7 @@ def run_browser(console: Console) -> int:
     alerts = Alerts()
     try:
         while not stop:
-            for req in web.take_requests():
-                try:
-                    req.reply.set_result(_serve(console, req))
-                except (ConsoleError, TimeoutError, ValueError) as exc:
-                    req.reply.set_result((False, str(exc), {}))
+            _serve_requests(console, web)
             now = console.link.true_clock()
             device.woken()  # this tick reads whatever input has arrived: no early tick for it after
             console.tick(now)
@@ -231,16 +256,7 @@ def run_browser(console: Console) -> int:
             if now >= next_hud:  # on schedule (not now + period: ticks are 5 ms apart)
                 next_hud = next_hud + hud_every if now - next_hud < hud_every else now + hud_every
                 web.publish(hud(console, web, active))
-            rate.advance()
-            # New input from the page (a key pressed, the clutch released) ends the wait: its command
-            # leaves now rather than up to a period later. The tick then takes this period's place
-            # (the schedule restarts from it), so commands stay one per period on average; an early
-            # tick comes no sooner than half a period after the last, whatever the page sends.
-            if console.link.wait_until(rate.deadline_s, device.wake_fd):
-                earliest = now + rate.period_s / 2
-                if console.link.true_clock() < earliest:
-                    console.link.wait_until(earliest)
-                rate.deadline_s = console.link.true_clock()  # this tick's; the next is a period on
+            wait_for_tick(console.link, rate, device, now, lambda: _serve_requests(console, web))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

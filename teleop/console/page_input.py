@@ -96,6 +96,8 @@ class PageInput:
         #: pressed or released, a stick moved, the page hidden or gone): the console's loop waits on
         #: it too and ticks at once rather than at its next period (``run_browser``).
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        #: An accepted event changed what the surgeon commands since the console last read.
+        self.input_changed = False
 
     def push(self, data: str | bytes, arrival_s: float) -> bool:
         """Take one event (JSON) that arrived at ``arrival_s`` (console clock, s); False if dropped."""
@@ -118,19 +120,24 @@ class PageInput:
             previous = self._event
             self._event, self._arrival_s = event, arrival_s
             self.accepted += 1
-        if previous is None or _intent(previous) != _intent(event):
-            self._wake()
+        dz = self.config.dead_zone
+        if previous is None or _intent(previous, dz) != _intent(event, dz):
+            self.input_changed = True
+            self.wake()
         return True
 
     def woken(self) -> bool:
-        """Clear ``wake_fd`` (the console is about to read the device): whether it was signalled."""
+        """Clear ``wake_fd`` and ``input_changed`` (the console is about to read the device):
+        whether it was signalled."""
+        self.input_changed = False
         try:
             os.eventfd_read(self.wake_fd)
         except (OSError, ValueError):  # not signalled (BlockingIOError), or closed (-1)
             return False
         return True
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Signal ``wake_fd`` (new input here, or a request from the page for the console)."""
         with contextlib.suppress(OSError, ValueError):  # closed, or signalled 2^64 times unread
             os.eventfd_write(self.wake_fd, 1)
 
@@ -143,7 +150,8 @@ class PageInput:
         """The page closed or its channel broke: release the clutch now."""
         with self._lock:
             self._event = None
-        self._wake()
+        self.input_changed = True
+        self.wake()
 
     def reset_clock(self) -> None:
         """A new page (or a reload): its clock and sequence start afresh."""
@@ -170,11 +178,15 @@ class PageInput:
         return HandInput(hand_m=self.hand_m, jaw=self.jaw, clutch=event.clutch, engage=engage)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.wake_fd)
-        self.wake_fd = -1
+        fd, self.wake_fd = self.wake_fd, -1  # no other thread writes to a number the OS reuses
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _intent(event: PageEvent) -> tuple:
-    """What of an event the surgeon commands (not its sequence or time)."""
-    return (event.axes, event.jaw, event.clutch, event.fine, event.visible)
+def _intent(event: PageEvent, dead_zone: float) -> tuple:
+    """What of an event the surgeon commands (not its sequence or time; a resting stick's jitter
+    inside the dead zone commands nothing)."""
+    axes = tuple(0.0 if abs(a) < dead_zone else min(max(a, -1.0), 1.0) for a in event.axes)
+    jaw = 0.0 if abs(event.jaw) < dead_zone else min(max(event.jaw, -1.0), 1.0)
+    return (axes, jaw, event.clutch, event.fine, event.visible)

@@ -46,6 +46,8 @@ class PageVideo:
         self.frames = 0
         #: (state sampled → displayed) per reported frame (s), the newest 600.
         self.samples: deque[float] = deque(maxlen=600)
+        #: Per reported frame: its display time (console clock) and ready → displayed (s).
+        self._shown: deque[tuple[float, float]] = deque(maxlen=600)
         self._page_to_console_s = math.inf
 
     def report(self, data: str | bytes, arrival_s: float) -> bool:
@@ -64,6 +66,7 @@ class PageVideo:
             self.frames += 1
             displayed_s = rep.t_page_ms / 1e3 + self._page_to_console_s
             self.samples.append(displayed_s + self.offset_s - rep.state_robot_s)
+            self._shown.append((displayed_s, displayed_s + self.offset_s - rep.ready_robot_s))
         return True
 
     def page_left(self) -> None:
@@ -85,14 +88,18 @@ class PageVideo:
 
     def stats(self) -> dict[str, Any]:
         """The session's figures, as the video client's (``telesurg.teleop.video.client``): frames the
-        page displayed and state sampled → displayed (ms) over the last 100 of them."""
+        page displayed; over the last 100 of them, fps and state sampled → displayed and ready →
+        displayed (ms)."""
         with self._lock:
             recent = np.asarray(list(self.samples)[-100:]) * 1e3
+            shown = np.asarray(list(self._shown)[-100:]).reshape(-1, 2)
             frames = self.frames
         out: dict[str, Any] = {"frames": frames, "matched": len(recent)}
         if len(recent):
-            pct = {q: float(np.percentile(recent, int(q[1:]))) for q in ("p50", "p95", "p99")}
-            out["sampled_to_displayed_ms"] = pct
+            for name, values in (("sampled_to_displayed_ms", recent), ("ready_to_displayed_ms", shown[:, 1] * 1e3)):
+                out[name] = {q: float(np.percentile(values, int(q[1:]))) for q in ("p50", "p95", "p99")}
+        if len(shown) >= 2 and shown[-1, 0] > shown[0, 0]:
+            out["fps"] = (len(shown) - 1) / float(shown[-1, 0] - shown[0, 0])
         return out
 
     def close(self) -> None:

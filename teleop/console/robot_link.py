@@ -132,6 +132,8 @@ class RobotLink:
             return False
         if timeout_s >= 0.001:
             fds: list[Any] = [self.sockets.telemetry, self.sockets.control]
+            if wake_fd is not None and wake_fd < 0:
+                wake_fd = None  # closed: nothing can signal it
             if wake_fd is not None:
                 fds.append(wake_fd)
             readable, _, _ = zmq.select(fds, [], [], timeout_s)
@@ -311,6 +313,6 @@ def _drain(fd: int) -> bool:
     """Read a non-blocking eventfd: whether it had been signalled."""
     try:
         os.eventfd_read(fd)
-    except BlockingIOError:
+    except (OSError, ValueError):  # not signalled (BlockingIOError), or closed
         return False
     return True

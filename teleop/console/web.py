@@ -278,6 +278,7 @@ class WebServer:
             return web.json_response({"error": "connect first (POST /connect), then offer video"}, status=400)
         reply: Future = Future()
         self._requests.put(PageRequest(page, "video_offer", {"sdp": body["sdp"]}, reply))
+        self.device.wake()
         try:
             ok, reason, extra = await asyncio.wait_for(asyncio.wrap_future(reply), 15.0)
         except TimeoutError:
@@ -334,6 +335,7 @@ class WebServer:
 
         future.add_done_callback(_done)
         self._requests.put(PageRequest(page.id, op, args, future))
+        self.device.wake()  # the console's loop serves it now, not at its next tick
 
     def _send_hud(self, hud: dict[str, Any]) -> None:
         text = json.dumps(hud, separators=(",", ":"))
