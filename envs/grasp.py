@@ -16,6 +16,7 @@ jaws releases it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ class Grasper:
         self._constraint: int | None = None
         self._points: tuple[Graspable, tuple[float, float, float], tuple[float, float, float]] | None = None
         self._armed = False
-        self._pull_world = np.zeros(3)
+        self._pull_world: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def register(self, obj: Graspable) -> None:
         self.objects.append(obj)
@@ -78,7 +79,7 @@ class Grasper:
             self.sim.remove_constraint(self._constraint)
         self._constraint = None
         self.held = None
-        self._pull_world = np.zeros(3)
+        self._pull_world: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def holding_tissue(self) -> bool:
@@ -98,11 +99,15 @@ class Grasper:
         tip, tip_vel = self.sim.link_point_velocity(self.arm.name, self.arm.tip_link, tip_local)
         point, point_vel = self.sim.link_point_velocity(obj.body, obj.link, point_local)
         k, c = self.config.tissue_stiffness_N_m, self.config.tissue_damping_N_s_m
-        force = tuple(k * (tip[i] - point[i]) + c * (tip_vel[i] - point_vel[i]) for i in range(3))
+        force = (
+            k * (tip[0] - point[0]) + c * (tip_vel[0] - point_vel[0]),
+            k * (tip[1] - point[1]) + c * (tip_vel[1] - point_vel[1]),
+            k * (tip[2] - point[2]) + c * (tip_vel[2] - point_vel[2]),
+        )
         pull = (-force[0], -force[1], -force[2])
         self.sim.apply_force_at(obj.body, obj.link, force, point)
         self.sim.apply_force_at(self.arm.name, self.arm.tip_link, pull, tip)
-        self._pull_world = np.array(pull)
+        self._pull_world = pull
         return pull
 
     def update(self, jaw_opening: float, tip_world_m: np.ndarray) -> None:
@@ -110,7 +115,7 @@ class Grasper:
         cfg = self.config
         if self.held is not None:
             if self.held.is_tissue:
-                slipped = float(np.linalg.norm(self._pull_world)) > cfg.tissue_slip_force_N
+                slipped = math.hypot(*self._pull_world) > cfg.tissue_slip_force_N
             else:
                 slipped = np.linalg.norm(self.grasp_point_world(self.held) - tip_world_m) > cfg.slip_m
             if jaw_opening > cfg.close_threshold or slipped:

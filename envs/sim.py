@@ -481,6 +481,11 @@ class Sim:
             return None
         return -deepest[8], deepest[7], deepest[5]
 
+    def is_static(self, body: str, link: int = -1) -> bool:
+        """Whether ``body``'s ``link`` never moves: the massless base of a body (forces on it do nothing)."""
+        mass = pb.getDynamicsInfo(self.bodies[body], link, physicsClientId=self._client)[0]
+        return link < 0 and mass == 0.0
+
     def apply_force_at(self, body: str, link: int, force_N: Sequence[float], point_m: Sequence[float]) -> None:
         """Apply ``force_N`` (world frame) at world point ``point_m`` for the next physics step
         (ignored for static bodies)."""

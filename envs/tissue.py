@@ -33,12 +33,15 @@ class TissueContact:
         self.config = config
         self.bodies: list[tuple[str, int]] = []
         self._last: dict[tuple[str, int], tuple[float, tuple[float, float, float]]] = {}
+        self._static: set[tuple[str, int]] = set()
         self._dt = sim.config.physics_step_s
 
     def add_body(self, body: str, link: int = -1) -> None:
         """Make ``body``/``link`` tissue for the tool tip (and stop Bullet's own tip contact with it)."""
         self.sim.set_collision(self.arm.name, body, False, link_a=self.arm.tip_link, link_b=link)
         self.bodies.append((body, link))
+        if self.sim.is_static(body, link):
+            self._static.add((body, link))  # the reaction on it would do nothing: not applied
 
     def reset(self) -> None:
         self._last.clear()
@@ -76,6 +79,7 @@ class TissueContact:
             self._last[key] = (depth, point)
             if fn > 0.0:
                 self.sim.apply_force_at(self.arm.name, self.arm.tip_link, force, point)
-                self.sim.apply_force_at(key[0], key[1], (-force[0], -force[1], -force[2]), point)
+                if key not in self._static:
+                    self.sim.apply_force_at(key[0], key[1], (-force[0], -force[1], -force[2]), point)
                 total = force if total is None else (total[0] + force[0], total[1] + force[1], total[2] + force[2])
         return total
