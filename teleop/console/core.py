@@ -34,6 +34,10 @@ from telesurg.teleop.correction.stage import Context, Motion, run_stages
 from telesurg.teleop.video.client import VideoClient
 from telesurg.teleop.wire import protocol as p
 
+#: Command latencies kept (the newest half of them once there are more: ~3 MB): 8 min of echoes at
+#: the 200 Hz command rate; a scripted episode's figures come from its own (shorter) stretch.
+MAX_LATENCIES = 100_000
+
 
 class Console:
     """See the module docstring."""
@@ -296,6 +300,8 @@ class Console:
             self._last_echo = tel.last_cmd_seq
             latency = tel.last_cmd_accepted_robot_s - (tel.last_cmd_sent_console_s + tel.clock_offset_s)
             self.latencies.append(latency)
+            if len(self.latencies) > MAX_LATENCIES:  # a session driven by hand for hours: bounded
+                del self.latencies[: len(self.latencies) - MAX_LATENCIES // 2]
 
     # -------------------------------------------------------------- runs
     def run(self) -> int:
