@@ -2,17 +2,18 @@
 compared against later, so a change meant to make the simulation faster is shown to leave its
 physics alone (issue 19: contact force within 1 mN, the same terminations and successes).
 
-A trajectory is one seeded episode of the task's scripted expert (``telesurg.envs.experts``), with
-the expert acting on what it observes, so any change in the physics also changes what the expert
-does next and shows up downstream. Per control period it keeps the tool tip (m, base frame, as
-observed: float32), the contact force after the period and the largest one within it (N), the jaw
-opening, whether the episode terminated, and success.
+A trajectory is one seeded episode of the task's scripted expert (``telesurg.envs.experts``), its
+actions kept; the check replays those actions on today's physics (open loop). Not the expert again
+(closed loop): its force controller amplifies any difference — a 1e-10 m change in where a contact
+point is computed (pybullet's own query is that noisy) became 80 mN within 36 periods — so only a
+bit-for-bit change could pass, while a faithful closed-form contact could not. Per control period it
+keeps the tool tip (m, base frame, as observed: float32), the contact force after the period and the
+largest one within it (N), the jaw opening, whether the episode terminated, and success.
 
     python -m telesurg.envs.trajectories --record tests/envs/data/expert_trajectories.npz
     python -m telesurg.envs.trajectories --check tests/envs/data/expert_trajectories.npz
 
-``--check`` prints one line per difference beyond the tolerances and exits non-zero if any.
-"""
+``--check`` prints one line per difference beyond the tolerances and exits non-zero if any."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ TASK_SEEDS: tuple[tuple[str, int], ...] = tuple((t, s) for t in TASKS for s in (
 #: the episode ends earlier only when it terminates or is truncated.
 MAX_STEPS = 150
 
-FIELDS = ("tip_m", "force_N", "force_max_N", "jaw", "terminated", "success")
+FIELDS = ("action", "tip_m", "force_N", "force_max_N", "jaw", "terminated", "success")
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class Tolerances:
     jaw: float = 1e-4
 
 
-def expert_trajectory(task: str, seed: int, max_steps: int = MAX_STEPS) -> dict[str, np.ndarray]:
+def expert_trajectory(
+    task: str, seed: int, max_steps: int = MAX_STEPS, actions: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """One seeded episode of ``task``'s scripted expert: ``max_steps`` periods, or fewer when it
-    terminates or is truncated."""
+    terminates or is truncated. With ``actions`` (a recorded trajectory's), those are replayed
+    instead of asking the expert (open loop)."""
     import gymnasium as gym
 
     from telesurg.envs import env_id
@@ -57,8 +61,10 @@ def expert_trajectory(task: str, seed: int, max_steps: int = MAX_STEPS) -> dict[
         obs, _ = env.reset(seed=seed)
         expert.reset()
         rows: dict[str, list] = {name: [] for name in FIELDS}
-        for _ in range(max_steps):
-            obs, _, terminated, truncated, info = env.step(expert.action(obs))
+        for i in range(max_steps if actions is None else len(actions)):
+            action = expert.action(obs) if actions is None else actions[i]
+            rows["action"].append(np.asarray(action, dtype=np.float32))
+            obs, _, terminated, truncated, info = env.step(action)
             rows["tip_m"].append(layout.get(obs["observation"], "tip_pos_m").astype(np.float64))
             rows["force_N"].append(float(info["contact_force_N"]))
             rows["force_max_N"].append(float(info["contact_force_max_N"]))
@@ -94,6 +100,11 @@ def load(path: Path) -> dict[tuple[str, int], dict[str, np.ndarray]]:
             task, seed, name = key.split("/")
             out.setdefault((task, int(seed)), {})[name] = data[key]
     return out
+
+
+def replay(task: str, seed: int, reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``reference``'s actions replayed on today's physics (open loop)."""
+    return expert_trajectory(task, seed, actions=reference["action"])
 
 
 def differences(
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bad = 0
     for (task, seed), reference in sorted(load(args.check).items()):
-        diffs = differences(reference, expert_trajectory(task, seed))
+        diffs = differences(reference, replay(task, seed, reference))
         for line in diffs:
             print(f"{task} seed {seed}: {line}")
         bad += bool(diffs)

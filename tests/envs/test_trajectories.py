@@ -1,7 +1,8 @@
-"""Today's physics against the expert trajectories recorded before any speed-up (issue 19): every
-task, three seeds, contact force within 1 mN, tool tip within 10 µm, the same terminations and
-successes. A change that alters the physics fails here; re-record only for a change that means to
-(and say so): ``python -m telesurg.envs.trajectories --record tests/envs/data/expert_trajectories.npz``."""
+"""Today's physics against the expert trajectories recorded before any speed-up (issue 19): every task,
+three seeds, the recorded actions replayed, contact force within 1 mN, tool tip within 10 µm, the
+same terminations and successes. A change that alters the physics fails here; re-record only for a
+change that means to (and say so): ``python -m telesurg.envs.trajectories --record
+tests/envs/data/expert_trajectories.npz``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telesurg.envs.trajectories import TASK_SEEDS, Tolerances, differences, expert_trajectory, load
+from telesurg.envs.trajectories import TASK_SEEDS, Tolerances, differences, load, replay
 
 RECORDED = Path(__file__).parent / "data" / "expert_trajectories.npz"
 
@@ -29,7 +30,7 @@ def test_every_task_and_seed_is_recorded_and_touches_what_it_should(recorded: di
 
 @pytest.mark.parametrize(("task", "seed"), TASK_SEEDS)
 def test_todays_physics_reproduces_the_recorded_trajectory(task: str, seed: int, recorded: dict) -> None:
-    diffs = differences(recorded[(task, seed)], expert_trajectory(task, seed))
+    diffs = differences(recorded[(task, seed)], replay(task, seed, recorded[(task, seed)]))
     assert not diffs, f"{task} seed {seed}: " + "; ".join(diffs)
 
 
