@@ -1,12 +1,13 @@
-"""Training throughput: SB3 PPO steps per second on telesurg Reach with 1 and 2 envs, next to SB3
-PPO on CartPole-v1 with the same network and hyperparameters (the framework-overhead reference),
-plus the wall time to 95% Reach success of the shipped PPO policy.
+"""Training throughput: SB3 PPO steps per second on telesurg Reach with 1 and 2 envs and on two
+contact tasks (Palpate, Trace) with 1 env, next to SB3 PPO on CartPole-v1 with the same network and
+hyperparameters (the framework-overhead reference), plus the wall time to 95% Reach success of the
+shipped PPO policy. (Issue 19's target: ≥ 0.75× CartPole on ReachDense and on a contact task.)
 
 Each configuration trains in its own process, in interleaved rounds (noise on these machines is
 ±15%); each round builds the model, warms up one rollout, then times ``learn(steps)``. Reported:
 median training steps per wall second and its ratio to CartPole in the same run.
 
-    .venv/bin/python bench/train_throughput.py                  # about 3 minutes
+    .venv/bin/python bench/train_throughput.py                  # about 5 minutes
     .venv/bin/python bench/train_throughput.py --time-to-success  # also retrains Reach PPO from scratch
 
 prints a table and writes bench/train_throughput.json. The time to 95% success comes from the
@@ -36,6 +37,8 @@ SHIPPED = ROOT / "assets" / "policies" / "reach_ppo"
 CASES = {
     "Reach, 1 env": ("telesurg/ReachDense-v0", 1),
     "Reach, 2 envs (subprocesses)": ("telesurg/ReachDense-v0", 2),
+    "Palpate (contact), 1 env": ("telesurg/PalpateDense-v0", 1),
+    "Trace (contact), 1 env": ("telesurg/TraceDense-v0", 1),
     "CartPole-v1, 1 env (reference)": ("CartPole-v1", 1),
 }
 THRESHOLD = 0.95
