@@ -79,7 +79,7 @@ class Grasper:
             self.sim.remove_constraint(self._constraint)
         self._constraint = None
         self.held = None
-        self._pull_world: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._pull_world = (0.0, 0.0, 0.0)
 
     @property
     def holding_tissue(self) -> bool:
