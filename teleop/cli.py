@@ -28,7 +28,7 @@ import sys
 from typing import NoReturn
 
 from telesurg.teleop.cli_errors import CliError
-from telesurg.teleop.commands import learning, network, security, stack, verification
+from telesurg.teleop.commands import datasets, learning, network, security, stack, verification
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="telesurg", description="telesurg: simulated surgical arm, tasks and teleoperation (research use only)."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for area in (learning, stack, security, network, verification):
+    for area in (learning, datasets, stack, security, network, verification):
         area.add_commands(sub)
     return parser
 

@@ -126,6 +126,8 @@ class SimulatedArm:
             scene = dataclasses.replace(env_config.scene, forbidden_m=self.config.forbidden_m)
             env_config = dataclasses.replace(env_config, scene=scene)
         self.env_config = env_config  # every task's scene is built with it: known before connect
+        #: Counts task loads and task periods: a change means ``task_snapshot`` has a new state.
+        self.task_updates = 0
 
     # ------------------------------------------------------------------ RobotInterface
     def connect(self) -> None:
@@ -207,6 +209,7 @@ class SimulatedArm:
         self._target: np.ndarray | None = None
         self.sim_time_s = 0.0
         self.episode_start_s = 0.0
+        self.task_updates += 1
 
     @property
     def physics_step_s(self) -> float:
@@ -300,6 +303,12 @@ class SimulatedArm:
         self._obs, self._info = env.measure(result, velocity)
         self._window_s, self._window_peak = 0.0, 0.0
         self._window_start_tip = state.tip_position_m
+        self.task_updates += 1
+
+    @property
+    def task_force_max_N(self) -> float:
+        """The largest contact force (N) within the last task period (0 right after a load)."""
+        return float(self._info.get("contact_force_max_N", 0.0))
 
     def _require(self) -> SurgicalEnv:
         if self.env is None:

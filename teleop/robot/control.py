@@ -241,6 +241,7 @@ class ControlChannel:
             return
         sup.rebase()
         self._record_config(now)
+        self._record_task(now)
         reason = f"loaded {req.task} with seed {req.seed}"
         self._answer(ident, now, client, "load_task", True, reason, guidance=self._guidance())
 

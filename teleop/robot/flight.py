@@ -17,10 +17,12 @@ from telesurg.teleop.robot.records import (
     TOPIC_EVENTS,
     TOPIC_REJECTED,
     TOPIC_STALLS,
+    TOPIC_TASK,
     ConfigRecord,
     EventRecord,
     RejectedRecord,
     StallRecord,
+    TaskRecord,
     vec3,
 )
 from telesurg.teleop.settings import output_path
@@ -44,7 +46,9 @@ class FlightRecording:
             compression="lz4",
         )
         self._ch = self.recorder.channel_ids
+        self._task_recorded: int | None = None
         self._record_config(self.clock())
+        self._record_task(self.clock())
 
     def _record_config(self, now: float) -> None:
         sup = self.supervisor
@@ -74,6 +78,31 @@ class FlightRecording:
         )
         if negative:
             log.warning("NEGATIVE CONTROL ACTIVE (harness test only): %s", ", ".join(negative))
+
+    def _record_task(self, now: float) -> None:
+        """Record the simulated task's state (``/robot/task``) when it changed since the last call:
+        after a load and after every task period. Real arms (no task) record nothing."""
+        updates = getattr(self.robot, "task_updates", None)
+        if self.recorder is None or updates is None or updates == self._task_recorded:
+            return
+        self._task_recorded = updates
+        snap = self.robot.task_snapshot()
+        if snap is None:
+            return
+        self._record(
+            TOPIC_TASK,
+            TaskRecord(
+                robot_s=now,
+                task=snap.name,
+                seed=snap.seed,
+                episode_s=snap.episode_s,
+                observation=snap.observation,
+                achieved_goal=snap.achieved_goal,
+                desired_goal=snap.desired_goal,
+                success=snap.success,
+                force_max_N=float(getattr(self.robot, "task_force_max_N", 0.0)),
+            ),
+        )
 
     def _record(self, topic: str, message: Any) -> None:
         if self.recorder is not None:

@@ -13,7 +13,10 @@ Topics:
 - ``/robot/config`` (``ConfigRecord``): the limits in force, at start and whenever a task is loaded
   (what the safety harness judges the other topics against);
 - ``/robot/stalls`` (``StallRecord``): every control period longer than 5× nominal, with where its
-  time went (the period's own work, or the wait for its start).
+  time went (the period's own work, or the wait for its start);
+- ``/robot/task`` (``TaskRecord``, simulated arms only): the task's state when it is loaded and at
+  every task period (40 ms: the environment's control period), as the environment observes it —
+  what a dataset of demonstrations is built from (``telesurg.teleop.robot.demonstrations``).
 
 Times named ``*_robot_s`` are the robot's monotonic clock (s); MCAP log times are the host's wall
 clock (ns).
@@ -35,6 +38,7 @@ TOPIC_CONTROL = "/robot/control"
 TOPIC_REJECTED = "/robot/rejected"
 TOPIC_CONFIG = "/robot/config"
 TOPIC_STALLS = "/robot/stalls"
+TOPIC_TASK = "/robot/task"
 
 
 class StateRecord(msgspec.Struct):
@@ -165,6 +169,23 @@ class StallRecord(msgspec.Struct):
     work_blocked: bool = False
 
 
+class TaskRecord(msgspec.Struct):
+    """The simulated task at ``robot_s`` (s): its name and seed, the time since it was loaded
+    (``episode_s``, simulated s; 0 at the load) and the environment's observation vectors (layouts:
+    ``telesurg envs --layout telesurg/<task>-v0``), its success test and the largest contact force
+    within the task period (N)."""
+
+    robot_s: float
+    task: str
+    seed: int
+    episode_s: float
+    observation: list[float]
+    achieved_goal: list[float]
+    desired_goal: list[float]
+    success: bool
+    force_max_N: float
+
+
 #: Every topic the robot server records and its record type (what a copy of a recording registers).
 RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     TOPIC_STATE: StateRecord,
@@ -175,6 +196,7 @@ RECORD_TYPES: dict[str, type[msgspec.Struct]] = {
     TOPIC_REJECTED: RejectedRecord,
     TOPIC_CONFIG: ConfigRecord,
     TOPIC_STALLS: StallRecord,
+    TOPIC_TASK: TaskRecord,
 }
 
 

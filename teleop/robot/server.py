@@ -421,6 +421,7 @@ class RobotServer(ControlChannel, OfferRelay, CommandIntake, Sessions, Telemetry
         self.robot.command(setpoint.tip_m, setpoint.jaw)
         self.robot.update(dt)
         self._flush_events()
+        self._record_task(now)
         f = reading.force_N
         fmag = math.sqrt(float(f @ f))
         if self.recorder is not None:
