@@ -112,8 +112,10 @@ class EvalCheckpointCallback(BaseCallback):
         log: Callable[[str], None],
         on_eval: Callable[[dict[str, Any]], None] | None = None,
         best_score: tuple[float, float, float] | None = None,
+        eval_at_start: bool = False,
     ) -> None:
         super().__init__()
+        self.eval_at_start = eval_at_start
         self.run_dir = run_dir
         self.eval_every = eval_every
         self.checkpoint_every = checkpoint_every
@@ -131,6 +133,8 @@ class EvalCheckpointCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self._next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
         self._next_checkpoint = (self.num_timesteps // self.checkpoint_every + 1) * self.checkpoint_every
+        if self.eval_at_start:  # a pretrained start is judged too: best/ is never worse than it
+            self.run_eval()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
@@ -184,3 +188,37 @@ class EvalCheckpointCallback(BaseCallback):
         for path in old:
             shutil.rmtree(path, ignore_errors=True)
         return folder
+
+
+class CriticWarmup(BaseCallback):
+    """Fine-tuning a cloned PPO policy: for the first ``steps`` environment steps only the critic
+    learns (the actor's layers and log std are frozen), so the first policy updates use advantages
+    from a value function fitted to the cloned policy rather than an untrained one's noise, which
+    would otherwise pull the actor away from the demonstrations."""
+
+    def __init__(self, steps: int, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.steps = steps
+        self.log = log
+        self.frozen = False
+
+    def _actor_parameters(self) -> list[Any]:
+        policy = self.model.policy
+        return [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters(), policy.log_std]
+
+    def _on_training_start(self) -> None:
+        if self.num_timesteps < self.steps:
+            for p in self._actor_parameters():
+                p.requires_grad_(False)
+            self.frozen = True
+            self.log(f"critic warm-up: the actor stays as pretrained for the first {self.steps:,} steps")
+
+    def _on_rollout_end(self) -> None:
+        if self.frozen and self.num_timesteps >= self.steps:
+            for p in self._actor_parameters():
+                p.requires_grad_(True)
+            self.frozen = False
+            self.log(f"critic warm-up done at {self.num_timesteps:,} steps: the actor learns from now on")
+
+    def _on_step(self) -> bool:
+        return True

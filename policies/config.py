@@ -73,7 +73,10 @@ class TrainConfig:
     """Everything a training run needs. ``shield`` applies the force shield to the training envs;
     ``cost_weight`` subtracts weight × ``info["cost"]`` from every reward (the constraint-cost term);
     ``normalize_obs``/``normalize_reward`` wrap the envs in ``VecNormalize`` (statistics are saved
-    with every model)."""
+    with every model). ``init``: a pretrained policy bundle (``telesurg pretrain``) to start from
+    (its network and observation statistics; evaluated before the first step); with PPO,
+    ``critic_warmup_steps`` keeps its actor frozen for that many steps while the critic learns
+    (only with ``init``: an untrained actor has nothing to keep)."""
 
     env_id: str = ""
     algo: str = "auto"
@@ -89,6 +92,8 @@ class TrainConfig:
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     torch_threads: int = 1
     progress_every_s: float = 10.0
+    init: str = ""
+    critic_warmup_steps: int = 0
     hyperparams: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -137,7 +142,9 @@ class TrainConfig:
         if ALGORITHMS[self.algo] != kind:
             hint = "a Discrete id (…Discrete-v0)" if self.algo == "dqn" else "a Box id (without 'Discrete')"
             raise ConfigError(f"{self.algo.upper()} needs {hint}, but {self.env_id} has {kind} actions")
-        for name, low in (("total_timesteps", 1), ("n_envs", 1), ("torch_threads", 1)):
+        if self.critic_warmup_steps and self.algo != "ppo":
+            raise ConfigError("critic_warmup_steps is for PPO (it freezes the actor while the critic learns)")
+        for name, low in (("total_timesteps", 1), ("n_envs", 1), ("torch_threads", 1), ("critic_warmup_steps", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
         if self.vec_env not in VEC_ENV_KINDS:

@@ -1,7 +1,14 @@
 """Demonstrations from the scripted experts (``telesurg.envs.experts``) run directly in the env.
 
 Each episode runs the whole time limit (as evaluation does, which judges success at the last step),
-so the demonstrations include holding the result after success."""
+so the demonstrations include holding the result after success.
+
+With ``noise`` > 0 the env executes the expert's action plus Gaussian noise (standard deviation
+``noise`` in the action's units: fractions of the maximum tool step; the jaw is left alone) while
+the dataset records what the expert commanded in each state visited (DART, Laskey et al. 2017): a
+policy cloned from noiseless runs has only seen the expert's own path and drifts off it for good
+after the first small error; the noise shows the expert recovering. The recorded actions then do
+not replay the episode (the executed ones differed); ``success`` and forces are those of the run."""
 
 from __future__ import annotations
 
@@ -14,10 +21,17 @@ from telesurg import envs
 from telesurg.envs.experts import make_expert
 from telesurg.policies.dataset.episode import Episode
 
+#: With noise, the share of periods in which the tool is held still instead (the expert's command
+#: is recorded): otherwise a resting tool is only ever seen at the goal, and a clone learns that
+#: resting means done.
+PAUSE_PROBABILITY = 0.15
 
-def expert_episode(env: gym.Env, seed: int) -> Episode:
-    """One seeded episode of ``env``'s task driven by its scripted expert."""
+
+def expert_episode(env: gym.Env, seed: int, noise: float = 0.0) -> Episode:
+    """One seeded episode of ``env``'s task driven by its scripted expert (``noise``: see above;
+    seeded by ``seed`` too)."""
     expert = make_expert(env)
+    rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     expert.reset()
     rows: dict[str, list] = {k: [] for k in ("obs", "ach", "des", "act", "succ", "force")}
@@ -29,6 +43,12 @@ def expert_episode(env: gym.Env, seed: int) -> Episode:
         rows["ach"].append(obs["achieved_goal"])
         rows["des"].append(obs["desired_goal"])
         rows["act"].append(action)
+        if noise > 0:
+            action = action.copy()
+            if rng.random() < PAUSE_PROBABILITY:
+                action[:3] = 0.0
+            else:
+                action[:3] = np.clip(action[:3] + rng.normal(0.0, noise, 3), -1.0, 1.0)
         obs, _, terminated, truncated, info = env.step(action)
         rows["succ"].append(bool(info["is_success"]))
         rows["force"].append(float(info["contact_force_max_N"]))
@@ -39,7 +59,7 @@ def expert_episode(env: gym.Env, seed: int) -> Episode:
         task=task,
         seed=seed,
         source="expert",
-        origin=f"expert:{task}:seed={seed}",
+        origin=f"expert:{task}:seed={seed}" + (f":noise={noise:g}" if noise > 0 else ""),
         observation=np.asarray(rows["obs"], dtype=np.float32),
         achieved_goal=np.asarray(rows["ach"], dtype=np.float32),
         desired_goal=np.asarray(rows["des"], dtype=np.float32),
@@ -52,14 +72,18 @@ def expert_episode(env: gym.Env, seed: int) -> Episode:
 
 
 def expert_episodes(
-    task: str, count: int, seed: int = 0, progress: Callable[[int, Episode], None] | None = None
+    task: str,
+    count: int,
+    seed: int = 0,
+    progress: Callable[[int, Episode], None] | None = None,
+    noise: float = 0.0,
 ) -> list[Episode]:
     """``count`` expert episodes of ``task`` with seeds ``seed`` … ``seed + count - 1``."""
     env = gym.make(envs.env_id(task))
     try:
         out = []
         for i in range(count):
-            out.append(expert_episode(env, seed + i))
+            out.append(expert_episode(env, seed + i, noise))
             if progress is not None:
                 progress(i, out[-1])
         return out

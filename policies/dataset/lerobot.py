@@ -129,6 +129,7 @@ def write_dataset(
     val_fraction: float = 0.1,
     overwrite: bool = False,
     description: str = "",
+    command: str = "",
 ) -> Path:
     """Write ``episodes`` as a LeRobot v3.0 dataset at ``out`` (atomically; see the module
     docstring). About ``val_fraction`` of each task's episodes (every k-th, at least one when a task
@@ -153,7 +154,7 @@ def write_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write(tmp, ordered, n_train, layouts, task_names, description)
+        _write(tmp, ordered, n_train, layouts, task_names, description, command)
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -224,6 +225,7 @@ def _write(
     layouts: dict[str, TaskLayout],
     task_names: list[str],
     description: str,
+    command: str,
 ) -> None:
     features = _features(layouts)
     s = features["observation.state"]["shape"][0]
@@ -323,6 +325,8 @@ def _write(
         "telesurg": {
             "format": TELESURG_FORMAT,
             "description": description,
+            "command": command,
+            "sources": sorted({e.source for e in episodes}),
             "obs_layout_version": OBS_LAYOUT_VERSION,
             "control_period_s": 1.0 / FPS,
             "action": "tip step (x, y, z, base frame) as a fraction of max_step_m per control period; jaw in [-1, 1]",
@@ -365,7 +369,9 @@ class Dataset:
     def episodes(self, tasks: Sequence[str] | None = None, split: str | None = None) -> list[Episode]:
         """The episodes (all, or those of ``tasks`` and/or ``split``), each cut back to its task's sizes."""
         meta = self.episodes_table.to_pylist()
-        cols = {k: _matrix(self.data.column(k)) for k in (*VECTOR_FEATURES, "next.success", "next.contact_force_max_N")}
+        cols = {k: _matrix(self.data.column(k)) for k in ("next.success", "next.contact_force_max_N")}
+        # A vector of one value (Trace's goal) is a scalar column, as LeRobot stores shape (1,) features.
+        cols |= {k: _matrix(self.data.column(k)).reshape(self.data.num_rows, -1) for k in VECTOR_FEATURES}
         out = []
         for row in meta:
             task = row["tasks"][0]

@@ -25,6 +25,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--scripted", nargs="+", default=[], metavar="MCAP", help="recordings of the scripted surgeon or a trace replay"
     )
     b.add_argument("--experts", type=int, default=0, metavar="N", help="N scripted-expert episodes per task")
+    b.add_argument(
+        "--expert-noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="executed expert actions get Gaussian noise of this std (fraction of the max step); the dataset keeps "
+        "the expert's own actions, so it shows recoveries (default 0)",
+    )
     b.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks to keep (default: all five)")
     b.add_argument("--seed", type=int, default=0, help="seed of the first expert episode (default: 0)")
     b.add_argument("--val-fraction", type=float, default=0.1, help="episodes per task kept for validation (0.1)")
@@ -50,6 +58,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise CliError(f"unknown task(s) {unknown}; choose from {sorted(TASKS_BY_NAME)}")
     if args.experts < 0:
         raise CliError("--experts must be >= 0")
+    if not 0.0 <= args.expert_noise <= 1.0:
+        raise CliError(f"--expert-noise must be in [0, 1], got {args.expert_noise}")
     if Path(args.out).exists() and not args.overwrite:
         raise CliError(f"{args.out} exists; choose another path or pass --overwrite")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -79,11 +89,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
             if (i + 1) % 10 == 0 or i + 1 == args.experts:
                 print(f"dataset: {task} expert {i + 1}/{args.experts} ({time.monotonic() - start:.0f} s)", flush=True)
 
-        episodes += expert_episodes(task, args.experts, args.seed, progress)
+        episodes += expert_episodes(task, args.experts, args.seed, progress, noise=args.expert_noise)
     if not episodes:
         raise CliError("no episodes found: nothing written")
     try:
-        out = write_dataset(args.out, episodes, val_fraction=args.val_fraction, overwrite=args.overwrite)
+        out = write_dataset(
+            args.out, episodes, val_fraction=args.val_fraction, overwrite=args.overwrite, command=args.command_line
+        )
     except DatasetError as exc:
         raise CliError(str(exc)) from None
     frames = sum(e.length for e in episodes)

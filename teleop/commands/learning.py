@@ -38,7 +38,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. hyperparams.gamma=0.98"
     )
     p_train.add_argument("--resume", metavar="RUN", help="continue a run folder (or one of its checkpoints)")
+    p_train.add_argument("--init", metavar="PRETRAINED", help="fine-tune a policy from `telesurg pretrain`")
+    p_train.add_argument(
+        "--critic-warmup", type=int, metavar="STEPS", help="with --init (PPO): actor frozen while the critic learns"
+    )
     p_train.set_defaults(func=_cmd_train)
+
+    p_pre = sub.add_parser("pretrain", help="behaviour cloning: pretrain a policy on a demonstration dataset")
+    p_pre.add_argument("config", help="the training TOML the policy will be fine-tuned with (env, algorithm, network)")
+    p_pre.add_argument("--dataset", required=True, help="dataset folder from `telesurg dataset build`")
+    p_pre.add_argument("--out", required=True, help="policy folder to write (a bundle `telesurg eval` runs)")
+    p_pre.add_argument("--epochs", type=int, default=100, help="passes over the training split (default: 100)")
+    p_pre.add_argument("--batch-size", type=int, default=256, help="minibatch size (default: 256)")
+    p_pre.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    p_pre.add_argument("--log-std", type=float, help="PPO: log std of the cloned policy (default: ln 0.2)")
+    p_pre.add_argument(
+        "--augment-shift",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="shift all positions of a frame together by up to ±M metres (translation augmentation; Reach)",
+    )
+    p_pre.add_argument("--include-flagged", action="store_true", help="also clone episodes over the hard limit")
+    p_pre.add_argument("--set", action="append", metavar="KEY=VALUE", help="training config override")
+    p_pre.set_defaults(func=_cmd_pretrain)
 
     p_eval = sub.add_parser("eval", help="evaluate a saved policy: success, violations, contact force")
     p_eval.add_argument("model", help="policy folder (or its model.zip), e.g. assets/policies/reach_ppo")
@@ -152,6 +175,8 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
         ("n_envs", "n_envs", False),
         ("seed", "seed", False),
         ("out", "out", True),
+        ("init", "init", True),
+        ("critic_warmup", "critic_warmup_steps", False),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -179,6 +204,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except OSError as exc:  # e.g. --out names a file or an unwritable place
         raise CliError(f"cannot write the run folder: {exc}") from None
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from telesurg.policies.config import ConfigError, load_config
+    from telesurg.policies.dataset.lerobot import DatasetError
+    from telesurg.policies.pretrain import PretrainSettings, pretrain
+
+    settings = PretrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        include_flagged=args.include_flagged,
+        augment_shift_m=args.augment_shift,
+    )
+    if args.log_std is not None:
+        settings = dataclasses.replace(settings, log_std=args.log_std)
+    if Path(args.out).exists():
+        raise CliError(f"{args.out} exists; choose another --out")
+    try:
+        cfg = load_config(args.config, list(args.set or []))
+        pretrain(cfg, args.dataset, args.out, settings, command=args.command_line, log=lambda m: print(m, flush=True))
+    except (ConfigError, DatasetError) as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

@@ -17,8 +17,9 @@ second. Replayed this way the env's tip stays within the robot's lag of the reco
 env is deterministic, replaying the dataset's actions from the same seed reproduces that run.
 Resampling is exact in time: the periods are the simulation's own, not the host's clock.
 
-An episode keeps the periods from the first in which the arm was engaged to the first whose end
-shows success, or else to the last engaged period; a load the surgeon never engaged gives none.
+An episode keeps the periods from the first in which the arm was engaged to the last (a surgeon
+who holds the result after success shows that too, as the env's episodes do); its ``success`` is
+the task's success test at its end. A load the surgeon never engaged gives none.
 ``hard_limit_exceeded`` flags an episode in which the contact force passed the hard limit in force
 (the recording's ``/robot/config``).
 
@@ -152,11 +153,7 @@ def _episode(load: _Load, origin: str, source: str) -> Episode | None:
     if not engaged:
         return None
     first, last = rows.index(engaged[0]), rows.index(engaged[-1])
-    kept = []
-    for r in rows[first : last + 1]:
-        kept.append(r)
-        if frames[r[0] + 1]["success"]:
-            break
+    kept = rows[first : last + 1]
     obs, ach, des, act, succ, force = [], [], [], [], [], []
     peak, tip_error = 0.0, 0.0
     env = gym.make(env_id(load.task))

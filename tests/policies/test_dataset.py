@@ -189,6 +189,12 @@ def test_cli_build_info_validate(tmp_path):
     r = _cli("dataset", "build", str(out), "--experts", "3", "--tasks", "Trace")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "wrote" in r.stdout and "3 episodes" in r.stdout
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["telesurg"]["command"].startswith("telesurg dataset build") and info["telesurg"]["sources"] == [
+        "expert"
+    ]
+    back = read_dataset(out).episodes()  # Trace's goal is one value: a scalar column, read back as (T, 1)
+    assert len(back) == 3 and back[0].achieved_goal.shape == (200, 1) and back[0].success
     r = _cli("dataset", "info", str(out))
     assert r.returncode == 0 and "Trace" in r.stdout and "expert" in r.stdout and "100%" in r.stdout
     r = _cli("dataset", "validate", str(out))

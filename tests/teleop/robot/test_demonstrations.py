@@ -25,19 +25,22 @@ TASKS = ("Reach", "Palpate", "Retract", "Transfer", "Trace")
 pytestmark = pytest.mark.slow
 
 
-def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int) -> Path:
-    r = robot(arm__preload=list(tasks))
+def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int, demo: bool = False) -> Path:
+    r = robot(arm__preload=sorted(set(tasks)))
     e = r.endpoints
     cfg = tmp_path / "console.toml"
+    # For demonstrations: the surgeon holds the result for 0.5 s and the hand carries 1 mm of noise
+    # (the states a clone must recover from).
+    extra = "settle_s = 0.5\n[console.surgeon]\nnoise_rms_m = 0.001\n" if demo else ""
     cfg.write_text(
         "[console]\n"
-        f"[console.endpoints]\ncmd_port = {e.cmd_port}\ntelemetry_port = {e.telemetry_port}\n"
+        f"{extra}[console.endpoints]\ncmd_port = {e.cmd_port}\ntelemetry_port = {e.telemetry_port}\n"
         f"control_port = {e.control_port}\n"
     )
     out = subprocess.run(
         [sys.executable, "-m", "telesurg.teleop.cli", "console", "--config", str(cfg), "--tasks", *tasks,
          "--seed", str(seed)],
-        cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert r.stop() == 0
@@ -45,11 +48,9 @@ def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int) 
     return r.record
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory) -> Path:
+def _recorded(tmp: Path, tasks: tuple[str, ...], seed: int, demo: bool = False) -> Path:
     from tests.teleop.conftest import RobotProcess
 
-    tmp = tmp_path_factory.mktemp("session")
     started: list[RobotProcess] = []
 
     def robot(**options):
@@ -57,10 +58,15 @@ def session(tmp_path_factory) -> Path:
         return started[-1]
 
     try:
-        return _scripted_session(robot, tmp, TASKS, seed=5)
+        return _scripted_session(robot, tmp, tasks, seed, demo)
     finally:
         for r in started:
             r.kill()
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> Path:
+    return _recorded(tmp_path_factory.mktemp("session"), TASKS, seed=5)
 
 
 def test_every_task_load_becomes_one_episode_with_the_recorded_columns(session):
@@ -78,7 +84,7 @@ def test_every_task_load_becomes_one_episode_with_the_recorded_columns(session):
             np.array([r["desired_goal"] for r in mine[start : start + e.length]], np.float32), e.desired_goal
         )
         assert list(e.next_success) == [r["success"] for r in mine[start + 1 : start + 1 + e.length]]
-        assert e.next_success[-1] and not e.next_success[:-1].any()  # it ends at the first success
+        assert e.next_success[-1]  # the console ends an episode after success has held for settle_s
         assert e.max_force_N == pytest.approx(max(r["force_max_N"] for r in mine[start + 1 : start + 1 + e.length]))
         assert np.all(np.abs(e.action) <= 1.0)
     assert max(e.max_force_N for e in episodes) > 1.0  # the contact tasks pressed
@@ -135,3 +141,40 @@ def test_a_recording_of_an_unknown_task_stops_the_build(tmp_path):
     )  # fmt: skip
     assert r.returncode == 2 and "Suture" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_clone_of_recorded_reach_demonstrations_reaches_on_its_own(tmp_path):
+    """The loop closed: the scripted surgeon through the real robot server → MCAP → dataset →
+    behaviour cloning → the clone alone, in the env. Forty recorded episodes (about a minute) make a
+    clone that brings the tool from ~42 mm to a few millimetres of the target; ≥ 80% success takes
+    ~300 recorded episodes (README, Learning from demonstrations: 86–90% over three seeds), too long
+    for every CI run."""
+    recording = _recorded(tmp_path, ("Reach",) * 40, seed=2000, demo=True)
+    out = tmp_path / "demos"
+    cli = [sys.executable, "-m", "telesurg.teleop.cli"]
+    r = subprocess.run([*cli, "dataset", "build", str(out), "--scripted", str(recording)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0 and "40 episodes" in r.stdout, r.stdout + r.stderr
+    clone = tmp_path / "reach_bc"
+    r = subprocess.run([*cli, "pretrain", "launch/train/reach_ppo.toml", "--dataset", str(out), "--out", str(clone),
+                        "--epochs", "100", "--augment-shift", "0.05"], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    from telesurg.policies.bundle import Policy
+
+    policy = Policy.load(clone)
+    assert policy.card.training["pretrain"]["sources"] == ["scripted"]
+    env = gym.make("telesurg/ReachDense-v0")
+    start, end, successes = [], [], 0
+    for seed in range(1_000_000, 1_000_020):
+        obs, _ = env.reset(seed=seed)
+        start.append(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]))
+        for _ in range(50):
+            obs, _, _, _, info = env.step(policy.predict(obs))
+        end.append(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"]))
+        successes += bool(info["is_success"])
+    env.close()
+    # Measured on three 40-episode recordings: median final distance 3–8 mm from a mean start of
+    # 42 mm, success 25–45% (an untrained policy: 0%, the tool wanders off).
+    assert np.median(end) < 0.015 and np.median(end) < np.median(start) / 3, (np.median(start), np.median(end))
+    assert successes >= 2
