@@ -157,7 +157,7 @@ def pretrain(
     import torch
     from torch import nn
 
-    from telesurg.policies.train import EnvSignature, _new_model, make_vec_env
+    from telesurg.policies.train import EnvSignature, _new_model, card_identity, make_vec_env
 
     settings = (settings or PretrainSettings()).validate()
     cfg.validate()
@@ -283,14 +283,7 @@ def pretrain(
     wall = time.monotonic() - t0
     signature = EnvSignature.of(cfg)
     card = ModelCard(
-        env_id=cfg.env_id,
-        algo=cfg.algo,
-        action_space=signature.action_space,
-        obs_layout_version=signature.obs_layout_version,
-        obs_layout=signature.obs_layout,
-        goal_layout=signature.goal_layout,
-        hyperparams={**cfg.hyperparams, "net_arch": list(cfg.net_arch)},
-        env_options=dict(cfg.env),
+        **card_identity(cfg, signature),
         training={
             "total_timesteps": 0,
             "timesteps_done": 0,

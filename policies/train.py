@@ -120,6 +120,20 @@ class EnvSignature:
             env.close()
 
 
+def card_identity(cfg: TrainConfig, signature: EnvSignature) -> dict[str, Any]:
+    """The model card fields that say what a policy is: env, algorithm, layouts, network, options."""
+    return {
+        "env_id": cfg.env_id,
+        "algo": cfg.algo,
+        "action_space": signature.action_space,
+        "obs_layout_version": signature.obs_layout_version,
+        "obs_layout": signature.obs_layout,
+        "goal_layout": signature.goal_layout,
+        "hyperparams": {**cfg.hyperparams, "net_arch": list(cfg.net_arch)},
+        "env_options": dict(cfg.env),
+    }
+
+
 def make_card(
     cfg: TrainConfig,
     model: Any,
@@ -132,14 +146,7 @@ def make_card(
 ) -> ModelCard:
     curve = [[rec["timesteps"], rec["success_rate"], rec["wall_s"]] for rec in read_eval_log(run_dir)]
     return ModelCard(
-        env_id=cfg.env_id,
-        algo=cfg.algo,
-        action_space=signature.action_space,
-        obs_layout_version=signature.obs_layout_version,
-        obs_layout=signature.obs_layout,
-        goal_layout=signature.goal_layout,
-        hyperparams={**cfg.hyperparams, "net_arch": list(cfg.net_arch)},
-        env_options=dict(cfg.env),
+        **card_identity(cfg, signature),
         training={
             "total_timesteps": cfg.total_timesteps,
             "timesteps_done": int(model.num_timesteps),
