@@ -113,9 +113,11 @@ class EvalCheckpointCallback(BaseCallback):
         on_eval: Callable[[dict[str, Any]], None] | None = None,
         best_score: tuple[float, float, float] | None = None,
         eval_at_start: bool = False,
+        stop_at_success: float = 0.0,
     ) -> None:
         super().__init__()
         self.eval_at_start = eval_at_start
+        self.stop_at_success = stop_at_success
         self.run_dir = run_dir
         self.eval_every = eval_every
         self.checkpoint_every = checkpoint_every
@@ -139,7 +141,10 @@ class EvalCheckpointCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
             self._next_eval += self.eval_every
-            self.run_eval()
+            record = self.run_eval()
+            if self.stop_at_success and record["success_rate"] >= self.stop_at_success:
+                self.log(f"evaluation success {record['success_rate']:.2f} >= {self.stop_at_success}: stopping")
+                return False
         if self.num_timesteps >= self._next_checkpoint:
             self._next_checkpoint += self.checkpoint_every
             self.checkpoint()

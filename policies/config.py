@@ -57,6 +57,8 @@ class EvalSettings:
     episodes: int = 20
     final_episodes: int = 100
     seed: int = 1_000_000
+    #: End the run at the first periodic evaluation with at least this success rate (0: never).
+    stop_at_success: float = 0.0
 
 
 @dataclass
@@ -153,6 +155,8 @@ class TrainConfig:
             raise ConfigError(f"cost_weight must be >= 0, got {self.cost_weight}")
         if not self.net_arch or any(type(n) is not int or n < 1 for n in self.net_arch):
             raise ConfigError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
+        if not 0.0 <= self.eval.stop_at_success <= 1.0:
+            raise ConfigError(f"eval.stop_at_success must be in [0, 1], got {self.eval.stop_at_success}")
         if self.eval.every_steps < 1 or self.eval.episodes < 1 or self.eval.final_episodes < 0:
             raise ConfigError("eval.every_steps and eval.episodes must be >= 1 and eval.final_episodes >= 0")
         if self.checkpoint.every_steps < 1 or self.checkpoint.keep < 1:

@@ -269,6 +269,7 @@ def train(
         on_eval=on_eval,
         best_score=best_score_from_log(run_dir) if resume_from is not None else None,
         eval_at_start=bool(cfg.init) and resume_from is None,
+        stop_at_success=cfg.eval.stop_at_success,
     )
     progress = ProgressCallback(cfg.total_timesteps, clock, cfg.progress_every_s, log, lambda: evaluator.last)
     status = "final"

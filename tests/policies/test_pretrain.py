@@ -139,3 +139,19 @@ def test_a_dataset_of_another_layout_or_task_is_refused(reach_dataset, tmp_path)
     )  # fmt: skip
     assert r.returncode == 2 and "layout version 0" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_run_stops_at_its_success_threshold(reach_clone, tmp_path):
+    cfg = tiny_config(
+        "telesurg/ReachDense-v0",
+        tmp_path / "run",
+        net_arch=[64, 64],
+        init=str(reach_clone),
+        critic_warmup_steps=10_000,
+        total_timesteps=5_000,
+        eval={"stop_at_success": 0.8, "every_steps": 128, "episodes": 5},
+    )
+    result = train(cfg, log=lambda m: None)
+    records = [json.loads(line) for line in (tmp_path / "run/eval.jsonl").read_text().splitlines()]
+    assert [r["timesteps"] for r in records][:2] == [0, 128] and records[1]["success_rate"] >= 0.8
+    assert result.timesteps < 256 and result.status == "final"
