@@ -126,21 +126,26 @@ def main() -> int:
         scratch = list(pool.map(lambda ts: train_run(*ts, "scratch", budgets[ts[0]], work),
                                 [(t, s) for t in args.tasks for s in args.seeds]))  # fmt: skip
     rows = []
-    print(f"{'task':<9}{'seed':>5}{'pretrained steps to 90%':>25}{'scratch steps to 90%':>22}{'ratio':>10}")
+    print(f"{'task':<9}{'seed':>5}{'pretrained steps to 90%':>25}{'scratch steps to 90%':>22}{'ratio':>14}")
     for task in args.tasks:
         for seed in args.seeds:
             p = next(r for r in pre if (r["task"], r["seed"]) == (task, seed))
             s = next(r for r in scratch if (r["task"], r["seed"]) == (task, seed))
             p_steps, s_steps = p["steps_to_90"], s["steps_to_90"]
-            ratio = None
-            if p_steps is not None:
-                ratio = (s_steps if s_steps is not None else s["budget"]) / max(p_steps, 1)
-            bound = "" if s_steps is not None else ">"
+            scratch_steps = s_steps if s_steps is not None else s["budget"]
+            # A clone already at 90% before any fine-tuning needs no env steps: the ratio is unbounded.
+            ratio = None if p_steps is None or p_steps == 0 else scratch_steps / p_steps
+            lower = s_steps is None
+            if p_steps == 0:
+                shown = "inf (clone)"
+            elif ratio is None:
+                shown = "-"
+            else:
+                shown = (">" if lower else "") + f"{ratio:.1f}"
             rows.append({"task": task, "seed": seed, "pretrained": p, "scratch": s, "ratio": ratio,
-                         "ratio_is_lower_bound": s_steps is None})  # fmt: skip
+                         "ratio_is_lower_bound": lower, "clone_alone_reached": p_steps == 0})  # fmt: skip
             print(f"{task:<9}{seed:>5}{p_steps if p_steps is not None else '> budget':>25}"
-                  f"{s_steps if s_steps is not None else '> ' + format(s['budget'], ','):>22}"
-                  f"{(bound + format(ratio, '.1f')) if ratio is not None else '-':>10}")  # fmt: skip
+                  f"{s_steps if s_steps is not None else '> ' + format(s['budget'], ','):>22}{shown:>14}")  # fmt: skip
     out = {
         "benchmark": "sample_efficiency",
         "machine": {"python": platform.python_version(), "platform": platform.platform()},

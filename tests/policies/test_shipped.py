@@ -21,7 +21,10 @@ EXPECTED = {
     "reach_ppo": ("telesurg/ReachDense-v0", "ppo", 0.95, False),
     "reach_dqn": ("telesurg/ReachDenseDiscrete-v0", "dqn", 0.90, False),
     "palpate_ppo": ("telesurg/PalpateDense-v0", "ppo", 0.80, True),
+    "trace_ppo": ("telesurg/TraceDense-v0", "ppo", 0.90, True),
 }
+#: Fine-tuned from a pretrained clone: their cards name the dataset and every command.
+FINE_TUNED = ("trace_ppo",)
 
 
 def test_every_shipped_policy_is_listed() -> None:
@@ -40,9 +43,15 @@ def test_shipped_policy_meets_its_success_rate(name: str) -> None:
     assert card.command.startswith("telesurg train launch/train/")
     result = evaluate(policy, env_id, 20, seed=SEED, shield=shield, env_options=card.env_options)
     assert result.success_rate >= minimum, f"{name}: {result.success_rate:.0%} < {minimum:.0%}"
-    if name == "palpate_ppo":
+    if shield:
         assert result.violation_rate == 0.0
         assert card.evaluation["with_shield"]["violation_rate"] == 0.0
+    if name in FINE_TUNED:
+        pre = card.training["pretrain"]
+        assert card.command.startswith(f"telesurg train launch/train/{name}.toml --init ")
+        assert card.training["pretrain_command"].startswith(f"telesurg pretrain launch/train/{name}.toml --dataset ")
+        assert pre["dataset_command"].startswith("telesurg dataset build ") and pre["sources"] == ["expert"]
+        assert pre["episodes"] > 0 and pre["frames"] > 0 and pre["epochs"] > 0
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
