@@ -22,9 +22,10 @@ EXPECTED = {
     "reach_dqn": ("telesurg/ReachDenseDiscrete-v0", "dqn", 0.90, False),
     "palpate_ppo": ("telesurg/PalpateDense-v0", "ppo", 0.80, True),
     "trace_ppo": ("telesurg/TraceDense-v0", "ppo", 0.90, True),
+    "retract_ppo": ("telesurg/RetractDense-v0", "ppo", 0.90, True),
 }
 #: Fine-tuned from a pretrained clone: their cards name the dataset and every command.
-FINE_TUNED = ("trace_ppo",)
+FINE_TUNED = ("trace_ppo", "retract_ppo")
 
 
 def test_every_shipped_policy_is_listed() -> None:
