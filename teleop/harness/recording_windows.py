@@ -62,6 +62,7 @@ _TIME_FIELD = {
     "/robot/control": "received_robot_s",
     "/robot/rejected": "received_robot_s",
     "/robot/config": "robot_s",
+    "/robot/task": "robot_s",
 }
 
 

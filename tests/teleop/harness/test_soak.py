@@ -147,6 +147,21 @@ def test_a_growing_recording_is_filed_into_windows_judged_on_slices_and_checked_
     assert [p.name for p in (tmp_path / "windows").iterdir()] == ["window-002.mcap"]
 
 
+def test_every_recorded_topic_has_a_time_to_be_filed_by() -> None:
+    """A topic the robot records but the windows cannot place (the /robot/task topic once) stops
+    every soak at its first message."""
+    import msgspec
+
+    from telesurg.teleop.harness.recording_windows import _TIME_FIELD
+    from telesurg.teleop.robot.records import RECORD_TYPES
+
+    for topic, struct in RECORD_TYPES.items():
+        if topic == TOPIC_STALLS:
+            continue
+        assert topic in _TIME_FIELD, topic
+        assert _TIME_FIELD[topic] in {f.name for f in msgspec.structs.fields(struct)}, topic
+
+
 def test_soak_refuses_a_window_longer_than_the_run(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
