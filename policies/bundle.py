@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from telesurg.policies.atomic import replace_atomically
 from telesurg.policies.card import ModelCard
 from telesurg.policies.config import algorithm_class
 from telesurg.policies.normalization import ObsNormalizer
@@ -94,12 +95,7 @@ class Policy:
             card.save(tmp / CARD_FILE)
             if self.normalizer is not None:
                 self.normalizer.save(tmp / NORMALIZATION_FILE)
-            old = folder.with_name(f".{folder.name}.old")
-            if folder.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_atomically(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -129,16 +129,22 @@ class EvalCheckpointCallback(BaseCallback):
         self.on_eval = on_eval
         self.best_score = best_score
         self.last: dict[str, Any] | None = None
+        self._stop_now = False
         self._next_eval = 0
         self._next_checkpoint = 0
 
     def _on_training_start(self) -> None:
         self._next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
         self._next_checkpoint = (self.num_timesteps // self.checkpoint_every + 1) * self.checkpoint_every
+        self._stop_now = False
         if self.eval_at_start:  # a pretrained start is judged too: best/ is never worse than it
-            self.run_eval()
+            record = self.run_eval()
+            self._stop_now = bool(self.stop_at_success) and record["success_rate"] >= self.stop_at_success
 
     def _on_step(self) -> bool:
+        if self._stop_now:
+            self.log(f"the starting policy is already at the success threshold {self.stop_at_success}: stopping")
+            return False
         if self.num_timesteps >= self._next_eval:
             self._next_eval += self.eval_every
             record = self.run_eval()
@@ -218,7 +224,9 @@ class CriticWarmup(BaseCallback):
             self.frozen = True
             self.log(f"critic warm-up: the actor stays as pretrained for the first {self.steps:,} steps")
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
+        # After the previous update (SB3 calls on_rollout_end before train()): the update of the
+        # rollout that reached ``steps`` was still the critic's alone.
         if self.frozen and self.num_timesteps >= self.steps:
             for p in self._actor_parameters():
                 p.requires_grad_(True)

@@ -78,7 +78,9 @@ class TrainConfig:
     with every model). ``init``: a pretrained policy bundle (``telesurg pretrain``) to start from
     (its network and observation statistics; evaluated before the first step); with PPO,
     ``critic_warmup_steps`` keeps its actor frozen for that many steps while the critic learns
-    (only with ``init``: an untrained actor has nothing to keep)."""
+    (ignored without ``init``: an untrained actor has nothing to keep).
+    ``eval.stop_at_success`` ends the run at the first evaluation at that success rate (with
+    ``init``, the one before the first step counts)."""
 
     env_id: str = ""
     algo: str = "auto"

@@ -161,6 +161,10 @@ def pretrain(
 
     settings = (settings or PretrainSettings()).validate()
     cfg.validate()
+    if not cfg.normalize_obs:
+        raise DatasetError(
+            "pretraining normalises observations with the dataset's statistics: set normalize_obs = true"
+        )
     out = Path(out)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)

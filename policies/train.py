@@ -143,6 +143,7 @@ def make_card(
     versions: dict[str, str],
     status: str,
     run_dir: Path,
+    origin: dict[str, Any] | None = None,
 ) -> ModelCard:
     curve = [[rec["timesteps"], rec["success_rate"], rec["wall_s"]] for rec in read_eval_log(run_dir)]
     return ModelCard(
@@ -158,7 +159,7 @@ def make_card(
             "normalize_reward": cfg.normalize_reward,
             "wall_time_s": round(clock.wall_s, 1),
             "eval_wall_time_s": round(clock.eval_s, 1),
-            **_pretrained_origin(cfg),
+            **(origin or {}),
         },
         curve=curve,
         command=history[0] if history else "",
@@ -170,11 +171,15 @@ def make_card(
     )
 
 
-def _pretrained_origin(cfg: TrainConfig) -> dict[str, Any]:
+def pretrained_origin(cfg: TrainConfig, previous: ModelCard | None) -> dict[str, Any]:
     """For a fine-tuned run, where it started: the pretrained bundle's pretraining record (dataset,
-    its command, size and sources, epochs, losses, wall time) and the command that made it."""
-    if not cfg.init or not (Path(cfg.init) / CARD_FILE).is_file():
+    its command, size and sources, epochs, losses, wall time) and the command that made it. Read
+    once when the run starts; a resumed run carries it over from its checkpoint's card (the clone
+    may have moved since)."""
+    if not cfg.init:
         return {}
+    if previous is not None and "pretrain" in previous.training:
+        return {k: previous.training[k] for k in ("init", "pretrain", "pretrain_command") if k in previous.training}
     card = ModelCard.load(Path(cfg.init) / CARD_FILE)
     return {"init": cfg.init, "pretrain": card.training.get("pretrain", {}), "pretrain_command": card.command}
 
@@ -247,8 +252,10 @@ def train(
     prev = previous_card.training if previous_card else {}
     clock = RunClock(prev.get("wall_time_s", 0.0), prev.get("eval_wall_time_s", 0.0))
 
+    origin = pretrained_origin(cfg, previous_card)
+
     def save(folder: Path, status: str) -> None:
-        card = make_card(cfg, model, clock, signature, history, versions, status, run_dir)
+        card = make_card(cfg, model, clock, signature, history, versions, status, run_dir, origin)
         Policy(model, card, _normalizer(venv)).save(folder)
         if cfg.algo == "dqn" and status != "best":
             model.save_replay_buffer(folder / REPLAY_BUFFER_FILE)
@@ -354,13 +361,21 @@ def init_from_pretrained(model: Any, venv: Any, cfg: TrainConfig, bundle: Path, 
         problems.append(f"it was made for {card.env_id}, this run trains {cfg.env_id}")
     if card.obs_layout_version != signature.obs_layout_version or card.obs_layout != signature.obs_layout:
         problems.append(f"its observation layout is {card.obs_layout}, the env's {signature.obs_layout}")
+    if card.goal_layout != signature.goal_layout:
+        problems.append(f"its goal layout is {card.goal_layout}, the env's {signature.goal_layout}")
     if card.action_space != signature.action_space:
         problems.append(f"it outputs {card.action_space} actions, the env takes {signature.action_space}")
+    if pre.normalizer is not None and pre.normalizer.norm_obs and not cfg.normalize_obs:
+        problems.append("it acts on normalised observations and this run has normalize_obs = false")
     if not problems and list(card.hyperparams.get("net_arch", [])) != list(cfg.net_arch):
         problems.append(f"its net_arch is {card.hyperparams.get('net_arch')}, this run's {list(cfg.net_arch)}")
     if problems:
         raise ConfigError(f"cannot start from {bundle}: " + "; ".join(problems))
-    model.policy.load_state_dict(pre.model.policy.state_dict())
+    try:
+        model.policy.load_state_dict(pre.model.policy.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"cannot start from {bundle}: its network differs from this run's ({first})") from None
     if pre.normalizer is not None and cfg.normalize_obs:
         from stable_baselines3.common.vec_env import VecNormalize
 

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from telesurg.envs.layout import OBS_LAYOUT_VERSION
+from telesurg.policies.atomic import replace_atomically
 from telesurg.policies.dataset.episode import ACTION_NAMES, Episode
 
 CODEBASE_VERSION = "v3.0"
@@ -139,6 +140,10 @@ def write_dataset(
         raise DatasetError("no episodes to write")
     if out.exists() and not overwrite:
         raise DatasetError(f"{out} exists; choose another path or pass --overwrite")
+    if out.exists() and not (_is_dataset(out) or (out.is_dir() and not any(out.iterdir()))):
+        raise DatasetError(
+            f"{out} exists and is not a dataset: --overwrite replaces only a dataset (or an empty folder)"
+        )
     if not 0.0 <= val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
     task_names = sorted({e.task for e in episodes})
@@ -155,18 +160,18 @@ def write_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write(tmp, ordered, n_train, layouts, task_names, description, command)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        replace_atomically(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _is_dataset(path: Path) -> bool:
+    try:
+        return "telesurg" in json.loads((path / INFO_PATH).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def _split(episodes: Sequence[Episode], val_fraction: float) -> tuple[list[Episode], int]:
@@ -179,6 +184,7 @@ def _split(episodes: Sequence[Episode], val_fraction: float) -> tuple[list[Episo
     for task in sorted(by_task):
         group = by_task[task]
         n_val = 0 if val_fraction == 0 or len(group) < 2 else max(1, round(len(group) * val_fraction))
+        n_val = min(n_val, len(group) - 1)  # every task keeps a training episode
         every = len(group) / n_val if n_val else math.inf
         picks = {min(len(group) - 1, int((i + 1) * every) - 1) for i in range(n_val)}
         for i, e in enumerate(group):
@@ -418,7 +424,7 @@ class Dataset:
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     arr = column.combine_chunks()
     if pa.types.is_fixed_size_list(arr.type):
-        return arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
+        return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
     return arr.to_numpy(zero_copy_only=False)
 
 

@@ -109,15 +109,20 @@ def validate(path: str | Path) -> list[str]:
     if data is None or episodes is None:
         return problems or ["no data or episodes files"]
     problems += _check_columns(data, features)
+    tasks = None
     if not (root / TASKS_PATH).is_file():
         problems.append(f"{TASKS_PATH} missing")
-        tasks = None
     else:
-        tasks = pq.read_table(root / TASKS_PATH)
-        if "task_index" not in tasks.column_names or "task" not in tasks.column_names:
+        try:
+            tasks = pq.read_table(root / TASKS_PATH)
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"{TASKS_PATH}: unreadable ({exc})")
+        if tasks is not None and not {"task_index", "task"} <= set(tasks.column_names):
             problems.append(f"{TASKS_PATH} needs columns task and task_index, has {tasks.column_names}")
             tasks = None
-    problems += _check_consistency(info, data, episodes, tasks)
+    needed = [c for c in ("index", "episode_index", "frame_index", "task_index") if c not in data.column_names]
+    if not needed:  # (a missing one is reported above)
+        problems += _check_consistency(info, data, episodes, tasks)
     problems += _check_stats(root, features)
     return problems
 
@@ -227,7 +232,12 @@ def _check_consistency(info: dict[str, Any], data: pa.Table, episodes: pa.Table,
 def _check_stats(root: Path, features: dict[str, Any]) -> list[str]:
     if not (root / STATS_PATH).is_file():
         return [f"{STATS_PATH} missing"]
-    stats = json.loads((root / STATS_PATH).read_text())
+    try:
+        stats = json.loads((root / STATS_PATH).read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{STATS_PATH} is not valid JSON: {exc}"]
+    if not isinstance(stats, dict):
+        return [f"{STATS_PATH} is not an object"]
     problems = []
     for name, spec in features.items():
         if spec["dtype"] in ("bool", "string", "video", "image"):
@@ -237,7 +247,7 @@ def _check_stats(root: Path, features: dict[str, Any]) -> list[str]:
             problems.append(f"{STATS_PATH}: {name!r} lacks {list(STAT_KEYS)}")
             continue
         for key in ("min", "max", "mean", "std"):
-            if len(got[key]) != spec["shape"][0]:
+            if not isinstance(got[key], list) or len(got[key]) != spec["shape"][0]:
                 problems.append(
                     f"{STATS_PATH}: {name}.{key} has {len(got[key])} values, the feature {spec['shape'][0]}"
                 )

@@ -136,6 +136,33 @@ def test_an_interrupted_write_leaves_nothing(tmp_path, episodes, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_overwrite_replaces_only_a_dataset(tmp_path, episodes):
+    precious = tmp_path / "runs"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="not a dataset"):
+        write_dataset(precious, episodes[:2], overwrite=True)
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_a_failed_replace_puts_the_old_dataset_back(dataset, episodes, monkeypatch):
+    from pathlib import Path as P
+
+    real = P.rename
+
+    def rename(self, target):
+        if self.name.startswith(".demos.") and not self.name.endswith(".old"):
+            raise KeyboardInterrupt  # the new folder's move into place is interrupted
+        return real(self, target)
+
+    monkeypatch.setattr(P, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        write_dataset(dataset, episodes[:2], overwrite=True)
+    monkeypatch.undo()
+    assert read_dataset(dataset).info["total_episodes"] == 11
+    assert sorted(p.name for p in dataset.parent.iterdir()) == ["demos"]
+
+
 def test_an_existing_dataset_is_kept_unless_overwritten(dataset, episodes):
     with pytest.raises(DatasetError, match="exists"):
         write_dataset(dataset, episodes[:2])
@@ -172,6 +199,15 @@ def test_validate_finds_each_kind_of_damage(dataset, tmp_path):
     table = table.set_column(table.column_names.index("index"), "index", pa.array(np.arange(table.num_rows) * 2))
     pq.write_table(table, path)
     assert any("index is not" in p for p in validate(d))
+
+    d = damaged("nocolumn")
+    path = d / "data/chunk-000/file-000.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["frame_index"]), path)
+    assert any("no column 'frame_index'" in p for p in validate(d))  # reported, no traceback
+
+    d = damaged("badstats")
+    (d / "meta/stats.json").write_text("{not json")
+    assert any("stats.json is not valid JSON" in p for p in validate(d))
 
     d = damaged("name")
     (d / "data/chunk-000/file-000.parquet").rename(d / "data/chunk-000/episode_000000.parquet")

@@ -153,5 +153,15 @@ def test_a_run_stops_at_its_success_threshold(reach_clone, tmp_path):
     )
     result = train(cfg, log=lambda m: None)
     records = [json.loads(line) for line in (tmp_path / "run/eval.jsonl").read_text().splitlines()]
-    assert [r["timesteps"] for r in records][:2] == [0, 128] and records[1]["success_rate"] >= 0.8
-    assert result.timesteps < 256 and result.status == "final"
+    # The clone is judged before the first step; already at the threshold, the run ends there.
+    assert records[0]["timesteps"] == 0 and records[0]["success_rate"] >= 0.8
+    assert result.timesteps < 128 and result.status == "final"
+
+
+def test_init_refuses_a_run_without_observation_normalisation(reach_clone, tmp_path):
+    cfg = tiny_config(
+        "telesurg/ReachDense-v0", tmp_path / "run", net_arch=[64, 64], init=str(reach_clone), normalize_obs=False
+    )
+    with pytest.raises(ConfigError, match="normalize_obs = false"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
