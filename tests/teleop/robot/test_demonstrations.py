@@ -102,7 +102,9 @@ def test_replaying_the_actions_in_the_env_retraces_the_recorded_tip_within_2_mm(
         env.close()
         error = np.linalg.norm(np.array(tips[:-1]) - e.observation[1:, :3], axis=1)
         assert error.max() < 0.002, (e.task, error.max())
-        assert e.replay_tip_error_m == pytest.approx(max(error.max(), e.replay_tip_error_m), abs=1e-6)
+        # The episode's stored figure is that very replay's (it also covers the last period, whose
+        # recorded tip is not a row): it bounds what is seen here and is within the tolerance too.
+        assert error.max() <= e.replay_tip_error_m + 1e-7 and e.replay_tip_error_m < 0.002
 
 
 def test_a_truncated_or_malformed_recording_is_skipped_by_name(session, tmp_path):
