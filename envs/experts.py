@@ -49,6 +49,43 @@ def target_to_action(
     return a
 
 
+def discrete_choice(
+    table: list[tuple[np.ndarray, float | None]],
+    tip_m: np.ndarray,
+    command: Command,
+    max_step_m: float,
+    max_speed_fraction: float,
+    jaw_command: float,
+) -> int:
+    """The table entry an expert restricted to ``DiscreteActions`` takes toward ``command``.
+
+    The jaw first: if the command's opening (open ≥ 0.5) differs from ``jaw_command`` (the
+    wrapper's held jaw command, -1 closed / 1 open), the jaw action. Otherwise one step along the
+    axis with the largest remaining error: the largest table step along that axis that neither
+    overshoots by more than half a finer step nor exceeds ``max_speed_fraction × max_step_m``, or
+    the no-op when every step would overshoot. Unlike mapping the expert's continuous action to the
+    nearest entry (which turns a slow step into a no-op and a diagonal into a short one-axis step),
+    this moves at the table's own pace, so the expert keeps its timing."""
+    want_open = command.jaw_opening >= 0.5
+    for i, (_, jaw) in enumerate(table):
+        if jaw is not None and (jaw > 0) == want_open and (jaw_command > 0) != want_open:
+            return i
+    error = (np.asarray(command.target_m, dtype=float) - np.asarray(tip_m, dtype=float)) / max_step_m
+    axis = int(np.argmax(np.abs(error)))
+    sign = 1.0 if error[axis] >= 0 else -1.0
+    sizes = sorted(
+        (float(abs(step[axis])), i)
+        for i, (step, jaw) in enumerate(table)
+        if jaw is None and step[axis] * sign > 0 and np.count_nonzero(step) == 1
+    )
+    best = 0
+    for k, (size, i) in enumerate(sizes):
+        finer = sizes[k - 1][0] if k > 0 else 0.0
+        if size <= max_speed_fraction + 1e-9 and size - abs(error[axis]) <= (size - finer) / 2:
+            best = i
+    return best
+
+
 class Expert(ABC):
     """Base class: ``reset()`` at each episode start, ``act(obs) -> Command``, ``action(obs)``."""
 
@@ -79,6 +116,14 @@ class Expert(ABC):
         command = self.act(obs)
         return target_to_action(self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction)
 
+    def discrete_action(self, obs: dict, table: list[tuple[np.ndarray, float | None]], jaw_command: float) -> int:
+        """The ``DiscreteActions`` entry (index into ``table``) that moves toward this observation's
+        command: see ``discrete_choice``."""
+        command = self.act(obs)
+        return discrete_choice(
+            table, self.field(obs, "tip_pos_m"), command, self.max_step_m, self.speed_fraction, jaw_command
+        )
+
     def _force_z(
         self,
         tip: np.ndarray,
@@ -95,7 +140,14 @@ class Expert(ABC):
         return tip[2] - float(np.clip(dz, -max_dz, max_dz))
 
     def _grasp(
-        self, tip: np.ndarray, point: np.ndarray, jaw: float, grasped: bool, hover_m: float, grip_m: float
+        self,
+        tip: np.ndarray,
+        point: np.ndarray,
+        jaw: float,
+        grasped: bool,
+        hover_m: float,
+        grip_m: float,
+        grip_tolerance_m: float = 0.0005,
     ) -> Command | None:
         """Phases 0–2 of a grasp: hover ``hover_m`` above ``point`` with the jaws open, descend to
         ``grip_m`` above it, close and wait for the grasp (retrying from the top if it fails).
@@ -109,7 +161,7 @@ class Expert(ABC):
         if self.phase == 1:
             target = point + np.array([0.0, 0.0, grip_m])
             self.speed_fraction = 0.5
-            if np.linalg.norm(tip - target) < 0.0005:
+            if np.linalg.norm(tip - target) < grip_tolerance_m:
                 self.phase, self.timer = 2, 0
             return Command(target, 1.0)
         if self.phase == 2:
@@ -138,7 +190,8 @@ class PalpateExpert(Expert):
         xy_err = np.linalg.norm(tip[:2] - spot[:2])
         if self.phase == 0:
             self.speed_fraction = 1.0
-            if xy_err < 0.0005 and tip[2] < spot[2] + 0.012:
+            # 0.8 mm: within reach of a discrete expert, whose 1 mm steps leave up to 0.5 mm per axis.
+            if xy_err < 0.0008 and tip[2] < spot[2] + 0.012:
                 self.phase = 1
             return Command(np.array([spot[0], spot[1], spot[2] + 0.01]), 0.0)
         self.speed_fraction = 0.5
@@ -181,6 +234,12 @@ class TransferExpert(Expert):
     """Grasp the block's wall, lift it clear of the pegs, carry it over the target peg, lower, release."""
 
     clearance_m = 0.032
+    #: Close the jaws once the tip is this close to the grip point, and open them once the block is
+    #: this close to its drop height (both well inside the 4 mm grasp radius / the peg's lead-in):
+    #: a decision made at sub-millimetre distances cannot be told apart from the observation, and
+    #: a policy cloned from it hovers with the jaws half shut.
+    grip_tolerance_m = 0.002
+    release_tolerance_m = 0.001
 
     def act(self, obs: dict) -> Command:
         tip = self.field(obs, "tip_pos_m")
@@ -189,7 +248,9 @@ class TransferExpert(Expert):
         grasped = self.field(obs, "grasped")[0] > 0.5
         jaw = float(self.field(obs, "jaw_opening")[0])
         goal = self.goal(obs, "block_pos_m")
-        command = self._grasp(tip, grasp, jaw, grasped, hover_m=0.015, grip_m=0.0005)
+        command = self._grasp(
+            tip, grasp, jaw, grasped, hover_m=0.015, grip_m=0.0005, grip_tolerance_m=self.grip_tolerance_m
+        )
         if command is not None:
             return command
         self.speed_fraction = 1.0
@@ -210,7 +271,7 @@ class TransferExpert(Expert):
         if self.phase == 5:  # lower onto the peg
             self.speed_fraction = 0.5
             delta = np.array([goal[0] - block[0], goal[1] - block[1], goal[2] + 0.002 - block[2]])
-            if abs(delta[2]) < 0.0005:
+            if abs(delta[2]) < self.release_tolerance_m:
                 self.phase, self.timer = 6, 0
             return Command(tip + delta, 0.0)
         # Release and back away upward.

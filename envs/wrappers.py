@@ -57,6 +57,16 @@ class DiscreteActions(gym.ActionWrapper):
         self._jaw = -1.0
         return self.env.reset(**kwargs)
 
+    @property
+    def jaw_command(self) -> float:
+        """The jaw command every step sends until a jaw action changes it (-1 closed, 1 open)."""
+        return self._jaw
+
+    def continuous(self, index: int) -> np.ndarray:
+        """The continuous action table entry ``index`` stands for now, without taking it."""
+        step, jaw = self.table[index]
+        return np.array([*step, self._jaw if jaw is None else jaw], dtype=np.float32)
+
     def action(self, action: Any) -> np.ndarray:
         try:
             index = int(action)
@@ -64,10 +74,9 @@ class DiscreteActions(gym.ActionWrapper):
             raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}") from exc
         if not 0 <= index < len(self.table) or index != action:
             raise ValueError(f"discrete action must be an integer in [0, {len(self.table)}), got {action!r}")
-        step, jaw = self.table[index]
-        if jaw is not None:
-            self._jaw = jaw
-        return np.array([*step, self._jaw], dtype=np.float32)
+        out = self.continuous(index)
+        self._jaw = float(out[3])
+        return out
 
     def compute_reward(self, achieved_goal: Any, desired_goal: Any, info: Any) -> Any:
         """The wrapped env's reward: which table entry was chosen changes neither goals nor reward."""

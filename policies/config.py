@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ class TrainConfig:
     with every model). ``init``: a pretrained policy bundle (``telesurg pretrain``) to start from
     (its network and observation statistics; evaluated before the first step); with PPO,
     ``critic_warmup_steps`` keeps its actor frozen for that many steps while the critic learns
-    (ignored without ``init``: an untrained actor has nothing to keep).
+    (ignored without ``init``: an untrained actor has nothing to keep). ``demo_loss_weight`` > 0
+    keeps the cloning loss on the pretrained bundle's training demonstrations in fine-tuning, at
+    that weight (``telesurg.policies.demonstrations``; needs ``init`` and its dataset).
     ``eval.stop_at_success`` ends the run at the first evaluation at that success rate (with
     ``init``, the one before the first step counts)."""
 
@@ -98,6 +101,7 @@ class TrainConfig:
     progress_every_s: float = 10.0
     init: str = ""
     critic_warmup_steps: int = 0
+    demo_loss_weight: float = 0.0
     hyperparams: dict[str, Any] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -155,6 +159,8 @@ class TrainConfig:
             raise ConfigError(f"vec_env must be one of {list(VEC_ENV_KINDS)}, got {self.vec_env!r}")
         if self.cost_weight < 0:
             raise ConfigError(f"cost_weight must be >= 0, got {self.cost_weight}")
+        if not (self.demo_loss_weight >= 0 and math.isfinite(self.demo_loss_weight)):
+            raise ConfigError(f"demo_loss_weight must be finite and >= 0, got {self.demo_loss_weight}")
         if not self.net_arch or any(type(n) is not int or n < 1 for n in self.net_arch):
             raise ConfigError(f"net_arch must be a list of positive layer sizes, got {self.net_arch}")
         if not 0.0 <= self.eval.stop_at_success <= 1.0:

@@ -12,11 +12,18 @@ observation normalisation), so fine-tuning starts from it without any translatio
 - **DQN** (Discrete ids): each continuous demonstrated action is mapped to the nearest entry of the
   env's ``DiscreteActions`` table (the tool step closest in Euclidean distance; for tasks with a jaw,
   a change of the jaw's sign becomes the jaw action and that period's motion is lost), and the
-  Q-network is trained with a cross-entropy on its Q-values plus the large-margin loss of DQfD
-  (``max_a [Q(s, a) + 0.8 · (a ≠ a_E)] − Q(s, a_E)``), so the demonstrated action is the greedy one
-  by a margin; the target network is a copy. The tool-step error the mapping introduces is measured
-  per period (the distance between the demonstrated tool step and the mapped one) and written to
-  the card.
+  Q-network is trained as DQfD pretrains it: a one-step temporal-difference loss on the
+  demonstrated transitions (the rewards recomputed from the dataset's goals and forces with the
+  training env's own ``compute_reward`` and cost weight; target network refreshed every epoch) plus
+  the large-margin loss (``max_a [Q(s, a) + 0.8 · (a ≠ a_E)] − Q(s, a_E)``), so the Q-values are
+  returns and the demonstrated action is the greedy one by a margin. Without the TD term (a
+  cross-entropy on the Q-values instead, as first built) the clone acted as well but its Q-values
+  were logits: the first TD updates of fine-tuning tore them apart (PalpateDiscrete 100% → 0% within
+  20,000 steps). With ``normalize_reward`` the rewards are scaled as ``VecNormalize`` will scale
+  them, by the demonstrations' discounted-return statistics, which the bundle carries into
+  fine-tuning. The tool-step error the mapping introduces is measured per period (the
+  distance between the demonstrated tool step and the mapped one) and written to the card; with
+  ``dataset build --discrete-experts`` it is zero.
 - **Normalisation**: the observation statistics (mean, variance per key) are the training split's,
   stored in the bundle and carried into fine-tuning, where they stay fixed
   (``telesurg.policies.train.freeze_obs_statistics``).
@@ -43,13 +50,11 @@ import numpy as np
 from telesurg.policies.bundle import Policy
 from telesurg.policies.card import ModelCard, library_versions
 from telesurg.policies.config import TrainConfig
-from telesurg.policies.dataset.episode import Episode
 from telesurg.policies.dataset.lerobot import DatasetError, read_dataset
+from telesurg.policies.demonstrations import REWARD_CLIP, Demonstrations, clone_loss, return_statistics
 from telesurg.policies.normalization import ObsNormalizer
 
 OBS_KEYS = ("observation", "achieved_goal", "desired_goal")
-#: DQfD's margin between the demonstrated action's Q-value and any other's.
-DQN_MARGIN = 0.8
 
 
 @dataclass
@@ -88,14 +93,6 @@ class PretrainResult:
     wall_time_s: float
 
 
-def _frames(episodes: list[Episode]) -> dict[str, np.ndarray]:
-    return {
-        "observation": np.concatenate([e.observation for e in episodes]).astype(np.float32),
-        "achieved_goal": np.concatenate([e.achieved_goal for e in episodes]).astype(np.float32),
-        "desired_goal": np.concatenate([e.desired_goal for e in episodes]).astype(np.float32),
-    }
-
-
 def dataset_normalizer(obs: dict[str, np.ndarray], clip_obs: float = 10.0, epsilon: float = 1e-8) -> ObsNormalizer:
     """Observation statistics of the demonstration frames (VecNormalize's clip and epsilon)."""
     return ObsNormalizer(
@@ -117,33 +114,6 @@ def _position_slices(env: gym.Env) -> dict[str, list[slice]]:
     return out
 
 
-def discrete_targets(env: gym.Env, episodes: list[Episode]) -> tuple[list[np.ndarray], float, float]:
-    """Each episode's actions mapped to the nearest ``DiscreteActions`` entry of ``env`` (a Discrete
-    id), and the tool-step error this introduces (m per control period: mean and largest), the
-    distance between the demonstrated step and the mapped one. The table's steps move along one axis
-    at a time, so a diagonal step loses its other components for that period; in closed loop a
-    policy makes them up in later periods."""
-    table = env.get_wrapper_attr("table")
-    max_step_m = env.unwrapped.max_step_m
-    steps = np.array([step for step, _ in table])
-    jaw_open = next((i for i, (_, jaw) in enumerate(table) if jaw == 1.0), None)
-    jaw_close = next((i for i, (_, jaw) in enumerate(table) if jaw == -1.0), None)
-    mapped = []
-    errors = []
-    for e in episodes:
-        jaw = -1.0  # DiscreteActions starts with the jaw closed
-        out = np.empty(e.length, dtype=np.int64)
-        for k, a in enumerate(e.action):
-            if jaw_open is not None and np.sign(a[3]) != np.sign(jaw) and abs(a[3]) > 0.5:
-                out[k] = jaw_open if a[3] > 0 else jaw_close
-                jaw = 1.0 if a[3] > 0 else -1.0
-            else:
-                out[k] = int(np.argmin(np.linalg.norm(steps - a[:3], axis=1)))
-            errors.append(float(np.linalg.norm(steps[out[k]] - a[:3])) * max_step_m)
-        mapped.append(out)
-    return mapped, float(np.mean(errors)), float(np.max(errors))
-
-
 def pretrain(
     cfg: TrainConfig,
     dataset: str | Path,
@@ -155,7 +125,6 @@ def pretrain(
     """Clone the demonstrations of ``cfg``'s task in ``dataset`` into the policy ``cfg`` builds and
     save the bundle at ``out`` (atomically)."""
     import torch
-    from torch import nn
 
     from telesurg.policies.train import EnvSignature, _new_model, card_identity, make_vec_env
 
@@ -182,27 +151,38 @@ def pretrain(
         )
         if not train_eps:
             raise DatasetError(f"{dataset} has no {task} training episodes to clone")
+        train_demos = Demonstrations.of(env, cfg.algo, train_eps, cfg.cost_weight)
+        val_demos = Demonstrations.of(env, cfg.algo, val_eps, cfg.cost_weight) if val_eps else None
         if cfg.algo == "dqn":
-            train_targets, mapping_error, mapping_max = discrete_targets(env, train_eps)
-            val_targets = discrete_targets(env, val_eps)[0] if val_eps else []
             log(
                 f"pretrain: demonstrated actions mapped to the nearest of {env.action_space.n} discrete ones: the tool "
-                f"step differs by {mapping_error * 1e3:.2f} mm per period on average ({mapping_max * 1e3:.2f} max)"
+                f"step differs by {train_demos.mapping_error_m * 1e3:.2f} mm per period on average "
+                f"({train_demos.mapping_max_m * 1e3:.2f} max)"
             )
-        else:
-            mapping_error = mapping_max = None
-            train_targets = [e.action for e in train_eps]
-            val_targets = [e.action for e in val_eps]
     finally:
         env.close()
-    frames = _frames(train_eps)
+    mapping_error, mapping_max = train_demos.mapping_error_m, train_demos.mapping_max_m
+    frames = train_demos.frames
+    td = cfg.algo == "dqn"
     normalizer = dataset_normalizer(frames)
+    if td:
+        rewards, has_next, next_index = train_demos.rewards, train_demos.has_next, train_demos.next_index
+        if val_demos is not None:
+            val_rewards, val_has_next = val_demos.rewards, val_demos.has_next
+        if cfg.normalize_reward:
+            # Scaled as VecNormalize will scale them in fine-tuning, which starts from these statistics.
+            gamma = float(cfg.hyperparams.get("gamma", 0.99))
+            normalizer.return_var, normalizer.return_count = return_statistics(rewards, has_next, gamma)
+            scale = 1.0 / math.sqrt(normalizer.return_var + normalizer.epsilon)
+            rewards = np.clip(rewards * scale, -REWARD_CLIP, REWARD_CLIP).astype(np.float32)
+            if val_demos is not None:
+                val_rewards = np.clip(val_rewards * scale, -REWARD_CLIP, REWARD_CLIP).astype(np.float32)
     x_train = normalizer.normalize(frames)
     if settings.augment_shift_m > 0:
         log(f"pretrain: positions shifted by up to ±{settings.augment_shift_m * 1e3:.0f} mm: {shifted}")
-    y_train = np.concatenate(train_targets)
-    x_val = normalizer.normalize(_frames(val_eps)) if val_eps else None
-    y_val = np.concatenate(val_targets) if val_eps else None
+    y_train = train_demos.targets
+    x_val = normalizer.normalize(val_demos.frames) if val_demos is not None else None
+    y_val = val_demos.targets if val_demos is not None else None
     n = len(y_train)
     log(
         f"pretrain: {cfg.algo.upper()} on {cfg.env_id} from {dataset}: {len(train_eps)} training episodes "
@@ -233,36 +213,39 @@ def pretrain(
     def tensors(x: dict[str, np.ndarray], idx: np.ndarray | slice) -> dict[str, Any]:
         return {k: torch.as_tensor(v[idx]) for k, v in x.items()}
 
-    def loss_of(obs: dict[str, Any], target: np.ndarray) -> tuple[Any, float]:
-        if cfg.algo == "ppo":
-            features = policy.extract_features(obs, policy.pi_features_extractor)
-            mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
-            return nn.functional.mse_loss(mean, torch.as_tensor(target)), math.nan
-        q = policy.q_net(obs)
-        a = torch.as_tensor(target)
-        q_demo = q.gather(1, a[:, None]).squeeze(1)
-        margins = torch.full_like(q, DQN_MARGIN).scatter(1, a[:, None], 0.0)
-        margin_loss = ((q + margins).max(dim=1).values - q_demo).mean()
-        agreement = float((q.argmax(dim=1) == a).float().mean())
-        return nn.functional.cross_entropy(q, a) + margin_loss, agreement
-
     train_loss = val_loss = math.nan
     val_agreement = None
+
+    def shifted_batch(idx: np.ndarray, offset: np.ndarray) -> dict[str, np.ndarray]:
+        batch = {k: v[idx].copy() for k, v in frames.items()}
+        for key, slices in shifted.items():
+            for sl in slices:
+                batch[key][:, sl] += offset.astype(np.float32)
+        return normalizer.normalize(batch)
+
     for epoch in range(settings.epochs):
+        if td:
+            with torch.no_grad():
+                policy.q_net_target.load_state_dict(policy.q_net.state_dict())
         order = rng.permutation(n)
         total = 0.0
         for start in range(0, n, settings.batch_size):
             idx = order[start : start + settings.batch_size]
+            transition = None
             if settings.augment_shift_m > 0:
-                batch = {k: v[idx].copy() for k, v in frames.items()}
                 offset = rng.uniform(-settings.augment_shift_m, settings.augment_shift_m, (len(idx), 3))
-                for key, slices in shifted.items():
-                    for sl in slices:
-                        batch[key][:, sl] += offset.astype(np.float32)
-                x = normalizer.normalize(batch)
+                x = shifted_batch(idx, offset)
+                if td:
+                    transition = (
+                        tensors(shifted_batch(next_index[idx], offset), slice(None)),
+                        rewards[idx],
+                        has_next[idx],
+                    )
             else:
                 x = {k: v[idx] for k, v in x_train.items()}
-            loss, _ = loss_of(tensors(x, slice(None)), y_train[idx])
+                if td:
+                    transition = (tensors(x_train, next_index[idx]), rewards[idx], has_next[idx])
+            loss, _ = clone_loss(model, cfg.algo, tensors(x, slice(None)), y_train[idx], transition)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -271,7 +254,11 @@ def pretrain(
         train_loss = total / n
         if x_val is not None and y_val is not None:
             with torch.no_grad():
-                loss, agree = loss_of(tensors(x_val, slice(None)), y_val)
+                val_transition = None
+                if td:
+                    val_next = np.minimum(np.arange(len(y_val)) + 1, len(y_val) - 1)
+                    val_transition = (tensors(x_val, val_next), val_rewards, val_has_next)
+                loss, agree = clone_loss(model, cfg.algo, tensors(x_val, slice(None)), y_val, val_transition)
             val_loss = float(loss)
             val_agreement = None if math.isnan(agree) else agree
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from telesurg.policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, action_space_name
 from telesurg.policies.callbacks import CriticWarmup, EvalCheckpointCallback, ProgressCallback, RunClock, score_of
@@ -288,9 +289,10 @@ def train(
     )
     try:
         warmup = [CriticWarmup(cfg.critic_warmup_steps, log)] if cfg.critic_warmup_steps and cfg.init else []
+        demo_loss = [demonstration_loss(cfg, origin, log)] if cfg.demo_loss_weight > 0 and cfg.init else []
         model.learn(
             cfg.total_timesteps - model.num_timesteps,
-            callback=[progress, evaluator, *warmup],
+            callback=[progress, evaluator, *warmup, *demo_loss],
             reset_num_timesteps=resume_from is None,
             tb_log_name="run",
         )
@@ -384,6 +386,39 @@ def init_from_pretrained(model: Any, venv: Any, cfg: TrainConfig, bundle: Path, 
             rms.mean = pre.normalizer.mean[key].copy()
             rms.var = pre.normalizer.var[key].copy()
             rms.count = pre.normalizer.count
+        if cfg.normalize_reward and pre.normalizer.return_count > 1:
+            # A DQN clone's Q-values are returns under these reward statistics (the demonstrations').
+            venv.ret_rms.var = np.full_like(venv.ret_rms.var, pre.normalizer.return_var)
+            venv.ret_rms.count = pre.normalizer.return_count
+
+
+def demonstration_loss(cfg: TrainConfig, origin: dict[str, Any], log: Callable[[str], None]) -> Any:
+    """The ``DemonstrationLoss`` callback on the training split of the dataset the ``init`` bundle
+    was cloned from (the same episodes pretraining used); ``ConfigError`` if it cannot be read."""
+    from telesurg.policies.dataset.lerobot import DatasetError, read_dataset
+    from telesurg.policies.demonstrations import DemonstrationLoss, Demonstrations
+
+    pre = origin.get("pretrain", {})
+    dataset = pre.get("dataset")
+    if not dataset:
+        raise ConfigError(f"demo_loss_weight needs the dataset {cfg.init} was cloned from; its card names none")
+    try:
+        ds = read_dataset(dataset)
+        env = gym.make(cfg.env_id, **cfg.env)
+        try:
+            ds.check_env(cfg.task, env)
+            episodes = [
+                e
+                for e in ds.episodes(tasks=[cfg.task], split="train")
+                if pre.get("include_flagged") or not e.hard_limit_exceeded
+            ]
+            demos = Demonstrations.of(env, cfg.algo, episodes, cfg.cost_weight)
+        finally:
+            env.close()
+    except (DatasetError, FileNotFoundError) as exc:
+        raise ConfigError(f"demo_loss_weight: cannot read the demonstrations {dataset}: {exc}") from None
+    batch = int(cfg.hyperparams.get("batch_size", 64 if cfg.algo == "ppo" else 32))
+    return DemonstrationLoss(demos, cfg.demo_loss_weight, batch, cfg.seed, log)
 
 
 def freeze_obs_statistics(venv: Any) -> None:

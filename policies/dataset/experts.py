@@ -8,7 +8,13 @@ With ``noise`` > 0 the env executes the expert's action plus Gaussian noise (sta
 the dataset records what the expert commanded in each state visited (DART, Laskey et al. 2017): a
 policy cloned from noiseless runs has only seen the expert's own path and drifts off it for good
 after the first small error; the noise shows the expert recovering. The recorded actions then do
-not replay the episode (the executed ones differed); ``success`` and forces are those of the run."""
+not replay the episode (the executed ones differed); ``success`` and forces are those of the run.
+
+On a Discrete id (``discrete=True``) the expert picks ``DiscreteActions`` entries itself
+(``Expert.discrete_action``) and the dataset records each chosen entry as the continuous action it
+stands for, so a DQN pretrained on it maps every action back to its entry exactly; the noise is then
+the probability of executing a uniformly random entry instead (ε-greedy), and a pause executes the
+no-op."""
 
 from __future__ import annotations
 
@@ -29,8 +35,10 @@ PAUSE_PROBABILITY = 0.15
 
 def expert_episode(env: gym.Env, seed: int, noise: float = 0.0) -> Episode:
     """One seeded episode of ``env``'s task driven by its scripted expert (``noise``: see above;
-    seeded by ``seed`` too)."""
+    seeded by ``seed`` too). ``env`` may be a continuous or a Discrete id."""
     expert = make_expert(env)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    table = env.get_wrapper_attr("table") if discrete else None
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     expert.reset()
@@ -38,18 +46,31 @@ def expert_episode(env: gym.Env, seed: int, noise: float = 0.0) -> Episode:
     violated = False
     done = False
     while not done:
-        action = expert.action(obs)
+        if discrete:
+            choice = expert.discrete_action(obs, table, env.get_wrapper_attr("jaw_command"))
+            action = env.get_wrapper_attr("continuous")(choice)
+        else:
+            action = expert.action(obs)
         rows["obs"].append(obs["observation"])
         rows["ach"].append(obs["achieved_goal"])
         rows["des"].append(obs["desired_goal"])
         rows["act"].append(action)
-        if noise > 0:
-            action = action.copy()
-            if rng.random() < PAUSE_PROBABILITY:
-                action[:3] = 0.0
-            else:
-                action[:3] = np.clip(action[:3] + rng.normal(0.0, noise, 3), -1.0, 1.0)
-        obs, _, terminated, truncated, info = env.step(action)
+        if discrete:
+            executed = choice
+            if noise > 0:
+                if rng.random() < PAUSE_PROBABILITY:
+                    executed = 0  # the no-op
+                elif rng.random() < noise:
+                    executed = int(rng.integers(len(table)))
+        else:
+            executed = action
+            if noise > 0:
+                executed = action.copy()
+                if rng.random() < PAUSE_PROBABILITY:
+                    executed[:3] = 0.0
+                else:
+                    executed[:3] = np.clip(action[:3] + rng.normal(0.0, noise, 3), -1.0, 1.0)
+        obs, _, terminated, truncated, info = env.step(executed)
         rows["succ"].append(bool(info["is_success"]))
         rows["force"].append(float(info["contact_force_max_N"]))
         violated |= bool(info["force_limit_exceeded"])
@@ -59,7 +80,9 @@ def expert_episode(env: gym.Env, seed: int, noise: float = 0.0) -> Episode:
         task=task,
         seed=seed,
         source="expert",
-        origin=f"expert:{task}:seed={seed}" + (f":noise={noise:g}" if noise > 0 else ""),
+        origin=f"expert:{task}:seed={seed}"
+        + (":discrete" if discrete else "")
+        + (f":noise={noise:g}" if noise > 0 else ""),
         observation=np.asarray(rows["obs"], dtype=np.float32),
         achieved_goal=np.asarray(rows["ach"], dtype=np.float32),
         desired_goal=np.asarray(rows["des"], dtype=np.float32),
@@ -77,9 +100,11 @@ def expert_episodes(
     seed: int = 0,
     progress: Callable[[int, Episode], None] | None = None,
     noise: float = 0.0,
+    discrete: bool = False,
 ) -> list[Episode]:
-    """``count`` expert episodes of ``task`` with seeds ``seed`` … ``seed + count - 1``."""
-    env = gym.make(envs.env_id(task))
+    """``count`` expert episodes of ``task`` with seeds ``seed`` … ``seed + count - 1`` (on the
+    task's Discrete id with ``discrete``)."""
+    env = gym.make(envs.env_id(task, discrete=discrete))
     try:
         out = []
         for i in range(count):

@@ -31,7 +31,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         metavar="SIGMA",
         help="executed expert actions get Gaussian noise of this std (fraction of the max step); the dataset keeps "
-        "the expert's own actions, so it shows recoveries (default 0)",
+        "the expert's own actions, so it shows recoveries (default 0); with --discrete-experts, the probability "
+        "of a random table entry instead",
+    )
+    b.add_argument(
+        "--discrete-experts",
+        action="store_true",
+        help="experts choose the Discrete ids' table entries themselves (demonstrations for DQN: each action is "
+        "exactly one entry)",
     )
     b.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks to keep (default: all five)")
     b.add_argument("--seed", type=int, default=0, help="seed of the first expert episode (default: 0)")
@@ -89,7 +96,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
             if (i + 1) % 10 == 0 or i + 1 == args.experts:
                 print(f"dataset: {task} expert {i + 1}/{args.experts} ({time.monotonic() - start:.0f} s)", flush=True)
 
-        episodes += expert_episodes(task, args.experts, args.seed, progress, noise=args.expert_noise)
+        episodes += expert_episodes(
+            task, args.experts, args.seed, progress, noise=args.expert_noise, discrete=args.discrete_experts
+        )
     if not episodes:
         raise CliError("no episodes found: nothing written")
     try:

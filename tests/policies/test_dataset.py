@@ -257,3 +257,23 @@ def test_cli_info_and_validate_on_what_is_not_a_dataset(tmp_path):
     assert r.returncode == 2 and "not a dataset" in r.stderr
     r = _cli("dataset", "validate", str(tmp_path))
     assert r.returncode == 1 and "meta/info.json missing" in r.stdout
+
+
+def test_cli_discrete_experts_record_table_entries(tmp_path):
+    """``--discrete-experts``: each recorded action is exactly one entry of the Discrete id's table
+    (as the continuous action it stands for), so a DQN clone maps it back without error."""
+    import gymnasium as gym
+
+    out = tmp_path / "demos"
+    r = _cli("dataset", "build", str(out), "--experts", "3", "--tasks", "Palpate", "--discrete-experts",
+             "--expert-noise", "0.1")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    back = read_dataset(out).episodes()
+    env = gym.make("telesurg/PalpateDiscrete-v0")
+    table = np.array([[*step, -1.0 if jaw is None else jaw] for step, jaw in env.get_wrapper_attr("table")])
+    env.close()
+    actions = np.concatenate([e.action for e in back])
+    assert np.min(np.abs(actions[:, None, :] - table[None]).max(axis=2), axis=1).max() == 0.0
+    assert all(":discrete:noise=0.1" in e.origin for e in back)
+    # Not every step is the no-op: the expert moved.
+    assert (np.abs(actions[:, :3]).sum(axis=1) > 0).mean() > 0.3
