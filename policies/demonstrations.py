@@ -217,14 +217,16 @@ class DemonstrationLoss(BaseCallback):
         obs, transition = self._batch(idx)
         policy = self.model.policy
         policy.set_training_mode(True)
-        loss, _ = clone_loss(self.model, algo, obs, self.demos.targets[idx], transition)
-        if not loss.requires_grad:  # the actor is frozen (critic warm-up)
-            return
-        policy.optimizer.zero_grad()
-        (self.weight * loss).backward()
-        policy.optimizer.step()
-        policy.set_training_mode(False)
-        self.updates += 1
+        try:
+            loss, _ = clone_loss(self.model, algo, obs, self.demos.targets[idx], transition)
+            if not loss.requires_grad:  # the actor is frozen (critic warm-up)
+                return
+            policy.optimizer.zero_grad()
+            (self.weight * loss).backward()
+            policy.optimizer.step()
+            self.updates += 1
+        finally:
+            policy.set_training_mode(False)
 
     def _on_rollout_start(self) -> None:
         # PPO: after each update (SB3 calls train() between on_rollout_end and the next start).

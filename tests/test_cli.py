@@ -50,7 +50,7 @@ def test_demo_solves_every_task_and_writes_one_png_each(tmp_path: Path) -> None:
         assert image.size == (80, 60)
     assert "max force N" in out.stdout
     # Then every shipped trained policy runs one episode and succeeds.
-    for name in ("reach_ppo", "reach_dqn", "palpate_ppo", "trace_ppo", "retract_ppo"):
+    for name in ("reach_ppo", "reach_dqn", "palpate_ppo", "trace_ppo", "retract_ppo", "transfer_ppo", "palpate_dqn"):
         line = next(row for row in out.stdout.splitlines() if row.startswith(name + " "))
         assert line.split()[2] == "yes", line
 

@@ -25,6 +25,10 @@ the task's success test at its end. A load the surgeon never engaged gives none.
 
 A file that ends early (a killed recorder: no MCAP footer) or does not decode is skipped with its
 reason (``RecordingSkipped``); a task this version does not know stops the build (``UnknownTask``).
+So is a file whose observations are not this version's size (another layout), and one with an
+episode the env does not reproduce: replayed, its tip strays more than ``REPLAY_TOLERANCE_M``
+from the recorded path — a robot run with other env options (a scene the default env does not
+have) would otherwise become actions for the wrong scene.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ from telesurg.teleop.robot.records import TOPIC_CONFIG, TOPIC_STATE, TOPIC_TASK
 #: Where the tool tip (m, base frame) sits in every task's observation: its leading field.
 assert ROBOT_FIELDS[0].name == "tip_pos_m"
 TIP = slice(0, ROBOT_FIELDS[0].size)
+
+
+#: The most an episode's replay in the env may stray from its recorded tool path (m).
+REPLAY_TOLERANCE_M = 0.002
 
 
 class RecordingSkipped(ValueError):
@@ -118,8 +126,15 @@ def recording_episodes(path: str | Path, source: str) -> list[Episode]:
     out = []
     for n, load in enumerate(loads):
         episode = _episode(load, f"{path}#{n}", source)
-        if episode is not None:
-            out.append(episode)
+        if episode is None:
+            continue
+        if episode.replay_tip_error_m > REPLAY_TOLERANCE_M:
+            raise RecordingSkipped(
+                f"{path}: task load #{n} ({load.task}) replayed in the env strays "
+                f"{episode.replay_tip_error_m * 1e3:.1f} mm from its recorded tool path (over "
+                f"{REPLAY_TOLERANCE_M * 1e3:.0f} mm: was the robot run with other env options?)"
+            )
+        out.append(episode)
     return out
 
 
@@ -158,6 +173,12 @@ def _episode(load: _Load, origin: str, source: str) -> Episode | None:
     peak, tip_error = 0.0, 0.0
     env = gym.make(env_id(load.task))
     try:
+        size, recorded = env.observation_space["observation"].shape[0], len(frames[0]["observation"])
+        if recorded != size:
+            raise RecordingSkipped(
+                f"{origin.rsplit('#', 1)[0]}: {load.task} observations have {recorded} values, this version's "
+                f"env {size} (recorded with another observation layout)"
+            )
         env_obs, _ = env.reset(seed=load.seed)
         max_step_m = env.unwrapped.max_step_m
         for k, lo, hi, _ in kept:

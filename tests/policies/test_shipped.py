@@ -23,9 +23,11 @@ EXPECTED = {
     "palpate_ppo": ("telesurg/PalpateDense-v0", "ppo", 0.80, True),
     "trace_ppo": ("telesurg/TraceDense-v0", "ppo", 0.90, True),
     "retract_ppo": ("telesurg/RetractDense-v0", "ppo", 0.90, True),
+    "transfer_ppo": ("telesurg/TransferDense-v0", "ppo", 0.90, True),
+    "palpate_dqn": ("telesurg/PalpateDenseDiscrete-v0", "dqn", 0.80, True),
 }
 #: Fine-tuned from a pretrained clone: their cards name the dataset and every command.
-FINE_TUNED = ("trace_ppo", "retract_ppo")
+FINE_TUNED = ("trace_ppo", "retract_ppo", "transfer_ppo", "palpate_dqn")
 
 
 def test_every_shipped_policy_is_listed() -> None:

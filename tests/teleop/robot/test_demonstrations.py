@@ -148,9 +148,10 @@ def test_a_recording_of_an_unknown_task_stops_the_build(tmp_path):
 def test_a_clone_of_recorded_reach_demonstrations_reaches_on_its_own(tmp_path):
     """The loop closed: the scripted surgeon through the real robot server → MCAP → dataset →
     behaviour cloning → the clone alone, in the env. Forty recorded episodes (about a minute) make a
-    clone that approaches every target; ≥ 80% success (within 3 mm at the end) takes ~300 recorded
-    episodes (README, Learning from demonstrations: 86–90% over three seeds), about six minutes of
-    recording, too long for every CI run: here the approach is checked, not the success rate."""
+    clone that approaches every target; success (within 3 mm at the end) from 300 recorded episodes,
+    six minutes of recording, varied from 22% to 100% between recordings and pretraining seeds
+    (README, Learning from demonstrations), so the ≥ 80% rate is not something a test can hold it
+    to yet: here the approach is checked, not the success rate."""
     recording = _recorded(tmp_path, ("Reach",) * 40, seed=2000, demo=True)
     out = tmp_path / "demos"
     cli = [sys.executable, "-m", "telesurg.teleop.cli"]
@@ -183,3 +184,28 @@ def test_a_clone_of_recorded_reach_demonstrations_reaches_on_its_own(tmp_path):
     # recorded episodes 0.56–0.60. Holding within 3 mm of the target afterwards is what takes
     # hundreds of episodes (success 25–45% from forty; see the docstring).
     assert np.mean(progress) > 0.35, progress
+
+
+def test_a_recording_the_env_cannot_reproduce_is_skipped_by_name(session, monkeypatch):
+    """Another observation layout, or a scene the default env does not have (a robot run with other
+    env options): the file is skipped with the reason, never converted against the wrong env."""
+    import telesurg.teleop.robot.demonstrations as demonstrations
+
+    # Reach's recorded observations fed to an env of another size (Palpate's has one field more).
+    monkeypatch.setattr(demonstrations, "env_id", lambda task: envs.env_id("Palpate" if task == "Reach" else task))
+    with pytest.raises(RecordingSkipped, match=r"session.*Reach observations have \d+ values, this version's env \d+"):
+        recording_episodes(session, "scripted")
+    monkeypatch.undo()
+
+    class HalfSteps(gym.ActionWrapper):
+        """An arm that moves half as far as asked: not the scene the recording was made in."""
+
+        def action(self, action):
+            out = np.array(action, dtype=np.float32)
+            out[:3] *= 0.5
+            return out
+
+    make = gym.make
+    monkeypatch.setattr(demonstrations.gym, "make", lambda *a, **k: HalfSteps(make(*a, **k)))
+    with pytest.raises(RecordingSkipped, match=r"task load #\d+ \(Reach\) replayed in the env strays [\d.]+ mm"):
+        recording_episodes(session, "scripted")
