@@ -3,7 +3,7 @@
 ``telesurg pretrain`` clones a dataset with ``clone_loss``; ``telesurg train --init`` can keep
 applying it while fine-tuning (``DemonstrationLoss``, config key ``demo_loss_weight``): fine-tuning
 a clone with the RL loss alone pulled it away from what it did well (Transfer PPO 100% → 34% and
-PalpateDiscrete DQN 100% → 0–2% within 100,000 steps, though each clone alone succeeded in 100%):
+PalpateDiscrete DQN 100% → 0% within 10,000–20,000 steps, though each clone alone succeeded in 100%):
 
 - **PPO**: after each PPO update, as many demonstration minibatches as the update had (epochs ×
   minibatches) of the actor's mean-squared error to the demonstrated actions, scaled by the
@@ -41,7 +41,7 @@ def frames_of(episodes: list[Episode]) -> dict[str, np.ndarray]:
 
 
 def demonstration_rewards(env: gym.Env, episodes: list[Episode], cost_weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame (in ``_frames`` order): the reward training would have given for the demonstrated
+    """Per frame (in ``frames_of`` order): the reward training would have given for the demonstrated
     transition, and whether the next frame belongs to the same episode (the last frame of each
     episode has no recorded successor and is left out of the temporal-difference loss). The reward
     is ``env``'s ``compute_reward`` on the next frame's achieved goal, with the force terms from the
@@ -64,8 +64,8 @@ def demonstration_rewards(env: gym.Env, episodes: list[Episode], cost_weight: fl
     return np.concatenate(rewards).astype(np.float32), np.concatenate(has_next)
 
 
-def return_statistics(rewards: np.ndarray, has_next: np.ndarray, gamma: float) -> tuple[float, float]:
-    """Variance and count of the discounted returns ``VecNormalize`` would track over these
+def return_statistics(rewards: np.ndarray, has_next: np.ndarray, gamma: float) -> tuple[float, float, float]:
+    """Mean, variance and count of the discounted returns ``VecNormalize`` would track over these
     transitions (its ``ret_rms``), so normalised demonstration rewards match fine-tuning's."""
     from stable_baselines3.common.running_mean_std import RunningMeanStd
 
@@ -78,7 +78,7 @@ def return_statistics(rewards: np.ndarray, has_next: np.ndarray, gamma: float) -
         if not more:
             ret = 0.0
     rms.update(returns)
-    return float(rms.var), float(rms.count)
+    return float(rms.mean), float(rms.var), float(rms.count)
 
 
 def discrete_targets(env: gym.Env, episodes: list[Episode]) -> tuple[list[np.ndarray], float, float]:
@@ -190,6 +190,8 @@ class DemonstrationLoss(BaseCallback):
         self._last_train_calls = 0
 
     def _on_training_start(self) -> None:
+        # A resumed model has its update count: count demonstration steps from there, not from 0.
+        self._last_train_calls = self.model._n_updates
         self.log(
             f"demonstration loss: {len(self.demos):,} demonstrated frames stay in training at weight {self.weight:g}"
         )
@@ -208,11 +210,14 @@ class DemonstrationLoss(BaseCallback):
         if self.demos.rewards is not None:
             rewards = self.demos.rewards[idx]
             if venv is not None and venv.norm_reward:
-                rewards = np.clip(rewards / math.sqrt(venv.ret_rms.var + venv.epsilon), -REWARD_CLIP, REWARD_CLIP)
+                clip = venv.clip_reward
+                rewards = np.clip(rewards / math.sqrt(venv.ret_rms.var + venv.epsilon), -clip, clip)
             transition = (normalised(self.demos.next_index[idx]), rewards.astype(np.float32), self.demos.has_next[idx])
         return normalised(idx), transition
 
     def _step(self, algo: str) -> None:
+        import torch
+
         idx = self.rng.integers(len(self.demos), size=self.batch_size)
         obs, transition = self._batch(idx)
         policy = self.model.policy
@@ -223,6 +228,8 @@ class DemonstrationLoss(BaseCallback):
                 return
             policy.optimizer.zero_grad()
             (self.weight * loss).backward()
+            # Clipped as the algorithm clips its own updates (PPO 0.5, DQN 10 by default).
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), self.model.max_grad_norm)
             policy.optimizer.step()
             self.updates += 1
         finally:
@@ -234,6 +241,8 @@ class DemonstrationLoss(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._after_ppo_update()
+        self._on_step()  # DQN: the gradient step after the last collected one
+        self.log(f"demonstration loss: {self.updates:,} demonstration steps in this run")
 
     def _after_ppo_update(self) -> None:
         from stable_baselines3 import PPO

@@ -30,6 +30,7 @@ class ObsNormalizer:
     count: float = 1.0
     return_var: float = 1.0
     return_count: float = 1.0
+    return_mean: float = 0.0
     norm_obs: bool = True
 
     @classmethod
@@ -45,6 +46,7 @@ class ObsNormalizer:
             count=float(next(iter(rms.values())).count),
             return_var=float(np.asarray(vec_normalize.ret_rms.var).reshape(-1)[0]),
             return_count=float(vec_normalize.ret_rms.count),
+            return_mean=float(np.asarray(vec_normalize.ret_rms.mean).reshape(-1)[0]),
             norm_obs=bool(vec_normalize.norm_obs),
         )
 
@@ -56,10 +58,15 @@ class ObsNormalizer:
             rms.mean = self.mean[key].copy()
             rms.var = self.var[key].copy()
             rms.count = self.count
-        vec_normalize.ret_rms.var = np.full_like(vec_normalize.ret_rms.var, self.return_var)
-        vec_normalize.ret_rms.count = self.return_count
+        self.apply_returns_to(vec_normalize)
         vec_normalize.clip_obs = self.clip_obs
         vec_normalize.epsilon = self.epsilon
+
+    def apply_returns_to(self, vec_normalize: Any) -> None:
+        """Copy the return statistics (mean, variance, count) into a ``VecNormalize``."""
+        vec_normalize.ret_rms.mean = np.full_like(vec_normalize.ret_rms.mean, self.return_mean)
+        vec_normalize.ret_rms.var = np.full_like(vec_normalize.ret_rms.var, self.return_var)
+        vec_normalize.ret_rms.count = self.return_count
 
     def normalize(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Normalise one observation dict or a batch (leading axis)."""
@@ -81,6 +88,7 @@ class ObsNormalizer:
             "count": self.count,
             "return_var": self.return_var,
             "return_count": self.return_count,
+            "return_mean": self.return_mean,
             "norm_obs": self.norm_obs,
             "mean": {k: v.tolist() for k, v in self.mean.items()},
             "var": {k: v.tolist() for k, v in self.var.items()},
@@ -97,6 +105,7 @@ class ObsNormalizer:
                 count=float(data.get("count", 1.0)),
                 return_var=float(data.get("return_var", 1.0)),
                 return_count=float(data.get("return_count", 1.0)),
+                return_mean=float(data.get("return_mean", 0.0)),
                 norm_obs=bool(data.get("norm_obs", True)),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -19,7 +19,7 @@ observation normalisation), so fine-tuning starts from it without any translatio
   returns and the demonstrated action is the greedy one by a margin. Without the TD term (a
   cross-entropy on the Q-values instead, as first built) the clone acted as well but its Q-values
   were logits: the first TD updates of fine-tuning tore them apart (PalpateDiscrete 100% → 0% within
-  20,000 steps). With ``normalize_reward`` the rewards are scaled as ``VecNormalize`` will scale
+  10,000–20,000 steps). With ``normalize_reward`` the rewards are scaled as ``VecNormalize`` will scale
   them, by the demonstrations' discounted-return statistics, which the bundle carries into
   fine-tuning. The tool-step error the mapping introduces is measured per period (the
   distance between the demonstrated tool step and the mapped one) and written to the card; with
@@ -172,7 +172,9 @@ def pretrain(
         if cfg.normalize_reward:
             # Scaled as VecNormalize will scale them in fine-tuning, which starts from these statistics.
             gamma = float(cfg.hyperparams.get("gamma", 0.99))
-            normalizer.return_var, normalizer.return_count = return_statistics(rewards, has_next, gamma)
+            normalizer.return_mean, normalizer.return_var, normalizer.return_count = return_statistics(
+                rewards, has_next, gamma
+            )
             scale = 1.0 / math.sqrt(normalizer.return_var + normalizer.epsilon)
             rewards = np.clip(rewards * scale, -REWARD_CLIP, REWARD_CLIP).astype(np.float32)
             if val_demos is not None:

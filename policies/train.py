@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from telesurg.policies.bundle import CARD_FILE, MODEL_FILE, NORMALIZATION_FILE, Policy, action_space_name
 from telesurg.policies.callbacks import CriticWarmup, EvalCheckpointCallback, ProgressCallback, RunClock, score_of
@@ -241,6 +240,10 @@ def train(
             log(f"starting from the pretrained policy {cfg.init}")
         if cfg.init:
             freeze_obs_statistics(venv)
+        origin = pretrained_origin(cfg, previous_card)
+        demo_loss = [demonstration_loss(cfg, origin, log)] if cfg.demo_loss_weight > 0 and cfg.init else []
+        if cfg.demo_loss_weight > 0 and not cfg.init:
+            log("demo_loss_weight is ignored: there is no pretrained policy (init) whose demonstrations to keep")
         # Only now, with a model that trains, does the folder become a run.
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(cfg.to_toml())
@@ -252,8 +255,6 @@ def train(
 
     prev = previous_card.training if previous_card else {}
     clock = RunClock(prev.get("wall_time_s", 0.0), prev.get("eval_wall_time_s", 0.0))
-
-    origin = pretrained_origin(cfg, previous_card)
 
     def save(folder: Path, status: str) -> None:
         card = make_card(cfg, model, clock, signature, history, versions, status, run_dir, origin)
@@ -289,7 +290,6 @@ def train(
     )
     try:
         warmup = [CriticWarmup(cfg.critic_warmup_steps, log)] if cfg.critic_warmup_steps and cfg.init else []
-        demo_loss = [demonstration_loss(cfg, origin, log)] if cfg.demo_loss_weight > 0 and cfg.init else []
         model.learn(
             cfg.total_timesteps - model.num_timesteps,
             callback=[progress, evaluator, *warmup, *demo_loss],
@@ -371,6 +371,18 @@ def init_from_pretrained(model: Any, venv: Any, cfg: TrainConfig, bundle: Path, 
         problems.append("it acts on normalised observations and this run has normalize_obs = false")
     if not problems and list(card.hyperparams.get("net_arch", [])) != list(cfg.net_arch):
         problems.append(f"its net_arch is {card.hyperparams.get('net_arch')}, this run's {list(cfg.net_arch)}")
+    if not problems and cfg.algo == "dqn":
+        # A DQfD clone's Q-values are returns of its pretraining reward: the same reward, discount
+        # and scaling, or they mean something else here.
+        pre_cfg = card.config or {}
+        mine = {"env_id": cfg.env_id, "gamma": float(cfg.hyperparams.get("gamma", 0.99)),
+                "cost_weight": cfg.cost_weight, "normalize_reward": cfg.normalize_reward}  # fmt: skip
+        theirs = {"env_id": card.env_id, "gamma": float(pre_cfg.get("hyperparams", {}).get("gamma", 0.99)),
+                  "cost_weight": pre_cfg.get("cost_weight", cfg.cost_weight),
+                  "normalize_reward": pre_cfg.get("normalize_reward", cfg.normalize_reward)}  # fmt: skip
+        for key, value in mine.items():
+            if theirs[key] != value:
+                problems.append(f"its Q-values are returns for {key} = {theirs[key]}, this run's is {value}")
     if problems:
         raise ConfigError(f"cannot start from {bundle}: " + "; ".join(problems))
     try:
@@ -388,8 +400,7 @@ def init_from_pretrained(model: Any, venv: Any, cfg: TrainConfig, bundle: Path, 
             rms.count = pre.normalizer.count
         if cfg.normalize_reward and pre.normalizer.return_count > 1:
             # A DQN clone's Q-values are returns under these reward statistics (the demonstrations').
-            venv.ret_rms.var = np.full_like(venv.ret_rms.var, pre.normalizer.return_var)
-            venv.ret_rms.count = pre.normalizer.return_count
+            pre.normalizer.apply_returns_to(venv)
 
 
 def demonstration_loss(cfg: TrainConfig, origin: dict[str, Any], log: Callable[[str], None]) -> Any:
@@ -404,6 +415,12 @@ def demonstration_loss(cfg: TrainConfig, origin: dict[str, Any], log: Callable[[
         raise ConfigError(f"demo_loss_weight needs the dataset {cfg.init} was cloned from; its card names none")
     try:
         ds = read_dataset(dataset)
+        size = (ds.info["total_episodes"], ds.info["total_frames"])
+        if size != (pre.get("dataset_episodes"), pre.get("dataset_frames")):
+            raise ConfigError(
+                f"demo_loss_weight: {dataset} holds {size[0]} episodes / {size[1]} frames, the one {cfg.init} was "
+                f"cloned from {pre.get('dataset_episodes')} / {pre.get('dataset_frames')} (rebuilt since?)"
+            )
         env = gym.make(cfg.env_id, **cfg.env)
         try:
             ds.check_env(cfg.task, env)
@@ -412,6 +429,8 @@ def demonstration_loss(cfg: TrainConfig, origin: dict[str, Any], log: Callable[[
                 for e in ds.episodes(tasks=[cfg.task], split="train")
                 if pre.get("include_flagged") or not e.hard_limit_exceeded
             ]
+            if not episodes:
+                raise DatasetError(f"it has no {cfg.task} training episodes")
             demos = Demonstrations.of(env, cfg.algo, episodes, cfg.cost_weight)
         finally:
             env.close()

@@ -32,13 +32,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="SIGMA",
         help="executed expert actions get Gaussian noise of this std (fraction of the max step); the dataset keeps "
         "the expert's own actions, so it shows recoveries (default 0); with --discrete-experts, the probability "
-        "of a random table entry instead",
+        "of a random table entry instead (outside the 15%% of periods held still)",
     )
     b.add_argument(
         "--discrete-experts",
         action="store_true",
         help="experts choose the Discrete ids' table entries themselves (demonstrations for DQN: each action is "
-        "exactly one entry)",
+        "exactly one entry; Reach and Palpate)",
     )
     b.add_argument("--tasks", nargs="+", metavar="TASK", help="tasks to keep (default: all five)")
     b.add_argument("--seed", type=int, default=0, help="seed of the first expert episode (default: 0)")
@@ -65,6 +65,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise CliError(f"unknown task(s) {unknown}; choose from {sorted(TASKS_BY_NAME)}")
     if args.experts < 0:
         raise CliError("--experts must be >= 0")
+    if args.discrete_experts:
+        from telesurg.policies.dataset.experts import DISCRETE_TASKS
+
+        if not args.experts:
+            raise CliError("--discrete-experts needs --experts N")
+        others = [t for t in tasks if t not in DISCRETE_TASKS]
+        if others:
+            raise CliError(f"--discrete-experts works for {', '.join(DISCRETE_TASKS)}, not {', '.join(others)}")
     if not 0.0 <= args.expert_noise <= 1.0:
         raise CliError(f"--expert-noise must be in [0, 1], got {args.expert_noise}")
     if Path(args.out).exists() and not args.overwrite:

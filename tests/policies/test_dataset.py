@@ -243,6 +243,8 @@ def test_cli_build_info_validate(tmp_path):
         (["--experts", "2", "--tasks", "Suture"], "unknown task"),
         ([], "nothing to build from"),
         (["--experts", "-1"], "--experts must be"),
+        (["--experts", "2", "--tasks", "Retract", "--discrete-experts"], "--discrete-experts works for"),
+        (["--discrete-experts", "--tasks", "Reach"], "--discrete-experts needs --experts"),
     ],
 )
 def test_cli_build_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

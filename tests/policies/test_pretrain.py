@@ -229,7 +229,7 @@ def test_the_demonstration_loss_keeps_a_fine_tuned_dqn_on_its_demonstrations(pal
     """Fine-tuning a DQN clone with the RL loss alone took PalpateDiscrete from 100% to 0%; with
     DQfD's loss kept on the demonstrations it stayed at 98–100% (README). Here, a fast-drifting
     short run (learning rate 1e-3): the greedy action stays the demonstrated one on held-out frames
-    with the demonstration loss, and not without (measured 0.83 vs 0.14 on the 300-episode set)."""
+    with the demonstration loss, and not without (measured 0.80 vs 0.25; the clone's own 0.90)."""
     dataset, clone = palpate_dqn_clone
     agreement = {}
     for weight in (0.0, 1.0):
@@ -246,7 +246,9 @@ def test_the_demonstration_loss_keeps_a_fine_tuned_dqn_on_its_demonstrations(pal
                 "train_freq": 4,
                 "target_update_interval": 250,
                 "buffer_size": 10_000,
+                "gamma": 0.95,  # the clone's reward: its Q-values are returns of it
             },
+            cost_weight=1.0,
             eval={"every_steps": 100_000, "episodes": 2, "final_episodes": 2},
         )
         lines: list[str] = []
@@ -289,7 +291,7 @@ def test_the_demonstration_loss_pulls_a_fine_tuned_ppo_actor_to_its_demonstratio
     assert error[(1.0, 0)] < 0.25 * error[(0.0, 0)], error
 
 
-def test_the_demonstration_loss_needs_readable_demonstrations(reach_clone, tmp_path):
+def test_the_demonstration_loss_needs_readable_demonstrations(reach_clone, reach_dataset, tmp_path):
     with pytest.raises(ConfigError, match="demo_loss_weight must be"):
         tiny_config("telesurg/ReachDense-v0", tmp_path / "r", demo_loss_weight=-1.0)
     moved = tmp_path / "clone"
@@ -302,3 +304,50 @@ def test_the_demonstration_loss_needs_readable_demonstrations(reach_clone, tmp_p
     )
     with pytest.raises(ConfigError, match=r"cannot read the demonstrations .*gone"):
         train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made: rerunnable
+    # A dataset rebuilt since the clone was made (another size) is refused too.
+    card["training"]["pretrain"]["dataset"] = str(reach_dataset)
+    card["training"]["pretrain"]["dataset_frames"] += 1
+    (moved / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match="rebuilt since"):
+        train(cfg, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dqn_clone_is_refused_for_another_reward_or_discount(palpate_dqn_clone, tmp_path):
+    """Its Q-values are returns of the pretraining reward: other discount or cost weight, refused."""
+    _, clone = palpate_dqn_clone
+    for override, key in (({"hyperparams": {"gamma": 0.99}}, "gamma"), ({"cost_weight": 0.0}, "cost_weight")):
+        cfg = load_config(REPO / "launch/train/palpate_dqn.toml")
+        data = cfg.to_dict()
+        data.update({"out": str(tmp_path / "run"), "init": str(clone), "total_timesteps": 100})
+        for k, v in override.items():
+            data[k] = {**data[k], **v} if isinstance(v, dict) else v
+        from telesurg.policies.config import from_dict
+
+        with pytest.raises(ConfigError, match=f"returns for {key}"):
+            train(from_dict(data), log=lambda m: None)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_keeps_one_demonstration_step_per_update(palpate_dqn_clone, tmp_path):
+    _, clone = palpate_dqn_clone
+    hyper = {"learning_starts": 100, "train_freq": 4, "target_update_interval": 250, "buffer_size": 5000, "gamma": 0.95}
+    base = {"net_arch": [64, 64], "init": str(clone), "demo_loss_weight": 1.0, "hyperparams": hyper, "cost_weight": 1.0,
+            "eval": {"every_steps": 100_000, "episodes": 2, "final_episodes": 2},
+            "checkpoint": {"every_steps": 100_000}}  # fmt: skip
+    cfg = tiny_config("telesurg/PalpateDenseDiscrete-v0", tmp_path / "run", total_timesteps=600, **base)
+    lines: list[str] = []
+    first = train(cfg, log=lines.append).policy.model._n_updates
+
+    def reported(lines: list[str]) -> int:
+        said = [x for x in lines if x.endswith("demonstration steps in this run")]
+        assert len(said) == 1, lines
+        return int(said[0].split()[2].replace(",", ""))
+
+    assert first > 100 and reported(lines) == first  # one demonstration step per gradient step
+    cfg = tiny_config("telesurg/PalpateDenseDiscrete-v0", tmp_path / "run", total_timesteps=1000, **base)
+    lines = []
+    second = train(cfg, resume_from=tmp_path / "run" / "final", log=lines.append).policy.model._n_updates
+    # Resumed: as many as the new gradient steps, not a burst of every step the model has made.
+    assert second > first and reported(lines) == second - first
