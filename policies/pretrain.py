@@ -72,6 +72,13 @@ class PretrainSettings:
     #: from ±``augment_shift_m`` per axis, actions unchanged. Valid where the task looks the same
     #: when everything moves together (Reach: free space); wrong where a fixed surface matters. 0: off.
     augment_shift_m: float = 0.0
+    #: Observation fields (names in the task's layout) whose values in each training frame are taken
+    #: from another, random frame: the clone cannot read the action off them, while they keep their
+    #: range, so at run time the network sees nothing unusual. For recorded demonstrations: a smooth
+    #: demonstrator's next move is about its current velocity (and the jaw wobbles as the arm
+    #: accelerates), so a clone learns "keep doing what you are doing" (causal confusion) and stands
+    #: still at rest or stops short.
+    shuffle_fields: tuple[str, ...] = ()
 
     def validate(self) -> PretrainSettings:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
@@ -145,6 +152,11 @@ def pretrain(
     try:
         ds.check_env(task, env)
         shifted = _position_slices(env)
+        layout = env.unwrapped.obs_layout
+        unknown = [f for f in settings.shuffle_fields if f not in layout.names]
+        if unknown:
+            raise DatasetError(f"no field {unknown} in {cfg.env_id}'s observation; it has {list(layout.names)}")
+        shuffled = [layout.slice(f) for f in settings.shuffle_fields]
         train_eps, val_eps = (
             [e for e in ds.episodes(tasks=[task], split=split) if settings.include_flagged or not e.hard_limit_exceeded]
             for split in ("train", "val")
@@ -182,6 +194,8 @@ def pretrain(
     x_train = normalizer.normalize(frames)
     if settings.augment_shift_m > 0:
         log(f"pretrain: positions shifted by up to ±{settings.augment_shift_m * 1e3:.0f} mm: {shifted}")
+    if settings.shuffle_fields:
+        log(f"pretrain: {', '.join(settings.shuffle_fields)} taken from random other frames")
     y_train = train_demos.targets
     x_val = normalizer.normalize(val_demos.frames) if val_demos is not None else None
     y_val = val_demos.targets if val_demos is not None else None
@@ -218,11 +232,14 @@ def pretrain(
     train_loss = val_loss = math.nan
     val_agreement = None
 
-    def shifted_batch(idx: np.ndarray, offset: np.ndarray) -> dict[str, np.ndarray]:
+    def augmented_batch(idx: np.ndarray, offset: np.ndarray | None) -> dict[str, np.ndarray]:
         batch = {k: v[idx].copy() for k, v in frames.items()}
-        for key, slices in shifted.items():
-            for sl in slices:
-                batch[key][:, sl] += offset.astype(np.float32)
+        if offset is not None:
+            for key, slices in shifted.items():
+                for sl in slices:
+                    batch[key][:, sl] += offset.astype(np.float32)
+        for sl in shuffled:
+            batch["observation"][:, sl] = frames["observation"][rng.integers(n, size=len(idx)), sl]
         return normalizer.normalize(batch)
 
     for epoch in range(settings.epochs):
@@ -234,12 +251,14 @@ def pretrain(
         for start in range(0, n, settings.batch_size):
             idx = order[start : start + settings.batch_size]
             transition = None
-            if settings.augment_shift_m > 0:
-                offset = rng.uniform(-settings.augment_shift_m, settings.augment_shift_m, (len(idx), 3))
-                x = shifted_batch(idx, offset)
+            if settings.augment_shift_m > 0 or shuffled:
+                offset = None
+                if settings.augment_shift_m > 0:
+                    offset = rng.uniform(-settings.augment_shift_m, settings.augment_shift_m, (len(idx), 3))
+                x = augmented_batch(idx, offset)
                 if td:
                     transition = (
-                        tensors(shifted_batch(next_index[idx], offset), slice(None)),
+                        tensors(augmented_batch(next_index[idx], offset), slice(None)),
                         rewards[idx],
                         has_next[idx],
                     )
@@ -305,6 +324,7 @@ def pretrain(
                 "mapping_step_error_max_m": mapping_max,
                 "include_flagged": settings.include_flagged,
                 "augment_shift_m": settings.augment_shift_m,
+                "shuffle_fields": list(settings.shuffle_fields),
                 "wall_time_s": round(wall, 1),
             },
         },

@@ -59,6 +59,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="M",
         help="shift all positions of a frame together by up to ±M metres (translation augmentation; Reach)",
     )
+    p_pre.add_argument(
+        "--shuffle-fields",
+        nargs="+",
+        default=[],
+        metavar="FIELD",
+        help="observation fields whose values come from random other frames, so the clone cannot copy the "
+        "demonstrator's momentum (recorded demonstrations: tip_vel_m_s jaw_opening)",
+    )
     p_pre.add_argument("--include-flagged", action="store_true", help="also clone episodes over the hard limit")
     p_pre.add_argument("--set", action="append", metavar="KEY=VALUE", help="training config override")
     p_pre.set_defaults(func=_cmd_pretrain)
@@ -220,6 +228,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         include_flagged=args.include_flagged,
         augment_shift_m=args.augment_shift,
+        shuffle_fields=tuple(args.shuffle_fields),
     )
     if args.log_std is not None:
         settings = dataclasses.replace(settings, log_std=args.log_std)

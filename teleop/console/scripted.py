@@ -54,6 +54,10 @@ class SurgeonConfig:
     #: What the surgeon closes its loop on: the tool as the (delayed) telemetry shows it, or the
     #: console's local twin (``telesurg.teleop.correction.twin``), which answers the hand at once.
     feedback: Literal["telemetry", "twin"] = "telemetry"
+    #: The surgeon closes the distance to where the tool should go with this time constant at least
+    #: (s; the think period when shorter): a longer one eases into the target over several periods
+    #: instead of landing in one. 0: the think period.
+    approach_tau_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.feedback not in ("telemetry", "twin"):
@@ -132,7 +136,7 @@ class ScriptedSurgeon:
                 lag = max(telemetry.clock_rtt_s, 2.0 * cmd_age, 0.0)
                 if on_twin:
                     lag = 0.0  # the twin answers the hand at once: no round trip to wait out
-                tau = cfg.think_period_s + cfg.lag_caution * lag
+                tau = max(cfg.think_period_s, cfg.approach_tau_s) + cfg.lag_caution * lag
                 v = (self.goal_m - shown) / tau
                 if now_s - self._fresh_at > cfg.freeze_s:
                     v = np.zeros(3)  # the picture froze: a surgeon does not move blind

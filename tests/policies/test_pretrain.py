@@ -351,3 +351,14 @@ def test_a_resumed_run_keeps_one_demonstration_step_per_update(palpate_dqn_clone
     second = train(cfg, resume_from=tmp_path / "run" / "final", log=lines.append).policy.model._n_updates
     # Resumed: as many as the new gradient steps, not a burst of every step the model has made.
     assert second > first and reported(lines) == second - first
+
+
+def test_shuffled_fields_must_be_the_tasks_own(reach_dataset, tmp_path):
+    cfg = load_config(REPO / "launch/train/reach_ppo.toml")
+    with pytest.raises(DatasetError, match=r"no field \['tab_pos_m'\] in telesurg/ReachDense-v0"):
+        pretrain(cfg, reach_dataset, tmp_path / "x", PretrainSettings(shuffle_fields=("tab_pos_m",)), log=print)
+    assert not (tmp_path / "x").exists()
+    out = tmp_path / "bc"
+    settings = PretrainSettings(epochs=2, shuffle_fields=("tip_vel_m_s", "jaw_opening"))
+    pretrain(cfg, reach_dataset, out, settings, log=lambda m: None)
+    assert Policy.load(out).card.training["pretrain"]["shuffle_fields"] == ["tip_vel_m_s", "jaw_opening"]

@@ -25,13 +25,17 @@ TASKS = ("Reach", "Palpate", "Retract", "Transfer", "Trace")
 pytestmark = pytest.mark.slow
 
 
-def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int, demo: bool = False) -> Path:
+def _scripted_session(
+    robot, tmp_path: Path, tasks: tuple[str, ...], seed: int, demo: bool = False, timeout_s: float = 300
+) -> Path:
     r = robot(arm__preload=sorted(set(tasks)))
     e = r.endpoints
     cfg = tmp_path / "console.toml"
-    # For demonstrations: the surgeon holds the result for 0.5 s and the hand carries 1 mm of noise
-    # (the states a clone must recover from).
-    extra = "settle_s = 0.5\n[console.surgeon]\nnoise_rms_m = 0.001\n" if demo else ""
+    # For demonstrations: the surgeon holds the result for 0.5 s, the hand carries 1 mm of noise and
+    # eases into the target over a few periods (time constant 0.12 s) instead of landing in one, so
+    # the recordings show the last millimetres (a clone's fixed point came out 3-5 mm off the target
+    # in some pretraining seeds when every approach ended in a single 3 mm step).
+    extra = "settle_s = 0.5\n[console.surgeon]\nnoise_rms_m = 0.001\napproach_tau_s = 0.12\n" if demo else ""
     cfg.write_text(
         "[console]\n"
         f"{extra}[console.endpoints]\ncmd_port = {e.cmd_port}\ntelemetry_port = {e.telemetry_port}\n"
@@ -40,7 +44,7 @@ def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int, 
     out = subprocess.run(
         [sys.executable, "-m", "telesurg.teleop.cli", "console", "--config", str(cfg), "--tasks", *tasks,
          "--seed", str(seed)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert r.stop() == 0
@@ -48,7 +52,7 @@ def _scripted_session(robot, tmp_path: Path, tasks: tuple[str, ...], seed: int, 
     return r.record
 
 
-def _recorded(tmp: Path, tasks: tuple[str, ...], seed: int, demo: bool = False) -> Path:
+def _recorded(tmp: Path, tasks: tuple[str, ...], seed: int, demo: bool = False, timeout_s: float = 300) -> Path:
     from tests.teleop.conftest import RobotProcess
 
     started: list[RobotProcess] = []
@@ -58,7 +62,7 @@ def _recorded(tmp: Path, tasks: tuple[str, ...], seed: int, demo: bool = False) 
         return started[-1]
 
     try:
-        return _scripted_session(robot, tmp, tasks, seed, demo)
+        return _scripted_session(robot, tmp, tasks, seed, demo, timeout_s)
     finally:
         for r in started:
             r.kill()
@@ -147,43 +151,38 @@ def test_a_recording_of_an_unknown_task_stops_the_build(tmp_path):
 
 def test_a_clone_of_recorded_reach_demonstrations_reaches_on_its_own(tmp_path):
     """The loop closed: the scripted surgeon through the real robot server → MCAP → dataset →
-    behaviour cloning → the clone alone, in the env. Forty recorded episodes (about a minute) make a
-    clone that approaches every target; success (within 3 mm at the end) from 300 recorded episodes,
-    six minutes of recording, varied from 22% to 100% between recordings and pretraining seeds
-    (README, Learning from demonstrations), so the ≥ 80% rate is not something a test can hold it
-    to yet: here the approach is checked, not the success rate."""
-    recording = _recorded(tmp_path, ("Reach",) * 40, seed=2000, demo=True)
+    behaviour cloning → the clone alone, in the env, succeeds in ≥ 80% of 20 episodes (within 3 mm
+    at the end). 300 recorded episodes, about six and a half minutes of recording. Measured (40
+    episodes each, 200 epochs): 100% for each of five pretraining seeds, every final distance within
+    1.2 mm (100 epochs: also 100%, but one seed's clone stopped 2.3 mm off half its targets); 52–92%
+    without the velocity and jaw decorrelation, 43–95% from 100 recorded episodes (README)."""
+    recording = _recorded(tmp_path, ("Reach",) * 300, seed=2000, demo=True, timeout_s=1200)
     out = tmp_path / "demos"
     cli = [sys.executable, "-m", "telesurg.teleop.cli"]
     r = subprocess.run([*cli, "dataset", "build", str(out), "--scripted", str(recording)], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert r.returncode == 0 and "40 episodes" in r.stdout, r.stdout + r.stderr
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0 and "300 episodes" in r.stdout, r.stdout + r.stderr
     clone = tmp_path / "reach_bc"
     r = subprocess.run([*cli, "pretrain", "launch/train/reach_ppo.toml", "--dataset", str(out), "--out", str(clone),
-                        "--epochs", "100", "--augment-shift", "0.05"], cwd=REPO, capture_output=True, text=True,
-                       timeout=600)  # fmt: skip
+                        "--epochs", "200", "--augment-shift", "0.1", "--shuffle-fields", "tip_vel_m_s", "jaw_opening"],
+                       cwd=REPO,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     from telesurg.policies.bundle import Policy
 
     policy = Policy.load(clone)
     assert policy.card.training["pretrain"]["sources"] == ["scripted"]
     env = gym.make("telesurg/ReachDense-v0")
-    progress, successes = [], 0
+    successes, finals = 0, []
     for seed in range(1_000_000, 1_000_020):
         obs, _ = env.reset(seed=seed)
-        d0 = np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"])
-        for k in range(50):
+        for _ in range(50):
             obs, _, _, _, info = env.step(policy.predict(obs))
-            if k == 4:
-                # How much of the way it could have closed in five 4 mm steps it did close.
-                progress.append((d0 - np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"])) / min(d0, 0.02))
         successes += bool(info["is_success"])
+        finals.append(float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"])))
     env.close()
-    print(f"clone of 40 recorded episodes: approach {np.mean(progress):.2f} (expert 1.00), success {successes}/20")
-    # Measured: the scripted expert 1.00, a policy that stays put 0, clones of 40, 100 and 300
-    # recorded episodes 0.56–0.60. Holding within 3 mm of the target afterwards is what takes
-    # hundreds of episodes (success 25–45% from forty; see the docstring).
-    assert np.mean(progress) > 0.35, progress
+    print(f"clone of 300 recorded episodes: {successes}/20 (final distances {np.round(np.array(finals) * 1e3, 1)} mm)")
+    assert successes >= 16, finals
 
 
 def test_a_recording_the_env_cannot_reproduce_is_skipped_by_name(session, monkeypatch):
