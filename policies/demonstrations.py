@@ -188,8 +188,12 @@ class DemonstrationLoss(BaseCallback):
         self.log = log
         self.updates = 0
         self._last_train_calls = 0
+        self._algo = ""
 
     def _on_training_start(self) -> None:
+        from stable_baselines3 import DQN
+
+        self._algo = "dqn" if isinstance(self.model, DQN) else "ppo"  # decided once, not every env step
         # A resumed model has its update count: count demonstration steps from there, not from 0.
         self._last_train_calls = self.model._n_updates
         self.log(
@@ -245,9 +249,7 @@ class DemonstrationLoss(BaseCallback):
         self.log(f"demonstration loss: {self.updates:,} demonstration steps in this run")
 
     def _after_ppo_update(self) -> None:
-        from stable_baselines3 import PPO
-
-        if isinstance(self.model, PPO) and self.model._n_updates > self._last_train_calls:
+        if self._algo == "ppo" and self.model._n_updates > self._last_train_calls:
             self._last_train_calls = self.model._n_updates
             minibatches = math.ceil(self.model.n_steps * self.model.n_envs / self.model.batch_size)
             for _ in range(self.model.n_epochs * minibatches):
@@ -255,9 +257,7 @@ class DemonstrationLoss(BaseCallback):
 
     def _on_step(self) -> bool:
         # DQN: one demonstration step per gradient step on the replay buffer.
-        from stable_baselines3 import DQN
-
-        if isinstance(self.model, DQN) and self.model._n_updates > self._last_train_calls:
+        if self._algo == "dqn" and self.model._n_updates > self._last_train_calls:
             for _ in range(self.model._n_updates - self._last_train_calls):
                 self._step("dqn")
             self._last_train_calls = self.model._n_updates

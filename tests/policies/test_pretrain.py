@@ -286,7 +286,7 @@ def test_the_demonstration_loss_pulls_a_fine_tuned_ppo_actor_to_its_demonstratio
         error[(weight, warmup)] = float(np.mean((result.policy.predict(demos.frames) - demos.targets) ** 2))
     clone_error = float(np.mean((Policy.load(reach_clone).predict(demos.frames) - demos.targets) ** 2))
     # With the actor frozen (critic warm-up) the demonstration loss leaves it as cloned.
-    assert error[(1.0, 100_000)] == pytest.approx(clone_error, rel=1e-5)
+    assert error[(1.0, 100_000)] == clone_error
     # Measured: 0.009 with the demonstration loss, 0.29 without (the clone's own: 0.001).
     assert error[(1.0, 0)] < 0.25 * error[(0.0, 0)], error
 
